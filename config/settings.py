@@ -1,0 +1,79 @@
+"""Settings of summitbot, read from the environment or a ``.env`` file.
+
+There is no module-level instance: call :func:`load_settings` where the
+application is composed, so tests and tools can build their own.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Any
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from config.languages import SUPPORTED_LANGUAGES
+
+DATASET_DIR = Path(__file__).resolve().parent / "dataset"
+TELEGRAM_BASE_URL = "https://api.telegram.org/bot"
+
+
+def default_database_url() -> str:
+    """SQLite in the per-user data directory (e.g. ~/.local/share/summitbot)."""
+    data_dir = Path(platformdirs.user_data_dir("summitbot", appauthor=False))
+    return f"sqlite+aiosqlite:///{data_dir / 'summitbot.sqlite3'}"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can configure. See the README's settings table."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    bot_token: SecretStr | None = None
+    database_url: str = Field(default_factory=default_database_url)
+    telegram_base_url: str = TELEGRAM_BASE_URL
+    operator_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    default_language: str = "en"
+    default_timezone: str = "Asia/Almaty"
+    dataset_dir: Path = DATASET_DIR
+    log_level: str = "INFO"
+
+    @field_validator("operator_ids", mode="before")
+    @classmethod
+    def _parse_operator_ids(cls, value: Any) -> Any:
+        # "1, 2 3" in the environment; a list when built in code.
+        if isinstance(value, str):
+            parts = value.replace(",", " ").split()
+            try:
+                return frozenset(int(part) for part in parts)
+            except ValueError as exc:
+                raise ValueError("OPERATOR_IDS must be Telegram user ids (numbers)") from exc
+        return value
+
+    @field_validator("default_language")
+    @classmethod
+    def _check_language(cls, value: str) -> str:
+        if value not in SUPPORTED_LANGUAGES:
+            raise ValueError(f"DEFAULT_LANGUAGE must be one of {', '.join(SUPPORTED_LANGUAGES)}")
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"DEFAULT_TIMEZONE {value!r} is not an IANA time zone") from exc
+        return value
+
+    @field_validator("telegram_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (and ``.env``), with explicit overrides."""
+    return Settings(**overrides)

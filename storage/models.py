@@ -1,0 +1,260 @@
+"""SQLAlchemy models: organisations, chairmanships, places, events, chats, subscriptions.
+
+Times are stored as UTC instants (:class:`UTCDateTime`) with the venue's IANA
+zone beside them. The venue's wall-clock start and end are kept as written too,
+so that a later tzdata release (Astana moved from UTC+6 to UTC+5 in 2024) can
+re-derive the instants instead of silently shifting a day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from storage.dates import UTC, Precision
+
+# Stable constraint names, so migrations can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Text in several languages: {"en": "...", "ru": "..."}.
+LocalisedText = dict[str, str]
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC instant on every backend (SQLite keeps no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a UTC instant is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+class EventStatus(enum.StrEnum):
+    PLANNED = "planned"
+    PROPOSED = "proposed"
+    CONFIRMED = "confirmed"
+    HELD = "held"
+    POSTPONED = "postponed"
+    CANCELLED = "cancelled"
+
+
+class Confidence(enum.StrEnum):
+    """How well a fact is sourced: H two or more sources, M one, L weak or conflicting."""
+
+    HIGH = "H"
+    MEDIUM = "M"
+    LOW = "L"
+
+
+class ChatType(enum.StrEnum):
+    PRIVATE = "private"
+    GROUP = "group"
+    SUPERGROUP = "supergroup"
+    CHANNEL = "channel"
+
+
+class SubscriptionScope(enum.StrEnum):
+    ALL = "all"
+    ORGANISATION = "organisation"
+    EVENT = "event"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    # Stored as short strings with a CHECK constraint: portable and readable in SQL.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        LocalisedText: JSON,
+        list[str]: JSON,
+        list[int]: JSON,
+        dt.datetime: UTCDateTime,
+    }
+
+
+class Meta(Base):
+    """Small key/value facts about the database itself (e.g. the bundled dataset's digest)."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Place(Base):
+    """A city or venue: names per language, country and IANA time zone."""
+
+    __tablename__ = "places"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    names: Mapped[LocalisedText]
+    country: Mapped[str] = mapped_column(String(2))
+    timezone: Mapped[str] = mapped_column(String(64))
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), unique=True)
+    names: Mapped[LocalisedText]
+    abbreviations: Mapped[LocalisedText] = mapped_column(default=dict)
+    aliases: Mapped[list[str]] = mapped_column(default=list)
+    founded: Mapped[str | None] = mapped_column(String(16))  # a PartialDate literal
+    founded_note: Mapped[LocalisedText] = mapped_column(default=dict)
+    headquarters: Mapped[LocalisedText] = mapped_column(default=dict)
+    members: Mapped[int | None]
+    members_note: Mapped[LocalisedText] = mapped_column(default=dict)
+    rotation: Mapped[LocalisedText] = mapped_column(default=dict)
+    note: Mapped[LocalisedText] = mapped_column(default=dict)
+    sources: Mapped[list[str]] = mapped_column(default=list)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    chairmanships: Mapped[list[Chairmanship]] = relationship(back_populates="organisation")
+
+
+class Chairmanship(Base):
+    """A country chairing an organisation over a period whose ends may be approximate."""
+
+    __tablename__ = "chairmanships"
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "country", "start_literal"),
+        Index("ix_chairmanships_org_start", "organisation_id", "starts_on"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    country: Mapped[str] = mapped_column(String(2))
+    # The literal keeps the precision; the dates bound the span for queries.
+    start_literal: Mapped[str] = mapped_column(String(16), default="")
+    starts_on: Mapped[dt.date | None] = mapped_column(Date)
+    end_literal: Mapped[str] = mapped_column(String(16), default="")
+    ends_on: Mapped[dt.date | None] = mapped_column(Date)  # last day it can have lasted to
+    end_note: Mapped[LocalisedText] = mapped_column(default=dict)
+    note: Mapped[LocalisedText] = mapped_column(default=dict)
+    confidence: Mapped[Confidence] = mapped_column(_enum(Confidence, "confidence"))
+    sources: Mapped[list[str]] = mapped_column(default=list)
+
+    organisation: Mapped[Organisation] = relationship(back_populates="chairmanships")
+
+
+class Event(Base):
+    """A summit, meeting or observance; ``key`` is its stable public id."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_ends_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(40), unique=True)
+    organisation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organisations.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    title: Mapped[LocalisedText]
+    place_id: Mapped[int | None] = mapped_column(ForeignKey("places.id", ondelete="SET NULL"))
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    country: Mapped[str | None] = mapped_column(String(2))
+    # None: a floating date, the same local day everywhere (observances).
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    date_precision: Mapped[Precision] = mapped_column(_enum(Precision, "date_precision"))
+    start_local: Mapped[dt.datetime] = mapped_column(DateTime(timezone=False))
+    starts_at: Mapped[dt.datetime] = mapped_column(index=True)
+    end_precision: Mapped[Precision | None] = mapped_column(_enum(Precision, "end_precision"))
+    end_local: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=False))
+    # Exclusive end of the whole span (of the start's span when no end is known).
+    ends_at: Mapped[dt.datetime]
+    status: Mapped[EventStatus] = mapped_column(_enum(EventStatus, "event_status"))
+    recurrence: Mapped[str | None] = mapped_column(String(64))  # an RRULE, e.g. FREQ=YEARLY
+    note: Mapped[LocalisedText] = mapped_column(default=dict)
+    confidence: Mapped[Confidence] = mapped_column(_enum(Confidence, "confidence"))
+    sources: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    organisation: Mapped[Organisation | None] = relationship()
+    place: Mapped[Place | None] = relationship()
+
+
+class Chat(Base):
+    """A Telegram chat the bot talks to: private, group, supergroup or channel."""
+
+    __tablename__ = "chats"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    type: Mapped[ChatType] = mapped_column(_enum(ChatType, "chat_type"))
+    title: Mapped[str | None] = mapped_column(String(256))
+    language: Mapped[str] = mapped_column(String(8))
+    timezone: Mapped[str] = mapped_column(String(64))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    migrated_to_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Subscription(Base):
+    """A chat following everything, one organisation or one event, with its lead times."""
+
+    __tablename__ = "subscriptions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("chats.id", ondelete="CASCADE"), index=True
+    )
+    scope: Mapped[SubscriptionScope] = mapped_column(_enum(SubscriptionScope, "subscription_scope"))
+    organisation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    lead_times: Mapped[list[int]] = mapped_column(default=list)  # minutes before the start
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

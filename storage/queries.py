@@ -1,0 +1,424 @@
+"""The domain questions the bot answers, as plain views.
+
+"Who chairs X on day D", "what are the next summits", "find ШОС": every answer
+is computed here, without Telegram, and unit-tested with a fixed clock.
+Each method opens its own short read transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from storage.database import Database
+from storage.dates import PartialDate
+from storage.models import (
+    Chairmanship,
+    Chat,
+    ChatType,
+    Event,
+    EventStatus,
+    Organisation,
+)
+from storage.search import SearchDocument, SearchHit, SearchIndex, normalise
+from storage.views import (
+    ChairView,
+    ChatView,
+    EventPage,
+    EventView,
+    OrganisationCard,
+    OrganisationChairs,
+    OrganisationRef,
+    PlaceView,
+)
+
+
+class When(StrEnum):
+    """Which part of the calendar a list shows."""
+
+    UPCOMING = "upcoming"
+    PAST = "past"
+    ALL = "all"
+
+
+# Observances recur every year; lists of summits leave them out.
+MEETING_KINDS_EXCLUDE = ("observance",)
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """A list of events: which organisation, which year, which part of the calendar."""
+
+    organisation: str | None = None
+    year: int | None = None
+    when: When = When.ALL
+    # None: only the general list of upcoming events shows international days.
+    include_observances: bool | None = None
+
+    @property
+    def with_observances(self) -> bool:
+        if self.include_observances is not None:
+            return self.include_observances
+        return self.organisation is None and self.when is When.UPCOMING
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    organisations: tuple[OrganisationRef, ...]
+    events: tuple[EventView, ...]
+    exact_organisation: OrganisationRef | None
+    suggestions: tuple[str, ...]
+
+
+def _event_query() -> Select[Event]:
+    return select(Event).options(selectinload(Event.organisation), selectinload(Event.place))
+
+
+def _view(event: Event) -> EventView:
+    org = OrganisationRef.of(event.organisation) if event.organisation else None
+    place = PlaceView.of(event.place) if event.place else None
+    return EventView.of(event, org, place)
+
+
+class Catalogue:
+    """Read-side service over organisations, chairmanships and events."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._index: SearchIndex | None = None
+        self._index_revision: tuple[object, ...] | None = None
+
+    # --- organisations -----------------------------------------------------
+
+    async def organisations(self) -> list[OrganisationRef]:
+        async with self.database.sessions() as session:
+            rows = await session.scalars(select(Organisation).order_by(Organisation.key))
+            return [OrganisationRef.of(org) for org in rows]
+
+    async def find_organisation(self, name: str) -> OrganisationRef | None:
+        """The organisation with this key, name, abbreviation or alias (any language, any case)."""
+        wanted = normalise(name)
+        if not wanted:
+            return None
+        for org in await self._all_organisations():
+            names = [org.key, *org.names.values(), *org.abbreviations.values(), *org.aliases]
+            if any(normalise(candidate) == wanted for candidate in names):
+                return OrganisationRef.of(org)
+        hits = [hit for hit in (await self.search_index()).search(name, 3) if hit.exact]
+        organisation_hits = [hit for hit in hits if hit.kind == "organisation"]
+        if len(organisation_hits) == 1:
+            return await self._organisation_ref(organisation_hits[0].key)
+        return None
+
+    async def _all_organisations(self) -> Sequence[Organisation]:
+        async with self.database.sessions() as session:
+            return (await session.scalars(select(Organisation).order_by(Organisation.key))).all()
+
+    async def _organisation_ref(self, key: str) -> OrganisationRef | None:
+        async with self.database.sessions() as session:
+            org = await session.scalar(select(Organisation).where(Organisation.key == key))
+            return OrganisationRef.of(org) if org else None
+
+    async def organisation_card(self, key: str, now: dt.datetime) -> OrganisationCard | None:
+        """Everything /org shows: names, facts, chair history, last and next event."""
+        async with self.database.sessions() as session:
+            org = await session.scalar(select(Organisation).where(Organisation.key == key))
+            if org is None:
+                return None
+            ref = OrganisationRef.of(org)
+            chairs = await self._chairs(session, org.id, ref)
+            events = [
+                _view(e)
+                for e in await session.scalars(
+                    _event_query()
+                    .where(Event.organisation_id == org.id)
+                    .order_by(Event.starts_at, Event.key)
+                )
+            ]
+        today = now.date()
+        return OrganisationCard(
+            organisation=ref,
+            founded=PartialDate.parse(org.founded) if org.founded else None,
+            founded_note=dict(org.founded_note),
+            headquarters=dict(org.headquarters),
+            members=org.members,
+            members_note=dict(org.members_note),
+            rotation=dict(org.rotation),
+            note=dict(org.note),
+            sources=tuple(org.sources),
+            chairs=tuple(chairs),
+            current_chair=_chair_on(chairs, today),
+            last_event=_last_held(events, now),
+            next_event=_next_of(events, now),
+        )
+
+    # --- chairmanships -----------------------------------------------------
+
+    async def _chairs(
+        self, session: AsyncSession, org_id: int, ref: OrganisationRef
+    ) -> list[ChairView]:
+        rows = await session.scalars(
+            select(Chairmanship)
+            .where(Chairmanship.organisation_id == org_id)
+            .order_by(Chairmanship.starts_on.is_not(None), Chairmanship.starts_on)
+        )
+        return [ChairView.of(row, ref) for row in rows]
+
+    async def _chairs_by_organisation(self) -> list[tuple[OrganisationRef, list[ChairView]]]:
+        async with self.database.sessions() as session:
+            orgs = (
+                await session.scalars(
+                    select(Organisation)
+                    .options(selectinload(Organisation.chairmanships))
+                    .order_by(Organisation.key)
+                )
+            ).all()
+            result = []
+            for org in orgs:
+                ref = OrganisationRef.of(org)
+                chairs = sorted(
+                    (ChairView.of(row, ref) for row in org.chairmanships),
+                    key=lambda chair: chair.start.first_day if chair.start else dt.date.min,
+                )
+                result.append((ref, chairs))
+            return result
+
+    async def chairs_on(self, day: dt.date) -> list[OrganisationChairs]:
+        """Who chaired each organisation on ``day`` (organisations with nobody known are left out).
+
+        On a handover day both terms cover the day; the one that started last wins.
+        """
+        result = []
+        for ref, chairs in await self._chairs_by_organisation():
+            chair = _chair_on(chairs, day)
+            if chair is not None:
+                result.append(OrganisationChairs(ref, (chair,)))
+        return result
+
+    async def chairs_during(self, first: dt.date, last: dt.date) -> list[OrganisationChairs]:
+        """Every chair of every organisation whose term overlaps ``first``..``last``."""
+        result = []
+        for ref, chairs in await self._chairs_by_organisation():
+            overlapping = tuple(chair for chair in chairs if chair.overlaps(first, last))
+            if overlapping:
+                result.append(OrganisationChairs(ref, overlapping))
+        return result
+
+    # --- events ------------------------------------------------------------
+
+    async def event(self, key: str) -> EventView | None:
+        async with self.database.sessions() as session:
+            event = await session.scalar(_event_query().where(Event.key == key))
+            return _view(event) if event else None
+
+    async def events(
+        self, query: EventFilter, now: dt.datetime, page: int = 0, page_size: int = 8
+    ) -> EventPage:
+        """One page of events. Recurring ones appear at their next occurrence when upcoming."""
+        statement = _event_query()
+        if query.organisation:
+            statement = statement.join(Event.organisation).where(
+                Organisation.key == query.organisation
+            )
+        if not query.with_observances:
+            statement = statement.where(Event.kind.not_in(MEETING_KINDS_EXCLUDE))
+        if query.year is not None:
+            year_start = dt.datetime(query.year, 1, 1, tzinfo=dt.UTC)
+            year_end = dt.datetime(query.year + 1, 1, 1, tzinfo=dt.UTC)
+            # Spans are compared in UTC; a day either side keeps venue-zone days in their year.
+            statement = statement.where(
+                Event.starts_at < year_end + dt.timedelta(days=1),
+                Event.ends_at > year_start - dt.timedelta(days=1),
+            )
+        if query.when is When.UPCOMING:
+            statement = statement.where(
+                or_(Event.ends_at > now, Event.recurrence.is_not(None)),
+                Event.status.not_in([EventStatus.CANCELLED, EventStatus.HELD]),
+            )
+        elif query.when is When.PAST:
+            statement = statement.where(Event.ends_at <= now)
+
+        async with self.database.sessions() as session:
+            rows = [_view(e) for e in await session.scalars(statement)]
+        views = [_in_year(v, query.year) for v in rows]
+        events = [v for v in views if v is not None]
+        if query.when is When.UPCOMING:
+            events = [o for o in (v.next_occurrence(now) for v in events) if o is not None]
+            events.sort(key=lambda v: (v.starts_at, v.key))
+        elif query.when is When.PAST:
+            events.sort(key=lambda v: (v.starts_at, v.key), reverse=True)
+        else:
+            events.sort(key=lambda v: (v.starts_at, v.key))
+        total = len(events)
+        pages = max(1, math.ceil(total / page_size))
+        page = min(max(page, 0), pages - 1)
+        window = events[page * page_size : (page + 1) * page_size]
+        return EventPage(tuple(window), page, pages, total, page_size)
+
+    async def next_event(
+        self, organisation: str | None, now: dt.datetime, *, meetings_only: bool = True
+    ) -> EventView | None:
+        """The next event (of one organisation) that has not ended and is not called off."""
+        found = await self.events(
+            EventFilter(
+                organisation=organisation,
+                when=When.UPCOMING,
+                include_observances=not meetings_only,
+            ),
+            now,
+            page_size=1,
+        )
+        return found.events[0] if found.events else None
+
+    # --- search ------------------------------------------------------------
+
+    async def _revision(self) -> tuple[object, ...]:
+        # Cheap fingerprint of the searchable data: a change on any replica shows here.
+        async with self.database.sessions() as session:
+            events = (await session.execute(select(func.count(), func.max(Event.updated_at)))).one()
+            orgs = (
+                await session.execute(select(func.count(), func.max(Organisation.updated_at)))
+            ).one()
+        return (*events, *orgs)
+
+    async def search_index(self) -> SearchIndex:
+        """The search index, rebuilt when the data changed since it was built."""
+        revision = await self._revision()
+        if self._index is None or revision != self._index_revision:
+            self._index = await self._build_index()
+            self._index_revision = revision
+        return self._index
+
+    async def _build_index(self) -> SearchIndex:
+        documents = []
+        async with self.database.sessions() as session:
+            orgs = (await session.scalars(select(Organisation))).all()
+            for org in orgs:
+                documents.append(
+                    SearchDocument(
+                        "organisation",
+                        org.key,
+                        (org.key, *org.names.values(), *org.abbreviations.values(), *org.aliases),
+                    )
+                )
+            for event in await session.scalars(_event_query()):
+                org_terms = (
+                    (*event.organisation.abbreviations.values(), *event.organisation.aliases)
+                    if event.organisation
+                    else ()
+                )
+                place_terms = tuple(event.place.names.values()) if event.place else ()
+                years = {str(event.start_local.year)}
+                if event.end_local is not None:
+                    years.add(str(event.end_local.year))
+                documents.append(
+                    SearchDocument(
+                        "event",
+                        event.key,
+                        (event.key, *event.title.values()),
+                        (*org_terms, *place_terms, *sorted(years), event.kind),
+                    )
+                )
+        return SearchIndex(documents)
+
+    async def search(self, text: str, now: dt.datetime, limit: int = 10) -> SearchResults:
+        """Organisations and events matching ``text``, with suggestions when nothing does."""
+        index = await self.search_index()
+        hits = index.search(text, limit)
+        org_keys = [hit.key for hit in hits if hit.kind == "organisation"]
+        event_keys = [hit.key for hit in hits if hit.kind == "event"]
+        async with self.database.sessions() as session:
+            orgs = {
+                org.key: OrganisationRef.of(org)
+                for org in await session.scalars(
+                    select(Organisation).where(Organisation.key.in_(org_keys))
+                )
+            }
+            events = {
+                event.key: _view(event)
+                for event in await session.scalars(_event_query().where(Event.key.in_(event_keys)))
+            }
+        exact = _exact_organisation(hits)
+        return SearchResults(
+            organisations=tuple(orgs[key] for key in org_keys if key in orgs),
+            events=tuple(events[key] for key in event_keys if key in events),
+            exact_organisation=orgs.get(exact.key) if exact else None,
+            suggestions=tuple(index.suggestions(text)) if not hits else (),
+        )
+
+    async def suggestions(self, text: str) -> list[str]:
+        return (await self.search_index()).suggestions(text)
+
+
+def _exact_organisation(hits: list[SearchHit]) -> SearchHit | None:
+    exact = [hit for hit in hits if hit.exact and hit.kind == "organisation"]
+    return exact[0] if len(exact) == 1 else None
+
+
+def _chair_on(chairs: Sequence[ChairView], day: dt.date) -> ChairView | None:
+    covering = [chair for chair in chairs if chair.covers(day)]
+    if not covering:
+        return None
+    return max(covering, key=lambda c: c.start.first_day if c.start else dt.date.min)
+
+
+def _in_year(view: EventView, year: int | None) -> EventView | None:
+    """The event if its venue-local dates touch ``year`` (exact, after the UTC pre-filter)."""
+    if year is None:
+        return view
+    last = (view.end or view.start).last_day
+    return view if view.start.first_day.year <= year <= last.year else None
+
+
+def _last_held(events: Sequence[EventView], now: dt.datetime) -> EventView | None:
+    over = [e for e in events if e.is_over(now) and e.status is not EventStatus.CANCELLED]
+    return over[-1] if over else None
+
+
+def _next_of(events: Sequence[EventView], now: dt.datetime) -> EventView | None:
+    upcoming = [
+        occurrence
+        for e in events
+        if e.status not in (EventStatus.CANCELLED, EventStatus.HELD)
+        for occurrence in [e.next_occurrence(now)]
+        if occurrence is not None
+    ]
+    return min(upcoming, key=lambda e: e.starts_at) if upcoming else None
+
+
+class Chats:
+    """The chats the bot talks to: created on first contact with their language and zone."""
+
+    def __init__(self, database: Database, default_language: str, default_timezone: str) -> None:
+        self.database = database
+        self.default_language = default_language
+        self.default_timezone = default_timezone
+
+    async def ensure(
+        self, chat_id: int, chat_type: ChatType, title: str | None, language: str | None
+    ) -> ChatView:
+        """The chat, created on first contact; a group keeps its language whoever writes."""
+        async with self.database.transaction() as session:
+            chat = await session.get(Chat, chat_id)
+            if chat is None:
+                chat = Chat(
+                    id=chat_id,
+                    type=chat_type,
+                    title=title,
+                    language=language or self.default_language,
+                    timezone=self.default_timezone,
+                    is_active=True,
+                )
+                session.add(chat)
+            elif not chat.is_active or chat.title != title or chat.type != chat_type:
+                chat.is_active = True
+                chat.title = title
+                chat.type = chat_type
+            return ChatView.of(chat)
