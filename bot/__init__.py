@@ -1,0 +1,1 @@
+"""The Telegram-facing layer of summitbot."""

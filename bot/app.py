@@ -1,0 +1,172 @@
+"""The composition root: builds services and the python-telegram-bot Application.
+
+Services are created here, the database is migrated and the bundled dataset
+synchronised in ``post_init``, and everything is closed in ``post_shutdown``
+(after rules-bot, by the python-telegram-bot maintainers).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from telegram import LinkPreviewOptions, Update
+from telegram.constants import ParseMode
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    Defaults,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+from telegram.request import BaseRequest
+
+from bot.clock import Clock, SystemClock
+from bot.context import BotApplication, BotContext, BotData, Services
+from bot.handlers import buttons, chairs, events, organisations, search, start
+from bot.handlers.chats import remember_chat
+from bot.handlers.errors import error_handler
+from bot.i18n import translator
+from config.settings import Settings
+from storage.database import Database
+from storage.dataset import sync_bundled_dataset
+from storage.queries import Catalogue, Chats
+
+log = logging.getLogger(__name__)
+
+# Placeholder credentials for the offline console: it never reaches Telegram.
+CONSOLE_TOKEN = "0:console"
+
+
+async def prepare_database(services: Services) -> None:
+    """Migrate the schema and load the bundled dataset if it is new or changed."""
+    await services.database.upgrade()
+    async with services.database.transaction() as session:
+        report = await sync_bundled_dataset(session, services.settings.dataset_dir)
+    if report is not None:
+        log.info("bundled dataset synchronised: %s", report.summary())
+
+
+def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+    database = Database(settings.database_url)
+    return Services(
+        settings=settings,
+        database=database,
+        catalogue=Catalogue(database),
+        chats=Chats(database, settings.default_language, settings.default_timezone),
+        clock=clock or SystemClock(),
+    )
+
+
+def register_handlers(application: BotApplication) -> None:
+    # Group -1 runs first for every update: it stores the chat (language, time zone)
+    # that all later handlers render for.
+    application.add_handler(TypeHandler(Update, remember_chat), group=-1)
+
+    # Group 0: commands, buttons, then plain text. Only the first match in a group runs,
+    # so plain text (private chats only) comes last and never shadows a command.
+    commands: list[tuple[str, Any]] = [
+        ("start", start.start),
+        ("help", start.help_command),
+        ("chairs", chairs.chairs),
+        ("org", organisations.org),
+        ("summits", events.summits),
+        ("upcoming", events.upcoming),
+        ("past", events.past),
+        ("next", events.next_event),
+        ("event", events.event),
+        ("search", search.search),
+    ]
+    for name, callback in commands:
+        application.add_handler(CommandHandler(name, callback))
+    application.add_handler(CallbackQueryHandler(buttons.button))
+    application.add_handler(
+        MessageHandler(
+            filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND & filters.UpdateType.MESSAGE,
+            search.plain_text,
+        )
+    )
+    application.add_error_handler(error_handler)
+
+
+async def _post_init(application: BotApplication) -> None:
+    services = application.bot_data.services
+    await prepare_database(services)
+    tr = translator(services.settings.default_language)
+    await application.bot.set_my_commands(start.bot_commands(tr))
+
+
+async def _post_shutdown(application: BotApplication) -> None:
+    await application.bot_data.services.database.dispose()
+
+
+@asynccontextmanager
+async def running(application: BotApplication, *, polling: bool) -> AsyncIterator[BotApplication]:
+    """Run the application inside the current event loop, as ``run_polling`` would.
+
+    For the console (no polling) and the tests, which own their event loop.
+    """
+    async with application:
+        await _post_init(application)
+        if polling:
+            assert application.updater is not None
+            await application.updater.start_polling(
+                poll_interval=0, timeout=1, allowed_updates=Update.ALL_TYPES
+            )
+        await application.start()
+        try:
+            yield application
+        finally:
+            if application.updater is not None and application.updater.running:
+                await application.updater.stop()
+            await application.stop()
+    # ``async with`` has shut the application down; close what post_init opened.
+    await _post_shutdown(application)
+
+
+def build_application(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    request: BaseRequest | None = None,
+    with_updater: bool = True,
+    rate_limit: bool = True,
+) -> BotApplication:
+    """The bot, ready to ``run_polling`` (or to ``process_update`` for the console)."""
+    token = settings.bot_token.get_secret_value() if settings.bot_token else CONSOLE_TOKEN
+    context_types = ContextTypes(context=BotContext, bot_data=BotData)
+    builder = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(settings.telegram_base_url)
+        .context_types(context_types)
+        .defaults(
+            Defaults(
+                parse_mode=ParseMode.HTML,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        )
+        .post_init(_post_init)
+        .post_shutdown(_post_shutdown)
+    )
+    if rate_limit:
+        # Retries a 429 after Telegram's retry_after, and keeps to its flood limits.
+        builder = builder.rate_limiter(AIORateLimiter(max_retries=3))  # type: ignore[arg-type]
+    if request is not None:
+        builder = builder.request(request).get_updates_request(request)
+    if not with_updater:
+        builder = builder.updater(None)
+    application: BotApplication = builder.build()  # type: ignore[assignment]
+    application.bot_data.services = build_services(settings, clock)
+    register_handlers(application)
+    return application
+
+
+__all__ = ["Application", "build_application", "prepare_database"]

@@ -1,0 +1,173 @@
+"""The ``summitbot`` command: run, console, db upgrade, import, export."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+from telegram import Update
+
+from bot.clock import Clock, FixedClock
+from config.languages import SUPPORTED_LANGUAGES, normalise_language
+from config.settings import Settings, load_settings
+from storage.database import Database
+from storage.dataset import DatasetError, export_dataset, import_files
+
+log = logging.getLogger("summitbot")
+
+NO_TOKEN_MESSAGE = """\
+BOT_TOKEN is not set, so the bot cannot connect to Telegram.
+
+To get a token, open a chat with @BotFather in Telegram, send /newbot and follow
+its questions; it answers with a token like 123456789:AAE-…. Then either
+  export BOT_TOKEN=123456789:AAE-…
+or put BOT_TOKEN=… in a .env file here, and run `summitbot run` again.
+
+To try the bot without a token or a network, run `summitbot console`
+(or `make console`): a chat with the bot in this terminal.
+"""
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=getattr(logging, level.upper(), logging.INFO),
+    )
+    # httpx logs every request URL at INFO, and Bot API URLs contain the token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # APScheduler logs each job run at INFO; the sweep runs every few seconds.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"  {'.'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise SystemExit(f"The settings are not valid:\n{problems}") from None
+
+
+def command_run(settings: Settings) -> int:
+    if settings.bot_token is None or not settings.bot_token.get_secret_value().strip():
+        sys.stderr.write(NO_TOKEN_MESSAGE)
+        return 2
+    from bot.app import build_application
+
+    application = build_application(settings)
+    log.info("starting long polling against %s", settings.telegram_base_url.split("/bot")[0])
+    application.run_polling(allowed_updates=Update.ALL_TYPES)
+    return 0
+
+
+def command_console(settings: Settings, language: str | None, now: str | None) -> int:
+    from bot.console import run_console
+
+    clock: Clock | None = None
+    if now:
+        try:
+            moment = dt.datetime.fromisoformat(now)
+        except ValueError:
+            sys.stderr.write(f"--now {now!r} is not a date-time such as 2024-07-01T09:00Z\n")
+            return 2
+        clock = FixedClock(moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC))
+    chosen = normalise_language(language or os.environ.get("LANG"), settings.default_language)
+    asyncio.run(run_console(settings, language=chosen, clock=clock))
+    return 0
+
+
+async def _upgrade(settings: Settings) -> None:
+    database = Database(settings.database_url)
+    try:
+        await database.upgrade()
+    finally:
+        await database.dispose()
+
+
+async def _import(settings: Settings, paths: Sequence[Path]) -> int:
+    database = Database(settings.database_url)
+    try:
+        await database.upgrade()
+        async with database.transaction() as session:
+            report = await import_files(session, paths)
+    except DatasetError as exc:
+        sys.stderr.write(f"Nothing was imported: {len(exc.problems)} problem(s).\n")
+        for problem in exc.problems:
+            sys.stderr.write(f"{problem}\n")
+        return 1
+    finally:
+        await database.dispose()
+    sys.stdout.write(f"Imported: {report.summary()}\n")
+    return 0
+
+
+async def _export(settings: Settings, output: Path | None) -> int:
+    database = Database(settings.database_url)
+    try:
+        await database.upgrade()
+        async with database.sessions() as session:
+            text = await export_dataset(session)
+    finally:
+        await database.dispose()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        await asyncio.to_thread(output.write_text, text, encoding="utf-8")
+        sys.stderr.write(f"Wrote {output}\n")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    main_parser = argparse.ArgumentParser(
+        prog="summitbot",
+        description="A Telegram bot about international organisations, chairs and summits.",
+    )
+    commands = main_parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="start the bot with long polling (needs BOT_TOKEN)")
+    console = commands.add_parser("console", help="chat with the bot in this terminal")
+    console.add_argument(
+        "--language", choices=SUPPORTED_LANGUAGES, help="your language (default: from $LANG)"
+    )
+    console.add_argument("--now", help="pretend it is this UTC time, e.g. 2024-07-01T09:00")
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="apply the schema migrations")
+    importer = commands.add_parser("import", help="import data files (all or nothing)")
+    importer.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    exporter = commands.add_parser("export", help="write all data as a data file")
+    exporter.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    return main_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parser().parse_args(argv)
+    settings = _settings()
+    configure_logging(settings.log_level if arguments.command == "run" else "WARNING")
+    match arguments.command:
+        case "run":
+            return command_run(settings)
+        case "console":
+            return command_console(settings, arguments.language, arguments.now)
+        case "db":
+            asyncio.run(_upgrade(settings))
+            sys.stdout.write("The database schema is up to date.\n")
+            return 0
+        case "import":
+            return asyncio.run(_import(settings, arguments.files))
+        case "export":
+            return asyncio.run(_export(settings, arguments.output))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Handlers, one module per feature. Each parses input, asks a service, renders."""

@@ -1,0 +1,39 @@
+"""/chairs [YEAR|MONTH|DATE]: who chairs each organisation now, on a day, or over a period."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from telegram import Update
+
+from bot import render
+from bot.context import BotContext
+from bot.handlers.arguments import BadArgument, joined, parse_when
+from bot.messaging import answer
+from storage.dates import Precision
+
+
+async def chairs(update: Update, context: BotContext) -> None:
+    tr = context.tr
+    _ = tr.gettext
+    try:
+        when = parse_when(joined(context.args))
+    except BadArgument as exc:
+        text = _(
+            "I can't read “{value}” as a date. Write a year (2024), a month (2024-07) "
+            "or a day (2024-07-03).",
+            value=render.esc(exc.what[:50]),
+        )
+        await answer(update, context, render.Reply(text))
+        return
+    if when is None or when.precision is Precision.DAY:
+        day = (
+            when.first_day
+            if when
+            else context.clock.now().astimezone(ZoneInfo(context.chat_view.timezone)).date()
+        )
+        found = await context.catalogue.chairs_on(day)
+        await answer(update, context, render.chairs_on(day, found, tr))
+        return
+    found = await context.catalogue.chairs_during(when.first_day, when.last_day)
+    await answer(update, context, render.chairs_during(render.format_partial(when, tr), found, tr))

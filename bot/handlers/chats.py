@@ -1,0 +1,26 @@
+"""Remembers every chat the bot hears from, before any other handler runs."""
+
+from __future__ import annotations
+
+from telegram import Update
+
+from bot.context import BotContext
+from config.languages import normalise_language
+from storage.models import ChatType
+
+
+async def remember_chat(update: Update, context: BotContext) -> None:
+    """Store the chat on first contact (language from the user's Telegram settings)."""
+    chat = update.effective_chat
+    if chat is None:
+        return
+    user = update.effective_user
+    settings = context.services.settings
+    # A group's language is that of the person who first spoke to the bot there, and stays.
+    language = normalise_language(user.language_code if user else None, settings.default_language)
+    try:
+        chat_type = ChatType(chat.type)
+    except ValueError:
+        chat_type = ChatType.PRIVATE
+    title = chat.title or chat.full_name or chat.username
+    context.chat_view = await context.services.chats.ensure(chat.id, chat_type, title, language)

@@ -1,0 +1,96 @@
+"""/upcoming, /past, /summits [NAME] [YEAR], /next [NAME], /event ID."""
+
+from __future__ import annotations
+
+from telegram import Update
+
+from bot import render
+from bot.context import BotContext
+from bot.handlers.arguments import BadArgument, joined, parse_name_and_year
+from bot.messaging import answer
+from storage.queries import EventFilter, When
+from storage.views import OrganisationRef
+
+
+async def _organisation_or_reply(
+    update: Update, context: BotContext, name: str
+) -> tuple[bool, OrganisationRef | None]:
+    """(found, organisation); replies "not found" with suggestions and returns (False, None)."""
+    if not name:
+        return True, None
+    found = await context.catalogue.find_organisation(name)
+    if found is None:
+        suggestions = await context.catalogue.suggestions(name)
+        await answer(update, context, render.not_found(name, suggestions, context.tr))
+        return False, None
+    return True, found
+
+
+async def list_page(query: EventFilter, page: int, context: BotContext) -> render.Reply:
+    """One page of a list of events, rendered (also used by the ◀ ▶ buttons)."""
+    found = await context.catalogue.events(query, context.clock.now(), page)
+    org = (
+        await context.catalogue.find_organisation(query.organisation)
+        if query.organisation
+        else None
+    )
+    return render.event_list(found, query, org, context.tr)
+
+
+async def _send_list(update: Update, context: BotContext, when: When) -> None:
+    _ = context.tr.gettext
+    try:
+        parsed = parse_name_and_year(joined(context.args))
+    except BadArgument as exc:
+        text = _("“{value}” is not a year I know about.", value=render.esc(exc.what))
+        await answer(update, context, render.Reply(text))
+        return
+    found, org = await _organisation_or_reply(update, context, parsed.name)
+    if not found:
+        return
+    query = EventFilter(organisation=org.key if org else None, year=parsed.year, when=when)
+    await answer(update, context, await list_page(query, 0, context))
+
+
+async def upcoming(update: Update, context: BotContext) -> None:
+    await _send_list(update, context, When.UPCOMING)
+
+
+async def past(update: Update, context: BotContext) -> None:
+    await _send_list(update, context, When.PAST)
+
+
+async def summits(update: Update, context: BotContext) -> None:
+    await _send_list(update, context, When.ALL)
+
+
+async def next_event(update: Update, context: BotContext) -> None:
+    found, org = await _organisation_or_reply(update, context, joined(context.args))
+    if not found:
+        return
+    now = context.clock.now()
+    event = await context.catalogue.next_event(org.key if org else None, now)
+    reply = render.next_event(event, org, context.chat_view, now, context.tr)
+    await answer(update, context, reply)
+
+
+async def show_event(update: Update, context: BotContext, key: str) -> None:
+    """Send the card of the event ``key`` (also used by buttons and search)."""
+    event = await context.catalogue.event(key)
+    if event is None:
+        suggestions = await context.catalogue.suggestions(key)
+        await answer(update, context, render.not_found(key, suggestions, context.tr))
+        return
+    shown = event.next_occurrence(context.clock.now()) or event
+    reply = render.event_card(shown, context.chat_view, context.clock.now(), context.tr)
+    await answer(update, context, reply)
+
+
+async def event(update: Update, context: BotContext) -> None:
+    key = joined(context.args)
+    if not key:
+        _ = context.tr.gettext
+        text = _("Which event? Write /event ID, e.g. /event sco-2024-astana, or use /upcoming.")
+        await answer(update, context, render.Reply(render.esc(text)))
+        return
+    await show_event(update, context, key.casefold())

@@ -1,0 +1,34 @@
+"""/org NAME: an organisation's card; /org alone lists them."""
+
+from __future__ import annotations
+
+from telegram import Update
+
+from bot import render
+from bot.context import BotContext
+from bot.handlers.arguments import joined
+from bot.messaging import answer
+
+
+async def show_organisation(update: Update, context: BotContext, key: str) -> None:
+    """Send the card of the organisation ``key`` (also used by buttons and search)."""
+    card = await context.catalogue.organisation_card(key, context.clock.now())
+    if card is None:
+        await answer(update, context, render.not_found(key, [], context.tr))
+        return
+    reply = render.organisation_card(card, context.chat_view, context.clock.now(), context.tr)
+    await answer(update, context, reply)
+
+
+async def org(update: Update, context: BotContext) -> None:
+    name = joined(context.args)
+    if not name:
+        orgs = await context.catalogue.organisations()
+        await answer(update, context, render.organisation_list(orgs, context.tr))
+        return
+    found = await context.catalogue.find_organisation(name)
+    if found is None:
+        suggestions = await context.catalogue.suggestions(name)
+        await answer(update, context, render.not_found(name, suggestions, context.tr))
+        return
+    await show_organisation(update, context, found.key)

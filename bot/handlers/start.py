@@ -1,0 +1,57 @@
+"""/start and /help: what the bot does and the commands."""
+
+from __future__ import annotations
+
+from telegram import BotCommand, Update
+
+from bot.context import BotContext
+from bot.i18n import Translator
+from bot.messaging import answer
+from bot.render import Reply, esc
+
+
+def command_descriptions(tr: Translator) -> list[tuple[str, str]]:
+    """The command menu, in one language (also used for ``set_my_commands``)."""
+    _ = tr.gettext
+    return [
+        ("chairs", _("Who chairs each organisation (now, or /chairs 2024)")),
+        ("upcoming", _("Upcoming summits and meetings")),
+        ("next", _("The next summit, with a countdown (/next sco)")),
+        ("summits", _("Summits of an organisation (/summits sco 2024)")),
+        ("past", _("Past summits and meetings")),
+        ("org", _("An organisation's card (/org sco)")),
+        ("event", _("An event's card (/event sco-2024-astana)")),
+        ("search", _("Find an organisation or event by any name")),
+        ("help", _("What this bot does")),
+    ]
+
+
+def bot_commands(tr: Translator) -> list[BotCommand]:
+    return [BotCommand(name, description) for name, description in command_descriptions(tr)]
+
+
+def help_text(tr: Translator) -> str:
+    _ = tr.gettext
+    lines = [
+        f"<b>{esc(_('Summit tracker'))}</b>",
+        esc(
+            _(
+                "I know who chairs which international organisation, and when and where "
+                "their summits are. Dates are shown only as precisely as they are known, "
+                "with their sources."
+            )
+        ),
+        "",
+    ]
+    lines.extend(f"/{name} — {esc(description)}" for name, description in command_descriptions(tr))
+    lines.append("")
+    lines.append(esc(_("In a private chat you can also just type a name: SCO, ШОС, 上合, CSTO.")))
+    return "\n".join(lines)
+
+
+async def start(update: Update, context: BotContext) -> None:
+    await answer(update, context, Reply(help_text(context.tr)))
+
+
+async def help_command(update: Update, context: BotContext) -> None:
+    await answer(update, context, Reply(help_text(context.tr)))

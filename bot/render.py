@@ -1,0 +1,562 @@
+"""The one place that turns views into Telegram messages (HTML) and buttons.
+
+A command, a list item, a reminder and a channel post all render an event
+through :func:`event_card`, so they look alike. Every piece of data is
+HTML-escaped here; handlers never build message text themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_datetime, format_interval, format_skeleton
+from babel.dates import format_timedelta as babel_timedelta
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot import callbacks
+from bot.i18n import Translator
+from storage.dates import PartialDate, Precision
+from storage.models import EventStatus
+from storage.queries import EventFilter, SearchResults, When
+from storage.views import (
+    ChairView,
+    ChatView,
+    EventPage,
+    EventView,
+    OrganisationCard,
+    OrganisationChairs,
+    OrganisationRef,
+)
+
+MAX_MESSAGE = 4096
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A message to send: HTML text and optional inline buttons."""
+
+    text: str
+    keyboard: InlineKeyboardMarkup | None = None
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=False)
+
+
+def localised(value: dict[str, str], language: str) -> str:
+    """A data field in ``language``, else English, else any language; never empty if any."""
+    return value.get(language) or value.get("en") or next(iter(value.values()), "")
+
+
+# --- names ---------------------------------------------------------------
+
+
+def organisation_name(org: OrganisationRef, tr: Translator) -> str:
+    return localised(org.names, tr.language)
+
+
+def organisation_short(org: OrganisationRef, tr: Translator) -> str:
+    """The abbreviation in the reader's language, else the full name."""
+    return org.abbreviations.get(tr.language) or organisation_name(org, tr)
+
+
+def organisation_title(org: OrganisationRef, tr: Translator) -> str:
+    name, short = organisation_name(org, tr), org.abbreviations.get(tr.language)
+    return f"{name} ({short})" if short and short != name else name
+
+
+def country_name(code: str | None, tr: Translator) -> str:
+    if not code:
+        return ""
+    territories = tr.locale.territories
+    return str(territories.get(code) or code)
+
+
+def event_title(event: EventView, tr: Translator) -> str:
+    return localised(event.title, tr.language)
+
+
+def place_label(event: EventView, tr: Translator) -> str:
+    _ = tr.gettext
+    if event.place is not None:
+        where = f"{localised(event.place.names, tr.language)}, {country_name(event.country, tr)}"
+        return _("online, hosted from {place}", place=where) if event.online else where
+    if event.online:
+        return _("online")
+    return country_name(event.country, tr)
+
+
+def status_label(status: EventStatus, tr: Translator) -> str:
+    _ = tr.gettext
+    labels = {
+        EventStatus.PLANNED: _("planned"),
+        EventStatus.PROPOSED: _("proposed, not confirmed"),
+        EventStatus.CONFIRMED: _("confirmed"),
+        EventStatus.HELD: _("held"),
+        EventStatus.POSTPONED: _("postponed"),
+        EventStatus.CANCELLED: _("cancelled"),
+    }
+    return labels[status]
+
+
+def kind_label(kind: str, tr: Translator) -> str:
+    _ = tr.gettext
+    labels = {
+        "summit": _("summit"),
+        "informal_summit": _("informal summit"),
+        "ministerial": _("ministerial meeting"),
+        "assembly": _("general assembly"),
+        "congress": _("congress"),
+        "forum": _("forum"),
+        "session": _("session"),
+        "meeting": _("meeting"),
+        "observance": _("international day"),
+    }
+    return labels.get(kind, kind)
+
+
+# --- dates ---------------------------------------------------------------
+
+
+def format_day(day: dt.date, tr: Translator) -> str:
+    return str(format_date(day, format="long", locale=tr.locale))
+
+
+def format_partial(value: PartialDate, tr: Translator) -> str:
+    """A date shown only as precisely as it is known."""
+    match value.precision:
+        case Precision.YEAR:
+            return str(value.year)
+        case Precision.MONTH:
+            return str(format_skeleton("yMMMM", value.first_day, locale=tr.locale))
+        case Precision.DAY:
+            return format_day(value.first_day, tr)
+        case Precision.TIME:
+            moment = value.local_start
+            return str(format_datetime(moment, "d MMMM y, HH:mm", locale=tr.locale))
+
+
+def format_dates(start: PartialDate, end: PartialDate | None, tr: Translator) -> str:
+    """A span of dates at their precision: "3–4 July 2024", "April – May 2026", "2026"."""
+    if end is None or end == start:
+        return format_partial(start, tr)
+    same_precision = start.precision == end.precision
+    if start.year != end.year:
+        return f"{format_partial(start, tr)} – {format_partial(end, tr)}"
+    if same_precision and start.precision is Precision.DAY:
+        interval = format_interval(start.first_day, end.first_day, "yMMMMd", locale=tr.locale)
+        return str(interval)
+    if same_precision and start.precision is Precision.MONTH:
+        interval = format_interval(start.first_day, end.first_day, "yMMMM", locale=tr.locale)
+        return str(interval)
+    return f"{format_partial(start, tr)} – {format_partial(end, tr)}"
+
+
+def _zone_label(zone: str) -> str:
+    return zone.rsplit("/", 1)[-1].replace("_", " ")
+
+
+def event_when(event: EventView, chat: ChatView, tr: Translator) -> list[str]:
+    """When the event is: reader's time zone first, the venue's beside it when they differ."""
+    _ = tr.gettext
+    if not event.is_timed or event.timezone is None:
+        return [esc(format_dates(event.start, event.end, tr))]
+    reader = ZoneInfo(chat.timezone)
+    pattern = "d MMMM y, HH:mm"
+    start_here = format_datetime(event.starts_at.astimezone(reader), pattern, locale=tr.locale)
+    lines = [_("{time} ({zone} time)", time=esc(start_here), zone=esc(_zone_label(chat.timezone)))]
+    venue = ZoneInfo(event.timezone)
+    if (
+        event.starts_at.astimezone(venue).utcoffset()
+        != event.starts_at.astimezone(reader).utcoffset()
+    ):
+        start_there = format_datetime(event.starts_at.astimezone(venue), pattern, locale=tr.locale)
+        lines.append(
+            _("{time} at the venue ({zone})", time=esc(start_there), zone=esc(event.timezone))
+        )
+    if event.end is not None and event.end.precision is not Precision.TIME:
+        lines.append(_("until {date}", date=esc(format_partial(event.end, tr))))
+    return lines
+
+
+def countdown(event: EventView, chat: ChatView, now: dt.datetime, tr: Translator) -> str | None:
+    """ "in 12 days", "today", "under way": only as precise as the date is known."""
+    _ = tr.gettext
+    if event.is_over(now):
+        return None
+    if event.starts_at <= now:
+        # A month or a year that has begun says nothing about whether the meeting has.
+        precise = event.start.precision in (Precision.TIME, Precision.DAY)
+        return _("under way now") if precise else None
+    if event.is_timed:
+        delta = event.starts_at - now
+        return str(babel_timedelta(delta, add_direction=True, locale=tr.locale, threshold=1.5))
+    # Day-level dates count calendar days in the reader's zone (the venue's for floating days).
+    today = now.astimezone(ZoneInfo(chat.timezone)).date()
+    days = (event.start.first_day - today).days
+    if event.start.precision is Precision.DAY:
+        if days <= 0:
+            return _("today")
+        if days == 1:
+            return _("tomorrow")
+        return tr.ngettext("in {count} day", "in {count} days", days)
+    delta = dt.timedelta(days=max(days, 1))
+    approximate = babel_timedelta(delta, add_direction=True, locale=tr.locale, threshold=1.1)
+    return _("in about {time}", time=str(approximate).removeprefix("in "))
+
+
+# --- events --------------------------------------------------------------
+
+
+def event_card(event: EventView, chat: ChatView, now: dt.datetime, tr: Translator) -> Reply:
+    """The full card of an event, with buttons to its organisation."""
+    _ = tr.gettext
+    lines = [f"<b>{esc(event_title(event, tr))}</b>"]
+    if event.organisation is not None:
+        lines.append(f"🏛 {esc(organisation_title(event.organisation, tr))}")
+    when = event_when(event, chat, tr)
+    lines.append(f"📅 {when[0]}")
+    lines.extend(f"    {line}" for line in when[1:])
+    where = place_label(event, tr)
+    if where:
+        lines.append(f"📍 {esc(where)}")
+    status = status_label(event.status, tr)
+    if event.start.precision in (Precision.MONTH, Precision.YEAR) and not event.is_over(now):
+        status = _("{status}; exact dates not announced yet", status=status)
+    lines.append(_("Status: {status}", status=esc(status)))
+    left = countdown(event, chat, now, tr)
+    if left:
+        lines.append(f"⏳ {esc(left)}")
+    if event.recurrence:
+        lines.append(_("Every year"))
+    note = localised(event.note, tr.language)
+    if note:
+        lines.append(f"ℹ️ {esc(note)}")
+    if event.sources:
+        lines.append(_("Sources: {sources}", sources=esc("; ".join(event.sources))))
+    lines.append(f"<code>/event {esc(event.key)}</code>")
+    buttons = []
+    if event.organisation is not None:
+        buttons.append(
+            [
+                InlineKeyboardButton(
+                    organisation_short(event.organisation, tr),
+                    callback_data=callbacks.organisation(event.organisation.key),
+                )
+            ]
+        )
+    return Reply("\n".join(lines), InlineKeyboardMarkup(buttons) if buttons else None)
+
+
+def event_line(event: EventView, tr: Translator) -> str:
+    """One line of a list: dates · place · title (plain text, for buttons and lists)."""
+    parts = [format_dates(event.start, event.end, tr)]
+    where = place_label(event, tr)
+    if where:
+        parts.append(where)
+    prefix = f"{organisation_short(event.organisation, tr)}: " if event.organisation else ""
+    parts.append(prefix + event_title(event, tr))
+    if event.status in (EventStatus.CANCELLED, EventStatus.POSTPONED):
+        parts.append(status_label(event.status, tr))
+    return " · ".join(parts)
+
+
+def list_heading(query: EventFilter, org: OrganisationRef | None, tr: Translator) -> str:
+    _ = tr.gettext
+    name = organisation_short(org, tr) if org else None
+    if query.when is When.UPCOMING:
+        heading = _("Upcoming events of {org}", org=name) if name else _("Upcoming events")
+    elif query.when is When.PAST:
+        heading = _("Past events of {org}", org=name) if name else _("Past events")
+    else:
+        heading = (
+            _("Summits and meetings of {org}", org=name) if name else _("Summits and meetings")
+        )
+    if query.year is not None:
+        heading = _("{heading} in {year}", heading=heading, year=query.year)
+    return heading
+
+
+def event_list(
+    page: EventPage, query: EventFilter, org: OrganisationRef | None, tr: Translator
+) -> Reply:
+    """A page of events: numbered lines, a button per event, and ◀ ▶ when there is more."""
+    _ = tr.gettext
+    heading = esc(list_heading(query, org, tr))
+    if not page.events:
+        return Reply(f"<b>{heading}</b>\n{esc(_('Nothing found.'))}")
+    start_number = page.page * page.page_size
+    lines = [f"<b>{heading}</b>"]
+    if page.pages > 1:
+        lines[0] += esc(" " + _("(page {page} of {pages})", page=page.page + 1, pages=page.pages))
+    buttons = []
+    for offset, event in enumerate(page.events):
+        number = start_number + offset + 1
+        lines.append(f"{number}. {esc(event_line(event, tr))}")
+        label = f"{number}. {event_title(event, tr)}"
+        buttons.append([InlineKeyboardButton(label[:60], callback_data=callbacks.event(event.key))])
+    navigation = []
+    if page.page > 0:
+        navigation.append(
+            InlineKeyboardButton("◀", callback_data=callbacks.event_list(query, page.page - 1))
+        )
+    if page.page < page.pages - 1:
+        navigation.append(
+            InlineKeyboardButton("▶", callback_data=callbacks.event_list(query, page.page + 1))
+        )
+    if navigation:
+        buttons.append(navigation)
+    return Reply("\n".join(lines), InlineKeyboardMarkup(buttons))
+
+
+def next_event(
+    event: EventView | None,
+    org: OrganisationRef | None,
+    chat: ChatView,
+    now: dt.datetime,
+    tr: Translator,
+) -> Reply:
+    _ = tr.gettext
+    if event is None:
+        if org is not None:
+            text = _("No upcoming events of {org} are known.", org=organisation_short(org, tr))
+        else:
+            text = _("No upcoming events are known.")
+        return Reply(esc(text))
+    return event_card(event, chat, now, tr)
+
+
+# --- organisations and chairs --------------------------------------------
+
+
+def chair_period(chair: ChairView, tr: Translator) -> str:
+    """ "4 July 2023 – 4 July 2024", "since 1 September 2025 (until the 2026 summit)"."""
+    _ = tr.gettext
+    end_note = localised(chair.end_note, tr.language)
+    if chair.start is None and chair.end is None:
+        period = _("dates unknown")
+    elif chair.start is None:
+        assert chair.end is not None
+        period = _("until {date}", date=format_partial(chair.end, tr))
+    elif chair.end is None:
+        period = _("since {date}", date=format_partial(chair.start, tr))
+    else:
+        period = format_dates(chair.start, chair.end, tr)
+    return f"{period} ({end_note})" if end_note else period
+
+
+def chair_line(chair: ChairView, tr: Translator) -> str:
+    country = country_name(chair.country, tr)
+    line = f"{esc(country)}: {esc(chair_period(chair, tr))}"
+    note = localised(chair.note, tr.language)
+    if note:
+        line += f" — <i>{esc(note)}</i>"
+    return line
+
+
+def chairs_on(day: dt.date, chairs: Sequence[OrganisationChairs], tr: Translator) -> Reply:
+    _ = tr.gettext
+    heading = _("Who chairs what on {date}", date=format_day(day, tr))
+    return _chairs_reply(heading, chairs, tr)
+
+
+def chairs_during(label: str, chairs: Sequence[OrganisationChairs], tr: Translator) -> Reply:
+    _ = tr.gettext
+    return _chairs_reply(_("Who chaired what in {period}", period=label), chairs, tr)
+
+
+def _chairs_reply(heading: str, chairs: Sequence[OrganisationChairs], tr: Translator) -> Reply:
+    _ = tr.gettext
+    lines = [f"<b>{esc(heading)}</b>"]
+    if not chairs:
+        lines.append(esc(_("No chairmanships are known for that time.")))
+    for group in chairs:
+        org = group.organisation
+        lines.append("")
+        lines.append(
+            f"<b>{esc(organisation_short(org, tr))}</b> — {esc(organisation_name(org, tr))}"
+        )
+        lines.extend(f"  • {chair_line(chair, tr)}" for chair in group.chairs)
+    buttons = [
+        InlineKeyboardButton(
+            organisation_short(group.organisation, tr),
+            callback_data=callbacks.organisation(group.organisation.key),
+        )
+        for group in chairs
+    ]
+    rows = [buttons[i : i + 4] for i in range(0, len(buttons), 4)]
+    return Reply("\n".join(lines), InlineKeyboardMarkup(rows) if rows else None)
+
+
+def organisation_card(
+    card: OrganisationCard, chat: ChatView, now: dt.datetime, tr: Translator
+) -> Reply:
+    """/org: names in every language, facts, current chair, history, last and next event."""
+    _ = tr.gettext
+    org = card.organisation
+    lines = [f"<b>{esc(organisation_title(org, tr))}</b>"]
+    others = [
+        name for language, name in sorted(org.names.items()) if language != tr.language and name
+    ]
+    if others:
+        lines.append(f"<i>{esc(' · '.join(others))}</i>")
+    lines.append("")
+    if card.founded is not None:
+        founded = format_partial(card.founded, tr)
+        note = localised(card.founded_note, tr.language)
+        lines.append(_("Founded: {date}", date=esc(f"{founded} ({note})" if note else founded)))
+    headquarters = localised(card.headquarters, tr.language)
+    if headquarters:
+        lines.append(_("Headquarters: {place}", place=esc(headquarters)))
+    if card.members is not None:
+        note = localised(card.members_note, tr.language)
+        members = f"{card.members} ({note})" if note else str(card.members)
+        lines.append(_("Members: {members}", members=esc(members)))
+    rotation = localised(card.rotation, tr.language)
+    if rotation:
+        lines.append(_("How the chair rotates: {rotation}", rotation=esc(rotation)))
+    lines.append("")
+    if card.current_chair is not None:
+        lines.append(_("<b>Chair now:</b> {chair}", chair=chair_line(card.current_chair, tr)))
+    else:
+        lines.append(esc(_("The current chair is not known.")))
+    if card.chairs:
+        lines.append(_("<b>Chairs so far:</b>"))
+        lines.extend(f"  • {chair_line(chair, tr)}" for chair in reversed(card.chairs))
+    lines.append("")
+    if card.last_event is not None:
+        lines.append(
+            _("<b>Last:</b> {event}", event=esc(event_line(card.last_event, tr)))
+            + f" — <code>/event {esc(card.last_event.key)}</code>"
+        )
+    if card.next_event is not None:
+        left = countdown(card.next_event, chat, now, tr)
+        line = _("<b>Next:</b> {event}", event=esc(event_line(card.next_event, tr)))
+        if left:
+            line += f" ({esc(left)})"
+        lines.append(line + f" — <code>/event {esc(card.next_event.key)}</code>")
+    note = localised(card.note, tr.language)
+    if note:
+        lines.append(f"ℹ️ {esc(note)}")
+    if card.sources:
+        lines.append(_("Sources: {sources}", sources=esc("; ".join(card.sources))))
+    buttons = [
+        InlineKeyboardButton(
+            _("All summits"),
+            callback_data=callbacks.event_list(EventFilter(organisation=org.key), 0),
+        ),
+        InlineKeyboardButton(
+            _("Upcoming"),
+            callback_data=callbacks.event_list(
+                EventFilter(organisation=org.key, when=When.UPCOMING), 0
+            ),
+        ),
+    ]
+    rows = [buttons]
+    if card.next_event is not None:
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    _("Next: {event}", event=event_title(card.next_event, tr))[:60],
+                    callback_data=callbacks.event(card.next_event.key),
+                )
+            ]
+        )
+    return Reply("\n".join(lines), InlineKeyboardMarkup(rows))
+
+
+def organisation_list(orgs: Sequence[OrganisationRef], tr: Translator) -> Reply:
+    _ = tr.gettext
+    lines = [f"<b>{esc(_('Organisations'))}</b>"]
+    lines.extend(
+        f"• <b>{esc(organisation_short(org, tr))}</b> — {esc(organisation_name(org, tr))}"
+        for org in orgs
+    )
+    lines.append(esc(_("Open one with /org NAME, or tap a button.")))
+    buttons = [
+        InlineKeyboardButton(
+            organisation_short(org, tr), callback_data=callbacks.organisation(org.key)
+        )
+        for org in orgs
+    ]
+    rows = [buttons[i : i + 4] for i in range(0, len(buttons), 4)]
+    return Reply("\n".join(lines), InlineKeyboardMarkup(rows) if rows else None)
+
+
+# --- search and errors ---------------------------------------------------
+
+
+def not_found(what: str, suggestions: Sequence[str], tr: Translator) -> Reply:
+    """ "Nothing called … is known", with the closest names to try."""
+    _ = tr.gettext
+    text = _("I don't know “{name}”.", name=esc(what[:100]))
+    if suggestions:
+        text += "\n" + _(
+            "Did you mean: {names}?", names=", ".join(f"<b>{esc(s)}</b>" for s in suggestions)
+        )
+    else:
+        text += "\n" + esc(_("Try /org to see the organisations, or /search with another name."))
+    return Reply(text)
+
+
+def search_results(query: str, results: SearchResults, tr: Translator) -> Reply:
+    _ = tr.gettext
+    if not results.organisations and not results.events:
+        return not_found(query, results.suggestions, tr)
+    lines = [f"<b>{esc(_('Found for “{query}”:', query=query[:100]))}</b>"]
+    buttons = []
+    for org in results.organisations:
+        lines.append(
+            f"🏛 <b>{esc(organisation_short(org, tr))}</b> — {esc(organisation_name(org, tr))}"
+        )
+        buttons.append(
+            [
+                InlineKeyboardButton(
+                    organisation_title(org, tr)[:60], callback_data=callbacks.organisation(org.key)
+                )
+            ]
+        )
+    for event in results.events:
+        lines.append(f"📅 {esc(event_line(event, tr))}")
+        buttons.append(
+            [
+                InlineKeyboardButton(
+                    event_line(event, tr)[:60], callback_data=callbacks.event(event.key)
+                )
+            ]
+        )
+    return Reply("\n".join(lines), InlineKeyboardMarkup(buttons))
+
+
+def split_message(text: str, limit: int = MAX_MESSAGE) -> list[str]:
+    """Split HTML text at line breaks into messages under Telegram's limit.
+
+    Rendering never lets a tag span lines, so a split between lines keeps tags whole.
+    A single line longer than the limit is cut at the limit, outside any entity.
+    """
+    parts: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > limit:
+            if current:
+                parts.append(current)
+                current = ""
+            cut = line.rfind(" ", 0, limit)
+            cut = cut if cut > limit // 2 else limit
+            if "&" in line[max(0, cut - 8) : cut]:
+                cut = line.rfind("&", 0, cut)
+            parts.append(line[:cut])
+            line = line[cut:].lstrip()
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            parts.append(current)
+            current = line
+        else:
+            current = candidate
+    if current or not parts:
+        parts.append(current)
+    return parts

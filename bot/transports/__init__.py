@@ -1,0 +1,1 @@
+"""How the bot reaches a Bot API: Telegram over HTTP, or an in-process emulator."""

@@ -1,0 +1,308 @@
+"""An in-memory Bot API: answers methods with Telegram's JSON shapes and error format.
+
+It keeps the messages it "sent" so edits work, and checks what Telegram checks
+(HTML entities, the 4096-character limit, callback data size, "message is not
+modified"), so a rendering mistake fails here as it would fail in Telegram.
+The terminal console talks to it in process; the tests' local Bot API server
+serves it over HTTP.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+
+MAX_TEXT = 4096
+MAX_CALLBACK_DATA = 64
+BOT_USER = {
+    "id": 100000001,
+    "is_bot": True,
+    "first_name": "Summit Bot",
+    "username": "summit_test_bot",
+    "can_join_groups": True,
+    "can_read_all_group_messages": False,
+    "supports_inline_queries": True,
+}
+
+# Parameters PTB sends JSON-encoded in form fields.
+_JSON_PARAMETERS = {
+    "reply_markup",
+    "entities",
+    "link_preview_options",
+    "commands",
+    "scope",
+    "reply_parameters",
+    "allowed_updates",
+}
+_ALLOWED_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "a",
+    "code",
+    "pre",
+    "tg-spoiler",
+    "span",
+    "blockquote",
+    "tg-emoji",
+}
+
+
+class ApiError(Exception):
+    """A Bot API error answer: ``{"ok": false, "error_code": …, "description": …}``."""
+
+    def __init__(
+        self, error_code: int, description: str, parameters: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(description)
+        self.error_code = error_code
+        self.description = description
+        self.parameters = parameters
+
+    def payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "ok": False,
+            "error_code": self.error_code,
+            "description": self.description,
+        }
+        if self.parameters:
+            body["parameters"] = self.parameters
+        return body
+
+
+class _TelegramHtml(HTMLParser):
+    """Parses Telegram's HTML subset into plain text, rejecting what Telegram rejects."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.stack: list[str] = []
+        self.error: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _ALLOWED_TAGS:
+            self.error = f'unsupported start tag "{tag}"'
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.error = f'unexpected end tag "{tag}"'
+            return
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse_html(text: str) -> str:
+    """The plain text Telegram would show; :class:`ApiError` 400 where it would refuse."""
+    # Telegram accepts only these named entities; html.parser knows many more.
+    for match in itertools.islice(_entities(text), 10_000):
+        if match not in ("&lt;", "&gt;", "&amp;", "&quot;") and not match.startswith("&#"):
+            raise ApiError(400, f"Bad Request: can't parse entities: unsupported entity {match}")
+    parser = _TelegramHtml()
+    parser.feed(text)
+    parser.close()
+    if parser.error is None and parser.stack:
+        parser.error = f'can\'t find end tag corresponding to start tag "{parser.stack[-1]}"'
+    if parser.error:
+        raise ApiError(400, f"Bad Request: can't parse entities: {parser.error}")
+    return "".join(parser.text)
+
+
+def _entities(text: str) -> Any:
+    start = text.find("&")
+    while start != -1:
+        end = text.find(";", start)
+        if end == -1 or end - start > 10 or " " in text[start:end]:
+            raise ApiError(400, "Bad Request: can't parse entities: unclosed entity")
+        yield text[start : end + 1]
+        start = text.find("&", end)
+
+
+def utf16_length(text: str) -> int:
+    """Telegram counts lengths in UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def decode_parameters(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Form fields as PTB sends them (JSON-encoded where not plain strings) to values."""
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        if isinstance(value, str) and (name in _JSON_PARAMETERS or name.endswith("_id")):
+            try:
+                values[name] = json.loads(value)
+                continue
+            except json.JSONDecodeError:
+                pass
+        if value in ("true", "false"):
+            values[name] = value == "true"
+        else:
+            values[name] = value
+    return values
+
+
+@dataclass
+class StoredMessage:
+    chat_id: int
+    message_id: int
+    text: str
+    reply_markup: dict[str, Any] | None
+    date: int
+
+    def payload(self, chat: dict[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "message_id": self.message_id,
+            "date": self.date,
+            "chat": chat,
+            "from": BOT_USER,
+            "text": self.text,
+        }
+        if self.reply_markup:
+            body["reply_markup"] = self.reply_markup
+        return body
+
+
+@dataclass
+class BotApiEmulator:
+    """The state of a pretend Telegram: chats, sent messages, blocked chats."""
+
+    chats: dict[int, dict[str, Any]] = field(default_factory=dict)
+    messages: dict[tuple[int, int], StoredMessage] = field(default_factory=dict)
+    blocked: set[int] = field(default_factory=set)
+    commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
+
+    def chat(self, chat_id: int) -> dict[str, Any]:
+        """The chat object for ``chat_id`` (private for positive ids unless registered)."""
+        known = self.chats.get(chat_id)
+        if known is not None:
+            return known
+        if chat_id > 0:
+            return {"id": chat_id, "type": "private", "first_name": f"User {chat_id}"}
+        kind = "supergroup" if str(chat_id).startswith("-100") else "group"
+        return {"id": chat_id, "type": kind, "title": f"Chat {chat_id}"}
+
+    def register_chat(self, chat: dict[str, Any]) -> None:
+        self.chats[int(chat["id"])] = chat
+
+    def next_message_id(self) -> int:
+        return next(self._message_ids)
+
+    def call(self, method: str, raw_parameters: Mapping[str, Any]) -> Any:
+        """The ``result`` of a Bot API method, or :class:`ApiError`."""
+        parameters = decode_parameters(raw_parameters)
+        handler = getattr(self, f"_{method}", None)
+        if handler is None:
+            raise ApiError(404, "Not Found")
+        return handler(parameters)
+
+    # --- methods --------------------------------------------------------------
+
+    def _getMe(self, _: dict[str, Any]) -> Any:
+        return BOT_USER
+
+    def _setMyCommands(self, parameters: dict[str, Any]) -> Any:
+        commands = parameters.get("commands") or []
+        for command in commands:
+            if not 1 <= len(command.get("description", "")) <= 256:
+                raise ApiError(400, "Bad Request: command description must be 1-256 characters")
+        self.commands[parameters.get("language_code", "")] = commands
+        return True
+
+    def _getMyCommands(self, parameters: dict[str, Any]) -> Any:
+        return self.commands.get(parameters.get("language_code", ""), [])
+
+    def _deleteMyCommands(self, parameters: dict[str, Any]) -> Any:
+        self.commands.pop(parameters.get("language_code", ""), None)
+        return True
+
+    def _deleteWebhook(self, _: dict[str, Any]) -> Any:
+        return True
+
+    def _getWebhookInfo(self, _: dict[str, Any]) -> Any:
+        return {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
+
+    def _close(self, _: dict[str, Any]) -> Any:
+        return True
+
+    def _getChat(self, parameters: dict[str, Any]) -> Any:
+        return self.chat(int(parameters["chat_id"]))
+
+    def _check_reachable(self, chat_id: int) -> None:
+        if chat_id in self.blocked:
+            raise ApiError(403, "Forbidden: bot was blocked by the user")
+
+    def _check_text(self, parameters: dict[str, Any]) -> str:
+        text = parameters.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ApiError(400, "Bad Request: message text is empty")
+        shown = parse_html(text) if parameters.get("parse_mode") == "HTML" else text
+        if not shown.strip():
+            raise ApiError(400, "Bad Request: message text is empty")
+        if utf16_length(shown) > MAX_TEXT:
+            raise ApiError(400, "Bad Request: message is too long")
+        self._check_markup(parameters.get("reply_markup"))
+        return text
+
+    @staticmethod
+    def _check_markup(markup: Any) -> None:
+        if not markup:
+            return
+        for row in markup.get("inline_keyboard", []):
+            for button in row:
+                if not button.get("text"):
+                    raise ApiError(
+                        400, "Bad Request: text buttons are unallowed in the inline keyboard"
+                    )
+                data = button.get("callback_data")
+                if data is not None and not 1 <= len(data.encode()) <= MAX_CALLBACK_DATA:
+                    raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+
+    def _sendMessage(self, parameters: dict[str, Any]) -> Any:
+        chat_id = int(parameters["chat_id"])
+        self._check_reachable(chat_id)
+        text = self._check_text(parameters)
+        message = StoredMessage(
+            chat_id,
+            self.next_message_id(),
+            text,
+            parameters.get("reply_markup"),
+            int(time.time()),
+        )
+        self.messages[(chat_id, message.message_id)] = message
+        return message.payload(self.chat(chat_id))
+
+    def _editMessageText(self, parameters: dict[str, Any]) -> Any:
+        chat_id = int(parameters["chat_id"])
+        self._check_reachable(chat_id)
+        stored = self.messages.get((chat_id, int(parameters["message_id"])))
+        if stored is None:
+            raise ApiError(400, "Bad Request: message to edit not found")
+        text = self._check_text(parameters)
+        markup = parameters.get("reply_markup")
+        if text == stored.text and markup == stored.reply_markup:
+            raise ApiError(
+                400,
+                "Bad Request: message is not modified: specified new message content and "
+                "reply markup are exactly the same as a current content and reply markup "
+                "of the message",
+            )
+        stored.text, stored.reply_markup = text, markup
+        return stored.payload(self.chat(chat_id))
+
+    def _answerCallbackQuery(self, parameters: dict[str, Any]) -> Any:
+        if len(str(parameters.get("text", ""))) > 200:
+            raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+        return True
