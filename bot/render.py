@@ -21,7 +21,7 @@ from bot import callbacks
 from bot.i18n import Translator
 from storage.dates import PartialDate, Precision
 from storage.models import EventStatus
-from storage.queries import EventFilter, SearchResults, When
+from storage.queries import EventFilter, SearchResults, Suggestion, When
 from storage.views import (
     ChairView,
     ChatView,
@@ -490,14 +490,19 @@ def organisation_list(orgs: Sequence[OrganisationRef], tr: Translator) -> Reply:
 # --- search and errors ---------------------------------------------------
 
 
-def not_found(what: str, suggestions: Sequence[str], tr: Translator) -> Reply:
+def suggestion_label(suggestion: Suggestion, tr: Translator) -> str:
+    if isinstance(suggestion, OrganisationRef):
+        return f"<b>{esc(organisation_short(suggestion, tr))}</b>"
+    return f"<code>/event {esc(suggestion)}</code>"
+
+
+def not_found(what: str, suggestions: Sequence[Suggestion], tr: Translator) -> Reply:
     """ "Nothing called … is known", with the closest names to try."""
     _ = tr.gettext
     text = _("I don't know “{name}”.", name=esc(what[:100]))
     if suggestions:
-        text += "\n" + _(
-            "Did you mean: {names}?", names=", ".join(f"<b>{esc(s)}</b>" for s in suggestions)
-        )
+        names = ", ".join(suggestion_label(s, tr) for s in suggestions)
+        text += "\n" + _("Did you mean: {names}?", names=names)
     else:
         text += "\n" + esc(_("Try /org to see the organisations, or /search with another name."))
     return Reply(text)

@@ -69,12 +69,16 @@ class EventFilter:
         return self.organisation is None and self.when is When.UPCOMING
 
 
+# A "did you mean" candidate: an organisation, or an event by its id.
+Suggestion = OrganisationRef | str
+
+
 @dataclass(frozen=True)
 class SearchResults:
     organisations: tuple[OrganisationRef, ...]
     events: tuple[EventView, ...]
     exact_organisation: OrganisationRef | None
-    suggestions: tuple[str, ...]
+    suggestions: tuple[Suggestion, ...]
 
 
 def _event_query() -> Select[Event]:
@@ -350,11 +354,23 @@ class Catalogue:
             organisations=tuple(orgs[key] for key in org_keys if key in orgs),
             events=tuple(events[key] for key in event_keys if key in events),
             exact_organisation=orgs.get(exact.key) if exact else None,
-            suggestions=tuple(index.suggestions(text)) if not hits else (),
+            suggestions=tuple(await self.suggestions(text)) if not hits else (),
         )
 
-    async def suggestions(self, text: str) -> list[str]:
-        return (await self.search_index()).suggestions(text)
+    async def suggestions(self, text: str, kind: str | None = None) -> list[Suggestion]:
+        """Organisations (and event ids) whose names look like ``text``."""
+        found = (await self.search_index()).suggestions(text, kind=kind)
+        org_keys = [key for found_kind, key in found if found_kind == "organisation"]
+        async with self.database.sessions() as session:
+            orgs = {
+                org.key: OrganisationRef.of(org)
+                for org in await session.scalars(
+                    select(Organisation).where(Organisation.key.in_(org_keys))
+                )
+            }
+        return [
+            orgs.get(key, key) if found_kind == "organisation" else key for found_kind, key in found
+        ]
 
 
 def _exact_organisation(hits: list[SearchHit]) -> SearchHit | None:

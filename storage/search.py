@@ -74,14 +74,12 @@ class SearchIndex:
         self.documents = list(documents)
         self._phrases: dict[str, set[int]] = defaultdict(set)
         self._postings: dict[str, set[int]] = defaultdict(set)
-        self._display: dict[str, str] = {}
         for index, document in enumerate(self.documents):
             for phrase in document.phrases:
                 normal = normalise(phrase)
                 if not normal:
                     continue
                 self._phrases[normal].add(index)
-                self._display.setdefault(normal, phrase)
                 for token in tokens(phrase):
                     self._postings[token].add(index)
             for term in document.extra_terms:
@@ -136,20 +134,24 @@ class SearchIndex:
         hits.sort(key=lambda hit: (-hit.exact, -hit.score, hit.kind != "organisation"))
         return hits[:limit]
 
-    def suggestions(self, text: str, limit: int = 3) -> list[str]:
-        """Names that look like ``text``, for a "did you mean" reply."""
+    def suggestions(
+        self, text: str, limit: int = 3, kind: str | None = None
+    ) -> list[tuple[str, str]]:
+        """(kind, key) of documents whose names look like ``text``, for "did you mean"."""
         normal = normalise(text)
         if not normal:
             return []
         found = process.extract(
-            normal, self._phrase_list, scorer=fuzz.WRatio, score_cutoff=55, limit=limit * 3
+            normal, self._phrase_list, scorer=fuzz.WRatio, score_cutoff=55, limit=limit * 10
         )
-        names: list[str] = []
+        documents: list[tuple[str, str]] = []
         for phrase, _, _ in found:
-            name = self._display[phrase]
-            if name not in names:
-                names.append(name)
-        return names[:limit]
+            for index in sorted(self._phrases[phrase]):
+                document = self.documents[index]
+                wanted = kind is None or document.kind == kind
+                if wanted and (document.kind, document.key) not in documents:
+                    documents.append((document.kind, document.key))
+        return documents[:limit]
 
 
 def asks_for_next(text: str) -> bool:

@@ -20,7 +20,7 @@ async def _organisation_or_reply(
         return True, None
     found = await context.catalogue.find_organisation(name)
     if found is None:
-        suggestions = await context.catalogue.suggestions(name)
+        suggestions = await context.catalogue.suggestions(name, "organisation")
         await answer(update, context, render.not_found(name, suggestions, context.tr))
         return False, None
     return True, found
@@ -78,7 +78,7 @@ async def show_event(update: Update, context: BotContext, key: str) -> None:
     """Send the card of the event ``key`` (also used by buttons and search)."""
     event = await context.catalogue.event(key)
     if event is None:
-        suggestions = await context.catalogue.suggestions(key)
+        suggestions = await context.catalogue.suggestions(key, "event")
         await answer(update, context, render.not_found(key, suggestions, context.tr))
         return
     shown = event.next_occurrence(context.clock.now()) or event

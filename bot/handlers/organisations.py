@@ -28,7 +28,7 @@ async def org(update: Update, context: BotContext) -> None:
         return
     found = await context.catalogue.find_organisation(name)
     if found is None:
-        suggestions = await context.catalogue.suggestions(name)
+        suggestions = await context.catalogue.suggestions(name, "organisation")
         await answer(update, context, render.not_found(name, suggestions, context.tr))
         return
     await show_organisation(update, context, found.key)
