@@ -36,7 +36,7 @@ from bot.handlers.errors import error_handler
 from bot.i18n import translator
 from config.settings import Settings
 from storage.database import Database
-from storage.dataset import sync_bundled_dataset
+from storage.dataset import prepare_database
 from storage.queries import Catalogue, Chats
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,9 @@ log = logging.getLogger(__name__)
 CONSOLE_TOKEN = "0:console"
 
 
-async def prepare_database(services: Services) -> None:
-    """Migrate the schema and load the bundled dataset if it is new or changed."""
-    await services.database.upgrade()
-    async with services.database.transaction() as session:
-        report = await sync_bundled_dataset(session, services.settings.dataset_dir)
+async def prepare(services: Services) -> None:
+    """Bring the database to the current schema and bundled dataset."""
+    report = await prepare_database(services.database, services.settings.dataset_dir)
     if report is not None:
         log.info("bundled dataset synchronised: %s", report.summary())
 
@@ -98,7 +96,7 @@ def register_handlers(application: BotApplication) -> None:
 
 async def _post_init(application: BotApplication) -> None:
     services = application.bot_data.services
-    await prepare_database(services)
+    await prepare(services)
     tr = translator(services.settings.default_language)
     await application.bot.set_my_commands(start.bot_commands(tr))
 
@@ -131,6 +129,12 @@ async def running(application: BotApplication, *, polling: bool) -> AsyncIterato
     await _post_shutdown(application)
 
 
+def file_url_for(base_url: str) -> str:
+    """Bot API file downloads live beside the methods: ``…/bot`` → ``…/file/bot``."""
+    root, _, suffix = base_url.rpartition("/")
+    return f"{root}/file/{suffix}"
+
+
 def build_application(
     settings: Settings,
     *,
@@ -146,6 +150,7 @@ def build_application(
         ApplicationBuilder()
         .token(token)
         .base_url(settings.telegram_base_url)
+        .base_file_url(file_url_for(settings.telegram_base_url))
         .context_types(context_types)
         .defaults(
             Defaults(
@@ -169,4 +174,4 @@ def build_application(
     return application
 
 
-__all__ = ["Application", "build_application", "prepare_database"]
+__all__ = ["Application", "build_application", "running"]

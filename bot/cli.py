@@ -18,7 +18,7 @@ from bot.clock import Clock, FixedClock
 from config.languages import SUPPORTED_LANGUAGES, normalise_language
 from config.settings import Settings, load_settings
 from storage.database import Database
-from storage.dataset import DatasetError, export_dataset, import_files
+from storage.dataset import DatasetError, export_dataset, import_files, prepare_database
 
 log = logging.getLogger("summitbot")
 
@@ -35,16 +35,34 @@ To try the bot without a token or a network, run `summitbot console`
 """
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=getattr(logging, level.upper(), logging.INFO),
+class RedactingFormatter(logging.Formatter):
+    """Formats as usual, then blots out secrets wherever they appear (URLs, tracebacks)."""
+
+    def __init__(self, fmt: str, secrets: Sequence[str]) -> None:
+        super().__init__(fmt)
+        self.secrets = [secret for secret in secrets if secret]
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "[REDACTED]")
+        return text
+
+
+def configure_logging(level: str, secrets: Sequence[str] = ()) -> None:
+    handler = logging.StreamHandler()
+    # Libraries log request URLs, and Bot API URLs contain the token.
+    handler.setFormatter(
+        RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
     )
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     # httpx logs every request URL at INFO, and Bot API URLs contain the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     # APScheduler logs each job run at INFO; the sweep runs every few seconds.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # aiosqlite logs every statement and row fetch at DEBUG: noise, not insight.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 
 def _settings() -> Settings:
@@ -89,7 +107,7 @@ def command_console(settings: Settings, language: str | None, now: str | None) -
 async def _upgrade(settings: Settings) -> None:
     database = Database(settings.database_url)
     try:
-        await database.upgrade()
+        await prepare_database(database, settings.dataset_dir)
     finally:
         await database.dispose()
 
@@ -97,7 +115,7 @@ async def _upgrade(settings: Settings) -> None:
 async def _import(settings: Settings, paths: Sequence[Path]) -> int:
     database = Database(settings.database_url)
     try:
-        await database.upgrade()
+        await prepare_database(database, settings.dataset_dir)
         async with database.transaction() as session:
             report = await import_files(session, paths)
     except DatasetError as exc:
@@ -114,7 +132,7 @@ async def _import(settings: Settings, paths: Sequence[Path]) -> int:
 async def _export(settings: Settings, output: Path | None) -> int:
     database = Database(settings.database_url)
     try:
-        await database.upgrade()
+        await prepare_database(database, settings.dataset_dir)
         async with database.sessions() as session:
             text = await export_dataset(session)
     finally:
@@ -152,7 +170,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser().parse_args(argv)
     settings = _settings()
-    configure_logging(settings.log_level if arguments.command == "run" else "WARNING")
+    token = settings.bot_token.get_secret_value() if settings.bot_token else ""
+    configure_logging(settings.log_level if arguments.command == "run" else "WARNING", [token])
     match arguments.command:
         case "run":
             return command_run(settings)
@@ -160,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_console(settings, arguments.language, arguments.now)
         case "db":
             asyncio.run(_upgrade(settings))
-            sys.stdout.write("The database schema is up to date.\n")
+            sys.stdout.write("The database schema and the bundled dataset are up to date.\n")
             return 0
         case "import":
             return asyncio.run(_import(settings, arguments.files))

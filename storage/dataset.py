@@ -31,6 +31,7 @@ from pydantic import (
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.database import Database
 from storage.dates import InvalidDate, PartialDate, Precision, Span, validate_zone
 from storage.models import (
     Chairmanship,
@@ -625,6 +626,16 @@ async def sync_bundled_dataset(session: AsyncSession, directory: Path) -> Import
     else:
         stored.value = digest
     return report
+
+
+async def prepare_database(database: Database, dataset_dir: Path) -> ImportReport | None:
+    """Migrate the schema and load the bundled dataset if it is new or changed.
+
+    Every entry point calls this first, so a new machine needs no set-up step.
+    """
+    await database.upgrade()
+    async with database.transaction() as session:
+        return await sync_bundled_dataset(session, dataset_dir)
 
 
 # ---------------------------------------------------------------------------

@@ -244,7 +244,7 @@ class Catalogue:
         if query.when is When.UPCOMING:
             statement = statement.where(
                 or_(Event.ends_at > now, Event.recurrence.is_not(None)),
-                Event.status.not_in([EventStatus.CANCELLED, EventStatus.HELD]),
+                Event.status != EventStatus.CANCELLED,
             )
         elif query.when is When.PAST:
             statement = statement.where(Event.ends_at <= now)
@@ -402,7 +402,7 @@ def _next_of(events: Sequence[EventView], now: dt.datetime) -> EventView | None:
     upcoming = [
         occurrence
         for e in events
-        if e.status not in (EventStatus.CANCELLED, EventStatus.HELD)
+        if e.status is not EventStatus.CANCELLED
         for occurrence in [e.next_occurrence(now)]
         if occurrence is not None
     ]

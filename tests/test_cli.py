@@ -1,0 +1,153 @@
+"""The ``summitbot`` command as people run it: in a subprocess, with a clean environment."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.botapi import LocalBotApi
+from tests.conftest import TEST_TOKEN
+
+
+def environment(tmp_path: Path, **values: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"BOT_TOKEN", "DATABASE_URL", "TELEGRAM_BASE_URL", "OPERATOR_IDS"}
+    }
+    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'cli.sqlite3'}"
+    env.update(values)
+    return env
+
+
+async def summitbot(
+    tmp_path: Path, *args: str, stdin: str = "", **env: str
+) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        *args,
+        cwd=tmp_path,
+        env=environment(tmp_path, **env),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_run_without_a_token_says_how_to_get_one(tmp_path: Path) -> None:
+    code, _, err = await summitbot(tmp_path, "run")
+    assert code == 2
+    assert "@BotFather" in err
+    assert "summitbot console" in err
+
+
+async def test_console_answers_a_script_and_presses_buttons(tmp_path: Path) -> None:
+    script = "/chairs 2024\n7\n/org nosuchthing\n"
+    code, out, err = await summitbot(
+        tmp_path, "console", "--language", "en", "--now", "2026-11-22T09:00", stdin=script
+    )
+    assert code == 0, err
+    assert "> /chairs 2024" in out
+    assert "Who chaired what in 2024" in out
+    assert "[7] SCO" in out
+    # Button 7 is the SCO: its card follows.
+    assert "Shanghai Cooperation Organisation (SCO)" in out
+    assert "I don't know “nosuchthing”" in out
+    assert "<b>" not in out  # HTML is rendered as text
+
+
+async def test_import_reports_every_problem_and_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "events:\n"
+        "  - id: good-one\n"
+        "    title: A fine meeting\n"
+        "    start: 2027-05-01\n"
+        "  - id: bad-one\n"
+        "    title: A bad meeting\n"
+        "    start: 2027-13-01\n",
+        encoding="utf-8",
+    )
+    code, _, err = await summitbot(tmp_path, "import", str(bad))
+    assert code == 1
+    assert f"{bad}:7: start: '2027-13-01': month 13 does not exist" in err
+    code, out, _ = await summitbot(tmp_path, "export")
+    assert code == 0
+    assert "good-one" not in out
+    assert "id: sco-2024-astana" in out
+
+
+async def test_import_then_export_carries_the_new_event(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "events:\n"
+        "  - id: sco-2027\n"
+        "    organisation: sco\n"
+        "    title: {en: 27th SCO summit, ru: 27-й саммит ШОС}\n"
+        "    start: 2027-07\n",
+        encoding="utf-8",
+    )
+    code, out, err = await summitbot(tmp_path, "import", str(good))
+    assert code == 0, err
+    assert "events: 1 added" in out
+    code, out, _ = await summitbot(tmp_path, "export")
+    assert "id: sco-2027" in out
+    assert "start: 2027-07\n" in out
+
+
+async def test_db_upgrade_is_repeatable(tmp_path: Path) -> None:
+    for _ in range(2):
+        code, out, err = await summitbot(tmp_path, "db", "upgrade")
+        assert code == 0, err
+        assert "up to date" in out
+
+
+@pytest.mark.parametrize("setting", ["DEFAULT_TIMEZONE=Mars/Olympus", "OPERATOR_IDS=alice"])
+async def test_bad_settings_are_named(tmp_path: Path, setting: str) -> None:
+    name, value = setting.split("=")
+    code, _, err = await summitbot(tmp_path, "db", "upgrade", **{name: value})
+    assert code != 0
+    assert name in err
+
+
+async def test_run_serves_telegram_and_never_logs_the_token(
+    tmp_path: Path, bot_api: LocalBotApi
+) -> None:
+    log_file = tmp_path / "bot.log"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        cwd=tmp_path,
+        env=environment(
+            tmp_path,
+            BOT_TOKEN=TEST_TOKEN,
+            TELEGRAM_BASE_URL=bot_api.base_url,
+            LOG_LEVEL="DEBUG",
+        ),
+        # A file, not a pipe: DEBUG logs would fill a pipe nobody reads yet.
+        stdout=log_file.open("wb"),
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        reply = await bot_api.reply_to(bot_api.message("/chairs 2024"), timeout=60)
+        assert "Who chaired what in 2024" in reply.text
+    finally:
+        process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.wait(), 30)
+    logs = log_file.read_text(encoding="utf-8")
+    assert process.returncode == 0, logs[-2000:]
+    assert "getUpdates" in logs  # DEBUG logging was on
+    assert TEST_TOKEN not in logs
+    assert TEST_TOKEN.split(":")[1] not in logs
