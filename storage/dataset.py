@@ -69,18 +69,51 @@ _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 class _DatasetLoader(yaml.SafeLoader):
     """Safe YAML in which dates stay strings: ``2024-07`` and ``2024-07-03`` read alike."""
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # PyYAML keeps the last of two equal keys; a second `events:` would silently win.
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"{key!r} appears twice (first on line {seen[key]})",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
+
+# Dates stay strings, and only true/false are booleans (YAML 1.1 reads NO, Norway, as false).
 _DatasetLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")
+    ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+_DatasetLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 class _DatasetDumper(yaml.SafeDumper):
     """Writes dates unquoted, as people write them."""
 
 
-_DatasetDumper.yaml_implicit_resolvers = _DatasetLoader.yaml_implicit_resolvers
+_DatasetDumper.yaml_implicit_resolvers = {
+    first: list(resolvers) for first, resolvers in _DatasetLoader.yaml_implicit_resolvers.items()
+}
+# Strings such as "NO" or "yes" need no quotes for the loader above, but other YAML
+# readers would take them for booleans: keep quoting them.
+_DatasetDumper.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF|y|Y|n|N)$"),
+    list("yYnNoO"),
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -122,6 +155,15 @@ def _node_line(node: yaml.Node | None, loc: Sequence[int | str]) -> int:
             return line
         line = node.start_mark.line + 1
     return line
+
+
+def _key_line(root: yaml.Node | None, key: Any) -> int:
+    """The 1-based line of a top-level key."""
+    if isinstance(root, yaml.MappingNode):
+        for key_node, _ in root.value:
+            if key_node.value == key:
+                return int(key_node.start_mark.line) + 1
+    return 1
 
 
 # ---------------------------------------------------------------------------
@@ -181,6 +223,7 @@ Text = Annotated[dict[str, str], BeforeValidator(_as_text), AfterValidator(_chec
 RequiredText = Annotated[Text, Field(min_length=1)]
 DateField = Annotated[PartialDate, BeforeValidator(_parse_date)]
 Slug = Annotated[str, Field(min_length=1, max_length=40), BeforeValidator(str)]
+OrganisationKey = Annotated[str, Field(min_length=1, max_length=32), BeforeValidator(str)]
 Country = Annotated[str, BeforeValidator(str)]
 
 
@@ -200,7 +243,7 @@ class PlaceRow(_Row):
 
 
 class OrganisationRow(_Row):
-    key: Slug
+    key: OrganisationKey
     names: RequiredText
     abbreviations: Text = {}
     aliases: list[Annotated[str, Field(min_length=1, max_length=100)]] = []
@@ -247,7 +290,11 @@ class EventRow(_Row):
     sources: list[str] = []
 
     _id = field_validator("id")(_check_slug)
-    _zone = field_validator("timezone")(_check_zone)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else _check_zone(value)
 
     @field_validator("country")
     @classmethod
@@ -255,13 +302,14 @@ class EventRow(_Row):
         return None if value is None else _check_country(value)
 
 
-class _FileContent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    places: list[PlaceRow] = []
-    organisations: list[OrganisationRow] = []
-    chairmanships: list[ChairmanshipRow] = []
-    events: list[EventRow] = []
+_ROW_MODELS: dict[str, type[_Row]] = {
+    "places": PlaceRow,
+    "organisations": OrganisationRow,
+    "chairmanships": ChairmanshipRow,
+    "events": EventRow,
+}
+# The key that names a row of each section, for references to rows that failed.
+_ROW_KEYS = {"places": "key", "organisations": "key", "events": "id"}
 
 
 @dataclass
@@ -274,6 +322,8 @@ class Dataset:
     events: list[EventRow] = field(default_factory=list)
     # (section, index within the section) -> (file, line)
     origins: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    # Keys of rows that had problems: references to them are not reported again.
+    failed_keys: dict[str, set[str]] = field(default_factory=lambda: {s: set() for s in SECTIONS})
 
     def origin(self, section: str, index: int) -> tuple[str, int]:
         return self.origins.get((section, index), ("?", 1))
@@ -317,21 +367,35 @@ def parse_text(text: str, name: str) -> tuple[Dataset, list[Problem]]:
         raw = {}
     if not isinstance(raw, dict):
         return Dataset(), [Problem(name, 1, f"expected the sections {', '.join(SECTIONS)}")]
-    try:
-        content = _FileContent.model_validate(raw)
-    except ValidationError as exc:
-        for error in exc.errors():
-            problems.append(Problem(name, _node_line(root, error["loc"]), _format_error(error)))
-        return Dataset(), problems
-    dataset = Dataset(
-        places=content.places,
-        organisations=content.organisations,
-        chairmanships=content.chairmanships,
-        events=content.events,
-    )
-    for section in SECTIONS:
-        for index in range(len(getattr(content, section))):
-            dataset.origins[(section, index)] = (name, _node_line(root, (section, index)))
+    dataset = Dataset()
+    for section, rows in raw.items():
+        if section not in _ROW_MODELS:
+            known = ", ".join(SECTIONS)
+            line = _key_line(root, section)
+            problems.append(Problem(name, line, f"unknown section {section!r} ({known})"))
+            continue
+        if rows is None:
+            continue
+        if not isinstance(rows, list):
+            problems.append(
+                Problem(name, _node_line(root, (section,)), f"{section}: expected a list")
+            )
+            continue
+        for index, row in enumerate(rows):
+            line = _node_line(root, (section, index))
+            try:
+                valid = _ROW_MODELS[section].model_validate(row)
+            except ValidationError as exc:
+                for error in exc.errors():
+                    loc = (section, index, *error["loc"])
+                    problems.append(Problem(name, _node_line(root, loc), _format_error(error)))
+                key_field = _ROW_KEYS.get(section)
+                if key_field and isinstance(row, dict) and row.get(key_field) is not None:
+                    dataset.failed_keys[section].add(str(row[key_field]))
+                continue
+            target = getattr(dataset, section)
+            dataset.origins[(section, len(target))] = (name, line)
+            target.append(valid)
     return dataset, problems
 
 
@@ -343,6 +407,7 @@ def _merge(datasets: Iterable[Dataset]) -> Dataset:
             for index, row in enumerate(getattr(dataset, section)):
                 merged.origins[(section, len(rows))] = dataset.origin(section, index)
                 rows.append(row)
+            merged.failed_keys[section] |= dataset.failed_keys[section]
     return merged
 
 
@@ -435,10 +500,14 @@ async def check_references(session: AsyncSession, dataset: Dataset) -> list[Prob
     """Problems with references between rows, in the files or already in the database."""
     problems = _check_duplicates(dataset)
     places = {row.key: row for row in dataset.places}
-    known_places = await _existing_keys(session, Place.key) | set(places)
-    known_orgs = await _existing_keys(session, Organisation.key) | {
-        row.key for row in dataset.organisations
-    }
+    known_places = (
+        await _existing_keys(session, Place.key) | set(places) | dataset.failed_keys["places"]
+    )
+    known_orgs = (
+        await _existing_keys(session, Organisation.key)
+        | {row.key for row in dataset.organisations}
+        | dataset.failed_keys["organisations"]
+    )
 
     for index, chair in enumerate(dataset.chairmanships):
         file, line = dataset.origin("chairmanships", index)
@@ -589,7 +658,7 @@ async def import_files(session: AsyncSession, paths: Sequence[Path]) -> ImportRe
     """
     dataset, problems = read_files(paths)
     if problems:
-        raise DatasetError(problems)
+        raise DatasetError([*problems, *await check_references(session, dataset)])
     return await apply_dataset(session, dataset)
 
 
@@ -597,7 +666,7 @@ async def import_text(session: AsyncSession, text: str, name: str) -> ImportRepo
     """Like :func:`import_files` for a file's text (e.g. a document sent to the bot)."""
     dataset, problems = parse_text(text, name)
     if problems:
-        raise DatasetError(problems)
+        raise DatasetError([*problems, *await check_references(session, dataset)])
     return await apply_dataset(session, dataset)
 
 
@@ -669,7 +738,9 @@ async def export_dataset(session: AsyncSession) -> str:
     place_keys = {place.id: place for place in places}
     chairs = (
         await session.scalars(
-            select(Chairmanship).order_by(Chairmanship.organisation_id, Chairmanship.starts_on)
+            select(Chairmanship)
+            .join(Chairmanship.organisation)
+            .order_by(Organisation.key, Chairmanship.starts_on, Chairmanship.country)
         )
     ).all()
     events = (await session.scalars(select(Event).order_by(Event.starts_at, Event.key))).all()
@@ -734,7 +805,9 @@ async def export_dataset(session: AsyncSession) -> str:
                     "title": _text_out(event.title),
                     "place": place.key if place else None,
                     "online": event.online or None,
-                    "country": event.country if place is None else None,
+                    "country": event.country
+                    if place is None or place.country != event.country
+                    else None,
                     "timezone": event.timezone
                     if place is None or place.timezone != event.timezone
                     else None,
