@@ -19,25 +19,40 @@ from telegram.ext import (
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
+    ChatMemberHandler,
     CommandHandler,
     ContextTypes,
     Defaults,
+    ExtBot,
     MessageHandler,
     TypeHandler,
     filters,
 )
-from telegram.request import BaseRequest
+from telegram.request import BaseRequest, HTTPXRequest
 
 from bot.clock import Clock, SystemClock
 from bot.context import BotApplication, BotContext, BotData, Services
-from bot.handlers import buttons, chairs, events, organisations, search, start
+from bot.dispatcher import MAX_IN_FLIGHT, Dispatcher
+from bot.handlers import (
+    buttons,
+    chairs,
+    events,
+    membership,
+    organisations,
+    search,
+    start,
+    subscriptions,
+)
 from bot.handlers.chats import remember_chat
 from bot.handlers.errors import error_handler
 from bot.i18n import translator
 from config.settings import Settings
+from storage.chats import Chats
 from storage.database import Database
 from storage.dataset import prepare_database
-from storage.queries import Catalogue, Chats
+from storage.deliveries import Planner
+from storage.queries import Catalogue
+from storage.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +69,17 @@ async def prepare(services: Services) -> None:
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     database = Database(settings.database_url)
+    clock = clock or SystemClock()
+    catalogue = Catalogue(database)
+    planner = Planner()
     return Services(
         settings=settings,
         database=database,
-        catalogue=Catalogue(database),
+        catalogue=catalogue,
         chats=Chats(database, settings.default_language, settings.default_timezone),
-        clock=clock or SystemClock(),
+        subscriptions=Subscriptions(database, planner),
+        dispatcher=Dispatcher(database, catalogue, clock, settings, planner),
+        clock=clock,
     )
 
 
@@ -81,10 +101,18 @@ def register_handlers(application: BotApplication) -> None:
         ("next", events.next_event),
         ("event", events.event),
         ("search", search.search),
+        ("subscribe", subscriptions.subscribe),
+        ("unsubscribe", subscriptions.unsubscribe),
+        ("mysubs", subscriptions.mysubs),
+        ("leadtimes", subscriptions.leadtimes),
     ]
     for name, callback in commands:
         application.add_handler(CommandHandler(name, callback))
     application.add_handler(CallbackQueryHandler(buttons.button))
+    application.add_handler(
+        ChatMemberHandler(membership.my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER)
+    )
+    application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, membership.migrated))
     application.add_handler(
         MessageHandler(
             filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND & filters.UpdateType.MESSAGE,
@@ -99,9 +127,13 @@ async def _post_init(application: BotApplication) -> None:
     await prepare(services)
     tr = translator(services.settings.default_language)
     await application.bot.set_my_commands(start.bot_commands(tr))
+    delivery_bot = application.bot_data.delivery_bot
+    await delivery_bot.initialize()
+    services.dispatcher.start(delivery_bot, application.job_queue)
 
 
 async def _post_shutdown(application: BotApplication) -> None:
+    await application.bot_data.delivery_bot.shutdown()
     await application.bot_data.services.database.dispose()
 
 
@@ -146,18 +178,16 @@ def build_application(
     """The bot, ready to ``run_polling`` (or to ``process_update`` for the console)."""
     token = settings.bot_token.get_secret_value() if settings.bot_token else CONSOLE_TOKEN
     context_types = ContextTypes(context=BotContext, bot_data=BotData)
+    defaults = Defaults(
+        parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True)
+    )
     builder = (
         ApplicationBuilder()
         .token(token)
         .base_url(settings.telegram_base_url)
         .base_file_url(file_url_for(settings.telegram_base_url))
         .context_types(context_types)
-        .defaults(
-            Defaults(
-                parse_mode=ParseMode.HTML,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-            )
-        )
+        .defaults(defaults)
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
     )
@@ -170,6 +200,16 @@ def build_application(
         builder = builder.updater(None)
     application: BotApplication = builder.build()  # type: ignore[assignment]
     application.bot_data.services = build_services(settings, clock)
+    # Deliveries use a bot of their own: no PTB rate limiter (the dispatcher has its own
+    # and handles 429 itself) and its own connection pool, so replies never queue behind
+    # a broadcast.
+    application.bot_data.delivery_bot = ExtBot(
+        token,
+        base_url=settings.telegram_base_url,
+        base_file_url=file_url_for(settings.telegram_base_url),
+        defaults=defaults,
+        request=request or HTTPXRequest(connection_pool_size=MAX_IN_FLIGHT + 4),
+    )
     register_handlers(application)
     return application
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from storage.models import SubscriptionScope
 from storage.queries import EventFilter, When
 
 MAX_CALLBACK_BYTES = 64
@@ -17,6 +18,16 @@ _KEY = r"[a-z0-9_-]{1,40}"
 _EVENT = re.compile(rf"^e:({_KEY})$")
 _ORGANISATION = re.compile(rf"^o:({_KEY})$")
 _LIST = re.compile(rf"^l:(u|p|a):({_KEY}|-):(\d{{4}}|-):(\d{{1,4}})$")
+_FOLLOW = re.compile(rf"^f:(a|o|e)(?::({_KEY}))?$")
+_UNFOLLOW = re.compile(r"^u:(\d{1,12})$")
+_LEAD_MENU = re.compile(r"^t:(\d{1,12})$")
+_TOGGLE_LEAD = re.compile(r"^lt:(\d{1,12}):(\d{1,6})$")
+_LEAD_DONE = re.compile(r"^ld:(\d{1,12})$")
+_SCOPE_CODES = {
+    "a": SubscriptionScope.ALL,
+    "o": SubscriptionScope.ORGANISATION,
+    "e": SubscriptionScope.EVENT,
+}
 _WHEN_CODES = {When.UPCOMING: "u", When.PAST: "p", When.ALL: "a"}
 _CODES_WHEN = {code: when for when, code in _WHEN_CODES.items()}
 
@@ -41,7 +52,49 @@ class OpenList:
     page: int
 
 
-Action = OpenEvent | OpenOrganisation | OpenList
+@dataclass(frozen=True)
+class Follow:
+    scope: SubscriptionScope
+    key: str | None
+
+
+@dataclass(frozen=True)
+class Unfollow:
+    subscription_id: int
+
+
+@dataclass(frozen=True)
+class LeadMenu:
+    subscription_id: int  # 0: the chat's default lead times
+
+
+@dataclass(frozen=True)
+class ToggleLead:
+    subscription_id: int
+    minutes: int
+
+
+@dataclass(frozen=True)
+class LeadDone:
+    subscription_id: int
+
+
+@dataclass(frozen=True)
+class SubscribeMenu:
+    pass
+
+
+Action = (
+    OpenEvent
+    | OpenOrganisation
+    | OpenList
+    | Follow
+    | Unfollow
+    | LeadMenu
+    | ToggleLead
+    | LeadDone
+    | SubscribeMenu
+)
 
 
 def _checked(data: str) -> str:
@@ -64,6 +117,38 @@ def event_list(query: EventFilter, page: int) -> str:
     return _checked(f"l:{_WHEN_CODES[query.when]}:{org}:{year}:{page}")
 
 
+def follow_all() -> str:
+    return "f:a"
+
+
+def follow_org(key: str) -> str:
+    return _checked(f"f:o:{key}")
+
+
+def follow_event(key: str) -> str:
+    return _checked(f"f:e:{key}")
+
+
+def unfollow(subscription_id: int) -> str:
+    return f"u:{subscription_id}"
+
+
+def lead_menu(subscription_id: int) -> str:
+    return f"t:{subscription_id}"
+
+
+def toggle_lead(subscription_id: int, minutes: int) -> str:
+    return f"lt:{subscription_id}:{minutes}"
+
+
+def lead_done(subscription_id: int) -> str:
+    return f"ld:{subscription_id}"
+
+
+def subscribe_menu() -> str:
+    return "sm"
+
+
 def parse(data: str | None) -> Action:
     """The action a button asks for; :class:`ExpiredButton` for anything else."""
     if not data or len(data.encode()) > MAX_CALLBACK_BYTES:
@@ -80,4 +165,19 @@ def parse(data: str | None) -> Action:
             when=_CODES_WHEN[when],
         )
         return OpenList(query, int(page))
+    if match := _FOLLOW.match(data):
+        scope = _SCOPE_CODES[match[1]]
+        if (scope is SubscriptionScope.ALL) != (match[2] is None):
+            raise ExpiredButton(data)
+        return Follow(scope, match[2])
+    if match := _UNFOLLOW.match(data):
+        return Unfollow(int(match[1]))
+    if match := _LEAD_MENU.match(data):
+        return LeadMenu(int(match[1]))
+    if match := _TOGGLE_LEAD.match(data):
+        return ToggleLead(int(match[1]), int(match[2]))
+    if match := _LEAD_DONE.match(data):
+        return LeadDone(int(match[1]))
+    if data == "sm":
+        return SubscribeMenu()
     raise ExpiredButton(data)

@@ -11,10 +11,13 @@ from typing import Any
 from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
 from bot.clock import Clock
+from bot.dispatcher import Dispatcher
 from bot.i18n import Translator, translator
 from config.settings import Settings
+from storage.chats import Chats
 from storage.database import Database
-from storage.queries import Catalogue, Chats
+from storage.queries import Catalogue
+from storage.subscriptions import Subscriptions
 from storage.views import ChatView
 
 
@@ -26,13 +29,16 @@ class Services:
     database: Database
     catalogue: Catalogue
     chats: Chats
+    subscriptions: Subscriptions
+    dispatcher: Dispatcher
     clock: Clock
 
 
 class BotData:
-    """``application.bot_data``: holds the services."""
+    """``application.bot_data``: the services, and the bot that sends deliveries."""
 
     services: Services
+    delivery_bot: ExtBot[None]
 
 
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], BotData]):

@@ -15,13 +15,16 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime, format_interval, format_skeleton
 from babel.dates import format_timedelta as babel_timedelta
+from babel.lists import format_list
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot import callbacks
 from bot.i18n import Translator
 from storage.dates import PartialDate, Precision
-from storage.models import EventStatus
+from storage.deliveries import LEAD_TIME_CHOICES
+from storage.models import EventStatus, SubscriptionScope
 from storage.queries import EventFilter, SearchResults, Suggestion, When
+from storage.subscriptions import SubscriptionView
 from storage.views import (
     ChairView,
     ChatView,
@@ -30,6 +33,7 @@ from storage.views import (
     OrganisationCard,
     OrganisationChairs,
     OrganisationRef,
+    PlaceView,
 )
 
 MAX_MESSAGE = 4096
@@ -212,8 +216,15 @@ def countdown(event: EventView, chat: ChatView, now: dt.datetime, tr: Translator
 # --- events --------------------------------------------------------------
 
 
-def event_card(event: EventView, chat: ChatView, now: dt.datetime, tr: Translator) -> Reply:
-    """The full card of an event, with buttons to its organisation."""
+def event_card(
+    event: EventView,
+    chat: ChatView,
+    now: dt.datetime,
+    tr: Translator,
+    *,
+    follow_button: bool = True,
+) -> Reply:
+    """The full card of an event, with buttons to follow it and to its organisation."""
     _ = tr.gettext
     lines = [f"<b>{esc(event_title(event, tr))}</b>"]
     if event.organisation is not None:
@@ -239,17 +250,19 @@ def event_card(event: EventView, chat: ChatView, now: dt.datetime, tr: Translato
     if event.sources:
         lines.append(_("Sources: {sources}", sources=esc("; ".join(event.sources))))
     lines.append(f"<code>/event {esc(event.key)}</code>")
-    buttons = []
-    if event.organisation is not None:
-        buttons.append(
-            [
-                InlineKeyboardButton(
-                    organisation_short(event.organisation, tr),
-                    callback_data=callbacks.organisation(event.organisation.key),
-                )
-            ]
+    row = []
+    if follow_button and not event.is_over(now):
+        row.append(
+            InlineKeyboardButton(_("🔔 Remind me"), callback_data=callbacks.follow_event(event.key))
         )
-    return Reply("\n".join(lines), InlineKeyboardMarkup(buttons) if buttons else None)
+    if event.organisation is not None:
+        row.append(
+            InlineKeyboardButton(
+                organisation_short(event.organisation, tr),
+                callback_data=callbacks.organisation(event.organisation.key),
+            )
+        )
+    return Reply("\n".join(lines), InlineKeyboardMarkup([row]) if row else None)
 
 
 def event_line(event: EventView, tr: Translator) -> str:
@@ -456,7 +469,10 @@ def organisation_card(
             ),
         ),
     ]
-    rows = [buttons]
+    rows = [
+        buttons,
+        [InlineKeyboardButton(_("🔔 Follow"), callback_data=callbacks.follow_org(org.key))],
+    ]
     if card.next_event is not None:
         rows.append(
             [
@@ -565,3 +581,219 @@ def split_message(text: str, limit: int = MAX_MESSAGE) -> list[str]:
     if current or not parts:
         parts.append(current)
     return parts
+
+
+# --- subscriptions and reminders ------------------------------------------
+
+
+def lead_time_label(minutes: int, tr: Translator) -> str:
+    """ "7 days", "3 hours", "15 minutes"."""
+    if minutes % 1440 == 0:
+        return tr.ngettext("{count} day", "{count} days", minutes // 1440)
+    if minutes % 60 == 0:
+        return tr.ngettext("{count} hour", "{count} hours", minutes // 60)
+    return tr.ngettext("{count} minute", "{count} minutes", minutes)
+
+
+def lead_times_text(minutes: Sequence[int], tr: Translator) -> str:
+    """ "7 days, 1 day and 1 hour", longest first, in the reader's language."""
+    labels = [lead_time_label(m, tr) for m in sorted(minutes, reverse=True)]
+    return str(format_list(labels, locale=tr.locale)) if labels else ""
+
+
+def subscription_target(subscription: SubscriptionView, tr: Translator) -> str:
+    _ = tr.gettext
+    if subscription.scope is SubscriptionScope.ALL:
+        return _("all summits and meetings")
+    if subscription.organisation is not None:
+        return organisation_short(subscription.organisation, tr)
+    if subscription.event_title is not None:
+        return localised(subscription.event_title, tr.language)
+    return subscription.event_key or "?"
+
+
+def _subscription_buttons(
+    subscription: SubscriptionView, tr: Translator
+) -> list[InlineKeyboardButton]:
+    _ = tr.gettext
+    return [
+        InlineKeyboardButton(_("⏱ Lead times"), callback_data=callbacks.lead_menu(subscription.id)),
+        InlineKeyboardButton(_("✖ Unfollow"), callback_data=callbacks.unfollow(subscription.id)),
+    ]
+
+
+def followed(subscription: SubscriptionView, created: bool, tr: Translator) -> Reply:
+    _ = tr.gettext
+    target = esc(subscription_target(subscription, tr))
+    leads = esc(lead_times_text(subscription.lead_times, tr))
+    if created:
+        text = _("✅ You now follow <b>{target}</b>.", target=target)
+    else:
+        text = _("You already follow <b>{target}</b>.", target=target)
+    text += "\n" + _("Reminders come {leads} before each event.", leads=leads)
+    text += "\n" + esc(
+        _(
+            "Events known only to the month get one notice at the start of that month; "
+            "events known only to the year get none until their dates are announced."
+        )
+    )
+    return Reply(text, InlineKeyboardMarkup([_subscription_buttons(subscription, tr)]))
+
+
+def unfollowed(subscription: SubscriptionView, tr: Translator) -> Reply:
+    _ = tr.gettext
+    target = esc(subscription_target(subscription, tr))
+    return Reply(_("You no longer follow <b>{target}</b>.", target=target))
+
+
+def subscribe_menu(orgs: Sequence[OrganisationRef], tr: Translator) -> Reply:
+    _ = tr.gettext
+    text = "\n".join(
+        [
+            f"<b>{esc(_('What would you like to follow?'))}</b>",
+            esc(
+                _(
+                    "Everything, one organisation, or one event (the 🔔 button on an event's "
+                    "card, or /subscribe EVENT_ID)."
+                )
+            ),
+        ]
+    )
+    buttons = [
+        InlineKeyboardButton(
+            organisation_short(org, tr), callback_data=callbacks.follow_org(org.key)
+        )
+        for org in orgs
+    ]
+    rows = [[InlineKeyboardButton(_("Everything"), callback_data=callbacks.follow_all())]]
+    rows.extend(buttons[i : i + 4] for i in range(0, len(buttons), 4))
+    return Reply(text, InlineKeyboardMarkup(rows))
+
+
+def subscriptions_list(
+    subscriptions: Sequence[SubscriptionView], default: Sequence[int], tr: Translator
+) -> Reply:
+    _ = tr.gettext
+    if not subscriptions:
+        text = esc(_("This chat follows nothing yet. Use /subscribe to choose."))
+        return Reply(
+            text,
+            InlineKeyboardMarkup(
+                [[InlineKeyboardButton(_("Follow…"), callback_data=callbacks.subscribe_menu())]]
+            ),
+        )
+    lines = [f"<b>{esc(_('This chat follows:'))}</b>"]
+    rows = []
+    for number, subscription in enumerate(subscriptions, start=1):
+        target = subscription_target(subscription, tr)
+        leads = lead_times_text(subscription.lead_times, tr)
+        lines.append(f"{number}. {esc(target)} — {esc(leads)}")
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    f"⏱ {number}", callback_data=callbacks.lead_menu(subscription.id)
+                ),
+                InlineKeyboardButton(
+                    f"✖ {number}", callback_data=callbacks.unfollow(subscription.id)
+                ),
+            ]
+        )
+    lines.append("")
+    lines.append(esc(_("Default lead times: {leads}", leads=lead_times_text(default, tr))))
+    rows.append(
+        [InlineKeyboardButton(_("⏱ Default lead times"), callback_data=callbacks.lead_menu(0))]
+    )
+    return Reply("\n".join(lines), InlineKeyboardMarkup(rows))
+
+
+def lead_menu(
+    target: str | None, current: Sequence[int], subscription_id: int, tr: Translator
+) -> Reply:
+    """Toggle buttons for every lead time on offer; the current ones ticked."""
+    _ = tr.gettext
+    if target is None:
+        text = _("Default lead times for new subscriptions of this chat:")
+    else:
+        text = _("Remind before <b>{target}</b>:", target=esc(target))
+    text += "\n" + esc(_("Tap to switch a lead time on or off."))
+    buttons = [
+        InlineKeyboardButton(
+            ("✓ " if minutes in current else "· ") + lead_time_label(minutes, tr),
+            callback_data=callbacks.toggle_lead(subscription_id, minutes),
+        )
+        for minutes in LEAD_TIME_CHOICES
+    ]
+    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    rows.append(
+        [InlineKeyboardButton(_("Done"), callback_data=callbacks.lead_done(subscription_id))]
+    )
+    return Reply(text, InlineKeyboardMarkup(rows))
+
+
+def reminder(event: EventView, chat: ChatView, now: dt.datetime, tr: Translator) -> Reply:
+    """A reminder: what, where, when, how long until it starts, and a button to the card."""
+    _ = tr.gettext
+    return _notice(f"⏰ <b>{esc(_('Reminder'))}</b>", event, chat, now, tr)
+
+
+def month_notice(event: EventView, chat: ChatView, now: dt.datetime, tr: Translator) -> Reply:
+    _ = tr.gettext
+    header = f"🗓 <b>{esc(_('This month'))}</b>\n" + esc(_("The exact dates are not announced yet."))
+    return _notice(header, event, chat, now, tr)
+
+
+def change_notice(
+    event: EventView,
+    old: dict[str, object],
+    new: dict[str, object],
+    places: dict[str, PlaceView],
+    chat: ChatView,
+    now: dt.datetime,
+    tr: Translator,
+) -> Reply:
+    """What changed, old and new, then the event as it is now."""
+    _ = tr.gettext
+    lines = [f"📣 <b>{esc(_('Changed'))}</b>"]
+
+    def dates(values: dict[str, object]) -> str:
+        start = PartialDate.parse(str(values["start"]))
+        end = PartialDate.parse(str(values["end"])) if values.get("end") else None
+        return format_dates(start, end, tr)
+
+    def place(values: dict[str, object]) -> str:
+        key = values.get("place")
+        found = places.get(str(key)) if key else None
+        name = localised(found.names, tr.language) if found else ""
+        return (_("online") + (f" ({name})" if name else "")) if values.get("online") else name
+
+    if (old.get("start"), old.get("end")) != (new.get("start"), new.get("end")):
+        lines.append(_("Dates: {old} → {new}", old=esc(dates(old)), new=esc(dates(new))))
+    if (old.get("place"), old.get("online")) != (new.get("place"), new.get("online")):
+        lines.append(
+            _("Place: {old} → {new}", old=esc(place(old) or "—"), new=esc(place(new) or "—"))
+        )
+    if old.get("status") != new.get("status"):
+        lines.append(
+            _(
+                "Status: {old} → {new}",
+                old=esc(status_label(EventStatus(str(old["status"])), tr)),
+                new=esc(status_label(EventStatus(str(new["status"])), tr)),
+            )
+        )
+    return _notice("\n".join(lines), event, chat, now, tr)
+
+
+def _notice(
+    header: str, event: EventView, chat: ChatView, now: dt.datetime, tr: Translator
+) -> Reply:
+    _ = tr.gettext
+    card = event_card(event, chat, now, tr, follow_button=False)
+    keyboard = [
+        [InlineKeyboardButton(_("📋 Event card"), callback_data=callbacks.event(event.key))]
+    ]
+    return Reply(f"{header}\n\n{card.text}", InlineKeyboardMarkup(keyboard))
+
+
+def admins_only(tr: Translator) -> Reply:
+    _ = tr.gettext
+    return Reply(esc(_("Only the admins of this group can change what it follows.")))

@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     default_timezone: str = "Asia/Almaty"
     dataset_dir: Path = DATASET_DIR
     log_level: str = "INFO"
+    # Reminders: how often the dispatcher sweeps for due deliveries (it also wakes
+    # up exactly at the next due instant), and how it sends.
+    reminder_sweep_seconds: float = Field(default=15.0, gt=0)
+    delivery_rate_per_second: float = Field(default=25.0, gt=0)
+    delivery_rate_limit: bool = True
+    delivery_max_attempts: int = Field(default=5, ge=1)
+    delivery_lease_seconds: float = Field(default=300.0, gt=0)
 
     @field_validator("operator_ids", mode="before")
     @classmethod

@@ -33,10 +33,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
 from storage.dates import InvalidDate, PartialDate, Precision, Span, validate_zone
+from storage.deliveries import Planner, plan_change_notices
 from storage.models import (
     Chairmanship,
     Confidence,
     Event,
+    EventChange,
     EventStatus,
     Meta,
     Organisation,
@@ -447,6 +449,10 @@ class ImportReport:
     added: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in SECTIONS})
     changed: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in SECTIONS})
     unchanged: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SECTIONS, 0))
+    # Changes of date, place or status that followers are told about.
+    event_changes: list[EventChange] = field(default_factory=list)
+    # Events whose reminders must be planned again (added or changed).
+    touched_event_ids: list[int] = field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:
@@ -566,7 +572,9 @@ def _upsert(
     return row
 
 
-async def apply_dataset(session: AsyncSession, dataset: Dataset) -> ImportReport:
+async def apply_dataset(
+    session: AsyncSession, dataset: Dataset, changed_by: str = "import"
+) -> ImportReport:
     """Write checked rows, matching existing ones by key. Never commits.
 
     Raises :class:`DatasetError` (before writing anything) if references are broken.
@@ -621,6 +629,8 @@ async def apply_dataset(session: AsyncSession, dataset: Dataset) -> ImportReport
         _upsert(session, report, "chairmanships", chairs, key, label, Chairmanship, values)
 
     events = {row.key: row for row in (await session.scalars(select(Event))).all()}
+    place_keys = {row.id: key for key, row in places.items()}
+    touched: list[Event] = []
     for event in dataset.events:
         place_row = places.get(event.place) if event.place else None
         zone = event.timezone or (place_row.timezone if place_row else None)
@@ -646,12 +656,47 @@ async def apply_dataset(session: AsyncSession, dataset: Dataset) -> ImportReport
             "confidence": event.confidence,
             "sources": event.sources,
         }
-        _upsert(session, report, "events", events, event.id, event.id, Event, values)
+        existing = events.get(event.id)
+        before = event_snapshot(existing, place_keys) if existing is not None else None
+        row = _upsert(session, report, "events", events, event.id, event.id, Event, values)
+        if before is None:
+            touched.append(row)
+            continue
+        after = event_snapshot(row, place_keys)
+        if after != before:
+            row.revision += 1
+            change = EventChange(
+                event_id=row.id, revision=row.revision, changed_by=changed_by, old=before, new=after
+            )
+            session.add(change)
+            report.event_changes.append(change)
+            touched.append(row)
+        elif event.id in report.changed["events"]:
+            touched.append(row)  # e.g. a new title: nothing to announce, reminders re-rendered
     await session.flush()
+    report.touched_event_ids = [row.id for row in touched]
     return report
 
 
-async def import_files(session: AsyncSession, paths: Sequence[Path]) -> ImportReport:
+def event_snapshot(event: Event, place_keys: dict[int, str]) -> dict[str, Any]:
+    """What followers are told about when it changes: dates, place, status."""
+    return {
+        "start": PartialDate.from_local(event.start_local, event.date_precision).literal,
+        "end": (
+            PartialDate.from_local(event.end_local, event.end_precision).literal
+            if event.end_local is not None and event.end_precision is not None
+            else None
+        ),
+        "timezone": event.timezone,
+        "place": place_keys.get(event.place_id) if event.place_id else None,
+        "online": event.online,
+        "status": EventStatus(event.status).value,
+    }
+
+
+async def import_files(
+    session: AsyncSession, paths: Sequence[Path], changed_by: str = "import"
+) -> ImportReport:
     """Read, check and write data files, all or nothing. Never commits.
 
     Raises :class:`DatasetError` listing every problem with its file and line.
@@ -659,15 +704,29 @@ async def import_files(session: AsyncSession, paths: Sequence[Path]) -> ImportRe
     dataset, problems = read_files(paths)
     if problems:
         raise DatasetError([*problems, *await check_references(session, dataset)])
-    return await apply_dataset(session, dataset)
+    return await apply_dataset(session, dataset, changed_by)
 
 
-async def import_text(session: AsyncSession, text: str, name: str) -> ImportReport:
+async def import_text(
+    session: AsyncSession, text: str, name: str, changed_by: str = "import"
+) -> ImportReport:
     """Like :func:`import_files` for a file's text (e.g. a document sent to the bot)."""
     dataset, problems = parse_text(text, name)
     if problems:
         raise DatasetError([*problems, *await check_references(session, dataset)])
-    return await apply_dataset(session, dataset)
+    return await apply_dataset(session, dataset, changed_by)
+
+
+async def follow_up_import(
+    session: AsyncSession, report: ImportReport, now: dt.datetime, planner: Planner
+) -> None:
+    """Tell followers about changed events and re-plan their reminders. Never commits."""
+    for change in report.event_changes:
+        event = await session.get(Event, change.event_id)
+        if event is not None:
+            await plan_change_notices(session, change, event, now)
+    if report.touched_event_ids:
+        await planner.replan(session, now, event_ids=report.touched_event_ids)
 
 
 def digest_of(paths: Sequence[Path]) -> str:
@@ -689,7 +748,7 @@ async def sync_bundled_dataset(session: AsyncSession, directory: Path) -> Import
     stored = await session.get(Meta, BUNDLED_DIGEST_KEY)
     if stored is not None and stored.value == digest:
         return None
-    report = await import_files(session, paths)
+    report = await import_files(session, paths, changed_by="bundled dataset")
     if stored is None:
         session.add(Meta(key=BUNDLED_DIGEST_KEY, value=digest))
     else:
@@ -697,14 +756,19 @@ async def sync_bundled_dataset(session: AsyncSession, directory: Path) -> Import
     return report
 
 
-async def prepare_database(database: Database, dataset_dir: Path) -> ImportReport | None:
+async def prepare_database(
+    database: Database, dataset_dir: Path, now: dt.datetime | None = None
+) -> ImportReport | None:
     """Migrate the schema and load the bundled dataset if it is new or changed.
 
     Every entry point calls this first, so a new machine needs no set-up step.
     """
     await database.upgrade()
     async with database.transaction() as session:
-        return await sync_bundled_dataset(session, dataset_dir)
+        report = await sync_bundled_dataset(session, dataset_dir)
+        if report is not None:
+            await follow_up_import(session, report, now or dt.datetime.now(dt.UTC), Planner())
+        return report
 
 
 # ---------------------------------------------------------------------------

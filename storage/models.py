@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -99,6 +100,20 @@ class SubscriptionScope(enum.StrEnum):
     ALL = "all"
     ORGANISATION = "organisation"
     EVENT = "event"
+
+
+class DeliveryKind(enum.StrEnum):
+    REMINDER = "reminder"  # ``slot`` is the lead time in minutes
+    MONTH_NOTICE = "month_notice"  # "this month": events known only to the month
+    CHANGE_NOTICE = "change_notice"  # ``slot`` is the event's revision
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"  # a dispatcher is sending it
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # came due while down and was stale: recorded, not sent
 
 
 def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
@@ -216,6 +231,8 @@ class Event(Base):
     # Exclusive end of the whole span (of the start's span when no end is known).
     ends_at: Mapped[dt.datetime]
     status: Mapped[EventStatus] = mapped_column(_enum(EventStatus, "event_status"))
+    # Counts changes of date, place or status; a change notice is sent once per revision.
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     recurrence: Mapped[str | None] = mapped_column(String(64))  # an RRULE, e.g. FREQ=YEARLY
     note: Mapped[LocalisedText] = mapped_column(default=dict)
     confidence: Mapped[Confidence] = mapped_column(_enum(Confidence, "confidence"))
@@ -238,6 +255,8 @@ class Chat(Base):
     language: Mapped[str] = mapped_column(String(8))
     timezone: Mapped[str] = mapped_column(String(64))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Minutes before an event; None: the bot's default lead times.
+    lead_times: Mapped[list[int] | None] = mapped_column(JSON)
     migrated_to_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -247,14 +266,84 @@ class Subscription(Base):
     """A chat following everything, one organisation or one event, with its lead times."""
 
     __tablename__ = "subscriptions"
+
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     chat_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("chats.id", ondelete="CASCADE"), index=True
     )
     scope: Mapped[SubscriptionScope] = mapped_column(_enum(SubscriptionScope, "subscription_scope"))
     organisation_id: Mapped[int | None] = mapped_column(
-        ForeignKey("organisations.id", ondelete="CASCADE")
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
-    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
-    lead_times: Mapped[list[int]] = mapped_column(default=list)  # minutes before the start
+    event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE"), index=True
+    )
+    # Minutes before the start; None: the chat's default lead times.
+    lead_times: Mapped[list[int] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# One subscription per chat and target. NULLs are distinct in unique constraints, so the
+# index is on expressions that turn "no organisation/event" into 0.
+Index(
+    "uq_subscriptions_target",
+    Subscription.chat_id,
+    Subscription.scope,
+    func.coalesce(Subscription.organisation_id, 0),
+    func.coalesce(Subscription.event_id, 0),
+    unique=True,
+)
+
+
+class EventChange(Base):
+    """A change of an event's date, place or status: who, when, old and new."""
+
+    __tablename__ = "event_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    changed_by: Mapped[str] = mapped_column(String(128))
+    old: Mapped[dict[str, Any]] = mapped_column(JSON)
+    new: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Delivery(Base):
+    """The delivery ledger: one row per chat, event occurrence and lead time.
+
+    The unique key is what makes a reminder "sent exactly once": a row is created
+    once, claimed atomically by one dispatcher, and marked with its outcome.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("chat_id", "event_id", "kind", "occurrence_at", "slot"),
+        Index("ix_deliveries_status_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("chats.id", ondelete="CASCADE"), index=True
+    )
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[DeliveryKind] = mapped_column(_enum(DeliveryKind, "delivery_kind"))
+    occurrence_at: Mapped[dt.datetime]  # start of the event occurrence it is about
+    slot: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[dt.datetime]
+    # After this it is stale news (the event started, the month is over): skipped, not sent.
+    expires_at: Mapped[dt.datetime]
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[dt.datetime | None]  # retry back-off
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    change_id: Mapped[int | None] = mapped_column(
+        ForeignKey("event_changes.id", ondelete="CASCADE")
+    )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -21,16 +21,14 @@ from storage.database import Database
 from storage.dates import PartialDate
 from storage.models import (
     Chairmanship,
-    Chat,
-    ChatType,
     Event,
     EventStatus,
     Organisation,
+    Place,
 )
 from storage.search import SearchDocument, SearchHit, SearchIndex, normalise
 from storage.views import (
     ChairView,
-    ChatView,
     EventPage,
     EventView,
     OrganisationCard,
@@ -281,6 +279,12 @@ class Catalogue:
         )
         return found.events[0] if found.events else None
 
+    async def places(self, keys: Sequence[str | None]) -> dict[str, PlaceView]:
+        wanted = [key for key in keys if key]
+        async with self.database.sessions() as session:
+            rows = await session.scalars(select(Place).where(Place.key.in_(wanted)))
+            return {place.key: PlaceView.of(place) for place in rows}
+
     # --- search ------------------------------------------------------------
 
     async def _revision(self) -> tuple[object, ...]:
@@ -407,34 +411,3 @@ def _next_of(events: Sequence[EventView], now: dt.datetime) -> EventView | None:
         if occurrence is not None
     ]
     return min(upcoming, key=lambda e: e.starts_at) if upcoming else None
-
-
-class Chats:
-    """The chats the bot talks to: created on first contact with their language and zone."""
-
-    def __init__(self, database: Database, default_language: str, default_timezone: str) -> None:
-        self.database = database
-        self.default_language = default_language
-        self.default_timezone = default_timezone
-
-    async def ensure(
-        self, chat_id: int, chat_type: ChatType, title: str | None, language: str | None
-    ) -> ChatView:
-        """The chat, created on first contact; a group keeps its language whoever writes."""
-        async with self.database.transaction() as session:
-            chat = await session.get(Chat, chat_id)
-            if chat is None:
-                chat = Chat(
-                    id=chat_id,
-                    type=chat_type,
-                    title=title,
-                    language=language or self.default_language,
-                    timezone=self.default_timezone,
-                    is_active=True,
-                )
-                session.add(chat)
-            elif not chat.is_active or chat.title != title or chat.type != chat_type:
-                chat.is_active = True
-                chat.title = title
-                chat.type = chat_type
-            return ChatView.of(chat)

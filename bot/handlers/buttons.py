@@ -10,6 +10,7 @@ from telegram.error import BadRequest
 
 from bot import callbacks
 from bot.context import BotContext
+from bot.handlers import subscriptions
 from bot.handlers.events import list_page, show_event
 from bot.handlers.organisations import show_organisation
 
@@ -26,6 +27,17 @@ async def button(update: Update, context: BotContext) -> None:
     except callbacks.ExpiredButton:
         log.info("refused unknown callback data from user %s", query.from_user.id)
         await query.answer(_("This button has expired."), show_alert=True)
+        return
+    if isinstance(
+        action,
+        callbacks.Follow
+        | callbacks.Unfollow
+        | callbacks.LeadMenu
+        | callbacks.ToggleLead
+        | callbacks.LeadDone
+        | callbacks.SubscribeMenu,
+    ):
+        await subscriptions.button(update, context, action)
         return
     await query.answer()
     match action:

@@ -182,6 +182,8 @@ class BotApiEmulator:
     messages: dict[tuple[int, int], StoredMessage] = field(default_factory=dict)
     blocked: set[int] = field(default_factory=set)
     commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # chat id -> user ids who administer it (getChatMember answers "creator" for them)
+    admins: dict[int, set[int]] = field(default_factory=dict)
     _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
     def chat(self, chat_id: int) -> dict[str, Any]:
@@ -239,6 +241,15 @@ class BotApiEmulator:
 
     def _getChat(self, parameters: dict[str, Any]) -> Any:
         return self.chat(int(parameters["chat_id"]))
+
+    def _getChatMember(self, parameters: dict[str, Any]) -> Any:
+        chat_id, user_id = int(parameters["chat_id"]), int(parameters["user_id"])
+        user = {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
+        if chat_id > 0 and chat_id == user_id:
+            return {"status": "member", "user": user}
+        if user_id in self.admins.get(chat_id, set()):
+            return {"status": "creator", "user": user, "is_anonymous": False}
+        return {"status": "member", "user": user}
 
     def _check_reachable(self, chat_id: int) -> None:
         if chat_id in self.blocked:

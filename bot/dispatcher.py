@@ -1,0 +1,312 @@
+"""Where reminders and notices get sent.
+
+The database is the source of truth; APScheduler (PTB's JobQueue) only wakes the
+dispatcher: a short repeating sweep ("reminder-sweep") plus a one-shot wake-up
+at the next due instant ("reminder-wakeup"). There is no job per reminder and
+nothing is pickled, so a restart loses nothing and the number of jobs is fixed.
+
+One sweep: plan what comes due within the horizon, put back claims a dead
+process left, then claim due deliveries in batches (atomically; replicas share
+the work), send each through the rate limiter and record the outcome:
+- sent: marked with Telegram's message id;
+- 403 (blocked, kicked, chat deleted) and "chat not found": the chat is marked
+  inactive and its pending deliveries are skipped;
+- a group upgraded to a supergroup: the chat moves to the new id and the
+  message is sent there;
+- 429: every send pauses for ``retry_after``, the delivery goes back unchanged;
+- 5xx, network errors, time-outs: retried with back-off up to the attempt limit,
+  then marked failed with the reason.
+
+The one window where a message can be sent twice: the process dies after
+Telegram accepted a message and before its row is marked sent. It is limited
+to the messages in flight at that moment (at most ``MAX_IN_FLIGHT``); their
+claims are put back after ``DELIVERY_LEASE_SECONDS`` (at once on SQLite, where
+only one process runs) and they are sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from telegram import Bot
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
+from telegram.ext import CallbackContext, JobQueue
+
+from bot import render
+from bot.clock import Clock
+from bot.i18n import translator
+from bot.ratelimit import DeliveryRateLimiter
+from config.settings import Settings
+from storage.chats import deactivate_chat, migrate_chat
+from storage.database import Database
+from storage.deliveries import (
+    ClaimedDelivery,
+    Planner,
+    claim_due,
+    mark_failed,
+    mark_sent,
+    move_delivery,
+    next_due_at,
+    requeue_abandoned,
+    retry_later,
+)
+from storage.models import Chat, DeliveryKind, EventChange
+from storage.queries import Catalogue
+from storage.views import ChatView
+
+log = logging.getLogger(__name__)
+
+SWEEP_JOB = "reminder-sweep"
+WAKEUP_JOB = "reminder-wakeup"
+BATCH_SIZE = 200
+MAX_IN_FLIGHT = 16
+BACKOFF_BASE_SECONDS = 5.0
+BACKOFF_MAX_SECONDS = 600.0
+
+
+@dataclass
+class SweepResult:
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retried: int = 0
+    requeued: int = 0
+    planned: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Dispatcher:
+    """Sends due reminders and notices, exactly once as far as Telegram allows."""
+
+    def __init__(
+        self,
+        database: Database,
+        catalogue: Catalogue,
+        clock: Clock,
+        settings: Settings,
+        planner: Planner | None = None,
+        limiter: DeliveryRateLimiter | None = None,
+    ) -> None:
+        self.database = database
+        self.catalogue = catalogue
+        self.clock = clock
+        self.settings = settings
+        self.planner = planner or Planner()
+        self.limiter = limiter or DeliveryRateLimiter(
+            overall_per_second=settings.delivery_rate_per_second,
+            enabled=settings.delivery_rate_limit,
+        )
+        self.worker = _worker_name()
+        self.bot: Bot | None = None
+        self._job_queue: JobQueue[Any] | None = None
+        self._lock = asyncio.Lock()
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._started = False
+
+    # --- scheduling ---------------------------------------------------------------
+
+    def start(self, bot: Bot, job_queue: JobQueue[Any] | None) -> None:
+        """Begin sweeping. Claims left by a previous run of this process kind are put back
+        on the first sweep (on SQLite at once: no other process can hold them)."""
+        self.bot = bot
+        self._job_queue = job_queue
+        if job_queue is not None:
+            job_queue.run_repeating(
+                self._sweep_job,
+                interval=self.settings.reminder_sweep_seconds,
+                first=0.5,
+                name=SWEEP_JOB,
+            )
+
+    async def _sweep_job(self, _: CallbackContext[Any, Any, Any, Any]) -> None:
+        await self.sweep()
+
+    async def poke(self) -> None:
+        """Something new may be due soon (a subscription, an edit): wake at its instant."""
+        async with self.database.sessions() as session:
+            due = await next_due_at(session)
+        self._schedule_wakeup(due)
+
+    def _schedule_wakeup(self, due: dt.datetime | None) -> None:
+        if self._job_queue is None or due is None:
+            return
+        for job in self._job_queue.get_jobs_by_name(WAKEUP_JOB):
+            job.schedule_removal()
+        delay = max((due - self.clock.now()).total_seconds(), 0.0)
+        if delay >= self.settings.reminder_sweep_seconds:
+            return  # the repeating sweep comes first
+        self._job_queue.run_once(self._sweep_job, when=delay + 0.05, name=WAKEUP_JOB)
+
+    # --- one sweep ----------------------------------------------------------------
+
+    async def sweep(self) -> SweepResult:
+        """Plan, recover abandoned claims, and send everything due now."""
+        result = SweepResult()
+        if self._lock.locked():
+            return result  # a sweep is running; it will see what this one would
+        async with self._lock:
+            now = self.clock.now()
+            async with self.database.transaction() as session:
+                result.planned = await self.planner.advance(session, now)
+                lease = dt.timedelta(seconds=self.settings.delivery_lease_seconds)
+                # On SQLite only this process exists: what it claimed before a restart is
+                # abandoned. On PostgreSQL another replica may still be sending it.
+                cutoff = now if (self.database.is_sqlite and not self._started) else now - lease
+                result.requeued = await requeue_abandoned(session, cutoff)
+            self._started = True
+            while True:
+                async with self.database.transaction() as session:
+                    claimed, skipped = await claim_due(
+                        session, self.clock.now(), self.worker, BATCH_SIZE
+                    )
+                result.skipped += skipped
+                if not claimed:
+                    break
+                await asyncio.gather(*(self._deliver(d, result) for d in claimed))
+            async with self.database.sessions() as session:
+                due = await next_due_at(session)
+            self._schedule_wakeup(due)
+        if result.sent or result.failed or result.skipped or result.retried:
+            log.info(
+                "delivery sweep: %d sent, %d failed, %d skipped, %d to retry, %d planned",
+                result.sent,
+                result.failed,
+                result.skipped,
+                result.retried,
+                result.planned,
+            )
+        return result
+
+    # --- one delivery -------------------------------------------------------------
+
+    async def _render(self, delivery: ClaimedDelivery, chat: ChatView) -> render.Reply | None:
+        event = await self.catalogue.event(delivery.event_key)
+        if event is None:
+            return None
+        tr = translator(chat.language)
+        now = self.clock.now()
+        if delivery.kind is DeliveryKind.CHANGE_NOTICE:
+            async with self.database.sessions() as session:
+                change = (
+                    await session.get(EventChange, delivery.change_id)
+                    if delivery.change_id
+                    else None
+                )
+                if change is None:
+                    return None
+                old, new = dict(change.old), dict(change.new)
+            places = await self.catalogue.places([old.get("place"), new.get("place")])
+            return render.change_notice(event, old, new, places, chat, now, tr)
+        occurrence = event.next_occurrence(delivery.occurrence_at - dt.timedelta(seconds=1))
+        if occurrence is None:
+            return None
+        if delivery.kind is DeliveryKind.MONTH_NOTICE:
+            return render.month_notice(occurrence, chat, now, tr)
+        return render.reminder(occurrence, chat, now, tr)
+
+    async def _load_chat(self, chat_id: int) -> ChatView | None:
+        async with self.database.sessions() as session:
+            chat = await session.get(Chat, chat_id)
+            return ChatView.of(chat) if chat is not None else None
+
+    async def _deliver(self, delivery: ClaimedDelivery, result: SweepResult) -> None:
+        async with self._in_flight:
+            try:
+                await self._deliver_once(delivery, result, delivery.chat_id, migrated=False)
+            except Exception as exc:  # a bug must not stop the other deliveries
+                log.exception("delivery %s failed unexpectedly", delivery.id)
+                async with self.database.transaction() as session:
+                    await mark_failed(session, delivery.id, f"error: {exc!r}", self.clock.now())
+                result.failed += 1
+
+    async def _deliver_once(
+        self, delivery: ClaimedDelivery, result: SweepResult, chat_id: int, *, migrated: bool
+    ) -> None:
+        assert self.bot is not None, "Dispatcher.start() was not called"
+        chat = await self._load_chat(chat_id)
+        reply = await self._render(delivery, chat) if chat is not None else None
+        if chat is None or reply is None:
+            async with self.database.transaction() as session:
+                await mark_failed(session, delivery.id, "chat or event gone", self.clock.now())
+            result.failed += 1
+            return
+        await self.limiter.acquire(chat_id)
+        try:
+            message = await self.bot.send_message(chat_id, reply.text, reply_markup=reply.keyboard)
+        except RetryAfter as exc:
+            seconds = _seconds(exc.retry_after)
+            self.limiter.pause(seconds)
+            async with self.database.transaction() as session:
+                await retry_later(
+                    session,
+                    delivery.id,
+                    self.clock.now() + dt.timedelta(seconds=seconds),
+                    f"429: retry after {seconds:g}s",
+                    count_attempt=False,
+                )
+            result.retried += 1
+            self._schedule_wakeup(self.clock.now() + dt.timedelta(seconds=seconds))
+        except ChatMigrated as exc:
+            if migrated:
+                raise
+            async with self.database.transaction() as session:
+                await migrate_chat(session, chat_id, exc.new_chat_id)
+                await move_delivery(session, delivery.id, exc.new_chat_id)
+            log.info(
+                "chat %s became %s; delivery %s follows", chat_id, exc.new_chat_id, delivery.id
+            )
+            await self._deliver_once(delivery, result, exc.new_chat_id, migrated=True)
+        except Forbidden as exc:
+            await self._chat_gone(delivery, chat_id, f"403: {exc.message}", result)
+        except BadRequest as exc:
+            if "chat not found" in exc.message.lower():
+                await self._chat_gone(delivery, chat_id, f"400: {exc.message}", result)
+            else:
+                async with self.database.transaction() as session:
+                    await mark_failed(session, delivery.id, f"400: {exc.message}", self.clock.now())
+                result.failed += 1
+        except NetworkError as exc:  # 5xx, connection errors and time-outs
+            await self._retry_or_fail(delivery, f"{type(exc).__name__}: {exc.message}", result)
+        else:
+            async with self.database.transaction() as session:
+                await mark_sent(session, delivery.id, message.message_id, self.clock.now())
+            result.sent += 1
+
+    async def _chat_gone(
+        self, delivery: ClaimedDelivery, chat_id: int, reason: str, result: SweepResult
+    ) -> None:
+        async with self.database.transaction() as session:
+            await mark_failed(session, delivery.id, reason, self.clock.now())
+            await deactivate_chat(session, chat_id, f"chat inactive ({reason})", self.clock.now())
+        log.info("chat %s is gone (%s): marked inactive", chat_id, reason)
+        result.failed += 1
+
+    async def _retry_or_fail(
+        self, delivery: ClaimedDelivery, reason: str, result: SweepResult
+    ) -> None:
+        attempts = delivery.attempts + 1
+        now = self.clock.now()
+        async with self.database.transaction() as session:
+            if attempts >= self.settings.delivery_max_attempts:
+                await mark_failed(session, delivery.id, f"gave up after {attempts}: {reason}", now)
+                result.failed += 1
+                return
+            backoff = min(BACKOFF_BASE_SECONDS * 2 ** (attempts - 1), BACKOFF_MAX_SECONDS)
+            await retry_later(session, delivery.id, now + dt.timedelta(seconds=backoff), reason)
+        result.retried += 1
+        self._schedule_wakeup(now + dt.timedelta(seconds=backoff))
+
+
+def _seconds(value: float | dt.timedelta) -> float:
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)

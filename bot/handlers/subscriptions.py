@@ -1,0 +1,221 @@
+"""/subscribe, /unsubscribe, /mysubs, /leadtimes and their buttons."""
+
+from __future__ import annotations
+
+import contextlib
+
+from telegram import Update
+from telegram.error import BadRequest
+
+from bot import callbacks, render
+from bot.context import BotContext
+from bot.handlers.arguments import joined
+from bot.messaging import answer
+from bot.permissions import may_change_settings
+from storage.models import SubscriptionScope
+from storage.search import normalise
+from storage.subscriptions import SubscriptionError, SubscriptionView
+
+# "/subscribe all" in the five languages.
+ALL_WORDS = frozenset(
+    {"all", "everything", "всё", "все", "барлығы", "бәрі", "全部", "所有", "الكل"}
+)
+
+
+async def _allowed(update: Update, context: BotContext) -> bool:
+    if await may_change_settings(update, context):
+        return True
+    if update.callback_query is not None:
+        await update.callback_query.answer(
+            context.tr.gettext("Only the admins of this group can change what it follows."),
+            show_alert=True,
+        )
+    else:
+        await answer(update, context, render.admins_only(context.tr))
+    return False
+
+
+async def _resolve(
+    update: Update, context: BotContext, text: str
+) -> tuple[SubscriptionScope, str | None] | None:
+    """What "/subscribe TEXT" names: everything, an organisation or an event id."""
+    if normalise(text) in ALL_WORDS:
+        return SubscriptionScope.ALL, None
+    org = await context.catalogue.find_organisation(text)
+    if org is not None:
+        return SubscriptionScope.ORGANISATION, org.key
+    event = await context.catalogue.event(text.casefold())
+    if event is not None:
+        return SubscriptionScope.EVENT, event.key
+    suggestions = await context.catalogue.suggestions(text)
+    await answer(update, context, render.not_found(text, suggestions, context.tr))
+    return None
+
+
+async def follow(
+    update: Update, context: BotContext, scope: SubscriptionScope, key: str | None
+) -> None:
+    """Follow a target for this chat and confirm (also used by 🔔 buttons)."""
+    if not await _allowed(update, context):
+        return
+    chat_id = context.chat_view.id
+    try:
+        subscription, created = await context.services.subscriptions.follow(
+            chat_id, scope, key, context.clock.now()
+        )
+    except SubscriptionError as exc:
+        _ = context.tr.gettext
+        if exc.reason == "too_many":
+            text = _("This chat follows too many things already; unfollow some with /mysubs.")
+        else:
+            text = _("That no longer exists.")
+        await answer(update, context, render.Reply(render.esc(text)))
+        return
+    await context.services.dispatcher.poke()
+    await answer(update, context, render.followed(subscription, created, context.tr))
+
+
+async def subscribe(update: Update, context: BotContext) -> None:
+    text = joined(context.args)
+    if not text:
+        if await _allowed(update, context):
+            orgs = await context.catalogue.organisations()
+            await answer(update, context, render.subscribe_menu(orgs, context.tr))
+        return
+    target = await _resolve(update, context, text)
+    if target is not None:
+        await follow(update, context, *target)
+
+
+async def unfollow(update: Update, context: BotContext, subscription_id: int) -> None:
+    if not await _allowed(update, context):
+        return
+    removed = await context.services.subscriptions.unfollow(
+        context.chat_view.id, subscription_id, context.clock.now()
+    )
+    if removed is None:
+        text = render.esc(context.tr.gettext("This chat does not follow that."))
+        await answer(update, context, render.Reply(text))
+        return
+    await answer(update, context, render.unfollowed(removed, context.tr))
+
+
+async def unsubscribe(update: Update, context: BotContext) -> None:
+    text = joined(context.args)
+    if not text:
+        await mysubs(update, context)
+        return
+    target = await _resolve(update, context, text)
+    if target is None:
+        return
+    scope, key = target
+    for subscription in await context.services.subscriptions.of_chat(context.chat_view.id):
+        if subscription.scope is scope and _key_of(subscription) == key:
+            await unfollow(update, context, subscription.id)
+            return
+    text = render.esc(context.tr.gettext("This chat does not follow that."))
+    await answer(update, context, render.Reply(text))
+
+
+def _key_of(subscription: SubscriptionView) -> str | None:
+    if subscription.organisation is not None:
+        return subscription.organisation.key
+    return subscription.event_key
+
+
+async def mysubs(update: Update, context: BotContext) -> None:
+    chat_id = context.chat_view.id
+    subscriptions = await context.services.subscriptions.of_chat(chat_id)
+    default = await context.services.subscriptions.default_lead_times(chat_id)
+    await answer(update, context, render.subscriptions_list(subscriptions, default, context.tr))
+
+
+async def leadtimes(update: Update, context: BotContext) -> None:
+    if not await _allowed(update, context):
+        return
+    await _show_lead_menu(update, context, 0, edit=False)
+
+
+async def _lead_state(
+    context: BotContext, subscription_id: int
+) -> tuple[str | None, tuple[int, ...]] | None:
+    chat_id = context.chat_view.id
+    if subscription_id == 0:
+        return None, await context.services.subscriptions.default_lead_times(chat_id)
+    subscription = await context.services.subscriptions.get(chat_id, subscription_id)
+    if subscription is None:
+        return None
+    return render.subscription_target(subscription, context.tr), subscription.lead_times
+
+
+async def _show_lead_menu(
+    update: Update, context: BotContext, subscription_id: int, *, edit: bool
+) -> None:
+    state = await _lead_state(context, subscription_id)
+    if state is None:
+        text = render.esc(context.tr.gettext("This chat does not follow that."))
+        await answer(update, context, render.Reply(text))
+        return
+    reply = render.lead_menu(state[0], state[1], subscription_id, context.tr)
+    query = update.callback_query
+    if edit and query is not None:
+        with contextlib.suppress(BadRequest):  # "message is not modified"
+            await query.edit_message_text(reply.text, reply_markup=reply.keyboard)
+        return
+    await answer(update, context, reply)
+
+
+async def button(update: Update, context: BotContext, action: callbacks.Action) -> None:
+    """The subscription buttons (the router in ``handlers.buttons`` sends them here)."""
+    query = update.callback_query
+    assert query is not None
+    _ = context.tr.gettext
+    match action:
+        case callbacks.Follow(scope, key):
+            await query.answer()
+            await follow(update, context, scope, key)
+        case callbacks.SubscribeMenu():
+            await query.answer()
+            await subscribe(update, context)
+        case callbacks.Unfollow(subscription_id):
+            await query.answer()
+            await unfollow(update, context, subscription_id)
+        case callbacks.LeadMenu(subscription_id):
+            if await _allowed(update, context):
+                await query.answer()
+                await _show_lead_menu(update, context, subscription_id, edit=False)
+        case callbacks.ToggleLead(subscription_id, minutes):
+            if not await _allowed(update, context):
+                return
+            state = await _lead_state(context, subscription_id)
+            if state is None:
+                await query.answer(_("This button has expired."), show_alert=True)
+                return
+            current = set(state[1])
+            current ^= {minutes}
+            if not current:
+                await query.answer(_("Keep at least one lead time."), show_alert=True)
+                return
+            try:
+                await context.services.subscriptions.set_lead_times(
+                    context.chat_view.id,
+                    subscription_id or None,
+                    sorted(current),
+                    context.clock.now(),
+                )
+            except SubscriptionError:
+                await query.answer(_("This button has expired."), show_alert=True)
+                return
+            await query.answer()
+            await context.services.dispatcher.poke()
+            await _show_lead_menu(update, context, subscription_id, edit=True)
+        case callbacks.LeadDone(subscription_id):
+            await query.answer()
+            state = await _lead_state(context, subscription_id)
+            if state is not None:
+                text = _(
+                    "Reminders come {leads} before each event.",
+                    leads=render.esc(render.lead_times_text(state[1], context.tr)),
+                )
+                with contextlib.suppress(BadRequest):
+                    await query.edit_message_text(text)

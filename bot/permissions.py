@@ -1,0 +1,35 @@
+"""Who may change a chat's settings: anyone in a private chat, only admins in a group."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.constants import ChatMemberStatus, ChatType
+from telegram.error import TelegramError
+
+from bot.context import BotContext
+
+ADMIN_STATUSES = {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}
+
+
+async def may_change_settings(update: Update, context: BotContext) -> bool:
+    """Whether the sender may change this chat's subscriptions and settings.
+
+    Anonymous admins write "as the group" (``sender_chat`` is the chat itself);
+    everyone else is checked with getChatMember, so it is never stale.
+    """
+    chat = update.effective_chat
+    if chat is None:
+        return False
+    if chat.type == ChatType.PRIVATE:
+        return True
+    message = update.effective_message
+    if update.callback_query is None and message is not None and message.sender_chat is not None:
+        return message.sender_chat.id == chat.id
+    user = update.effective_user
+    if user is None:
+        return False
+    try:
+        member = await context.bot.get_chat_member(chat.id, user.id)
+    except TelegramError:
+        return False
+    return member.status in ADMIN_STATUSES

@@ -1,0 +1,115 @@
+"""The chats the bot talks to: first contact, blocked or removed, group upgrades."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.database import Database
+from storage.models import Chat, ChatType, Delivery, DeliveryStatus, Subscription
+from storage.views import ChatView
+
+
+async def deactivate_chat(
+    session: AsyncSession, chat_id: int, reason: str, now: dt.datetime
+) -> None:
+    """The bot can no longer write here (blocked, removed, chat deleted). Never commits.
+
+    Its pending deliveries are recorded as skipped with the reason; its subscriptions
+    stay, so they work again if the chat comes back.
+    """
+    await session.execute(update(Chat).where(Chat.id == chat_id).values(is_active=False))
+    await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.chat_id == chat_id,
+            Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.CLAIMED]),
+        )
+        .values(status=DeliveryStatus.SKIPPED, error=reason[:500], finished_at=now)
+    )
+
+
+async def migrate_chat(session: AsyncSession, old_id: int, new_id: int) -> None:
+    """A group became a supergroup with a new id: move everything to it. Never commits."""
+    old = await session.get(Chat, old_id)
+    if old is None:
+        return
+    new = await session.get(Chat, new_id)
+    if new is None:
+        new = Chat(
+            id=new_id,
+            type=ChatType.SUPERGROUP,
+            title=old.title,
+            language=old.language,
+            timezone=old.timezone,
+            lead_times=old.lead_times,
+            is_active=True,
+        )
+        session.add(new)
+        await session.flush()
+    # Subscriptions the new chat already has win; the rest move.
+    existing = {
+        (s.scope, s.organisation_id, s.event_id)
+        for s in await session.scalars(select(Subscription).where(Subscription.chat_id == new_id))
+    }
+    for subscription in await session.scalars(
+        select(Subscription).where(Subscription.chat_id == old_id)
+    ):
+        target = (subscription.scope, subscription.organisation_id, subscription.event_id)
+        if target in existing:
+            await session.delete(subscription)
+        else:
+            subscription.chat_id = new_id
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.chat_id == old_id, Delivery.status == DeliveryStatus.PENDING)
+        .values(chat_id=new_id)
+    )
+    old.is_active = False
+    old.migrated_to_id = new_id
+
+
+class Chats:
+    """Chat records: created on first contact with their language and zone."""
+
+    def __init__(self, database: Database, default_language: str, default_timezone: str) -> None:
+        self.database = database
+        self.default_language = default_language
+        self.default_timezone = default_timezone
+
+    async def ensure(
+        self, chat_id: int, chat_type: ChatType, title: str | None, language: str | None
+    ) -> ChatView:
+        """The chat, created on first contact; a group keeps its language whoever writes."""
+        async with self.database.transaction() as session:
+            chat = await session.get(Chat, chat_id)
+            if chat is None:
+                chat = Chat(
+                    id=chat_id,
+                    type=chat_type,
+                    title=title,
+                    language=language or self.default_language,
+                    timezone=self.default_timezone,
+                    is_active=True,
+                )
+                session.add(chat)
+            elif not chat.is_active or chat.title != title or chat.type != chat_type:
+                # A message from the chat means the bot can write there again.
+                chat.is_active = True
+                chat.title = title
+                chat.type = chat_type
+            return ChatView.of(chat)
+
+    async def set_active(self, chat_id: int, active: bool, reason: str, now: dt.datetime) -> None:
+        """Record that the bot was added back (active) or blocked/removed (inactive)."""
+        async with self.database.transaction() as session:
+            if active:
+                await session.execute(update(Chat).where(Chat.id == chat_id).values(is_active=True))
+            else:
+                await deactivate_chat(session, chat_id, reason, now)
+
+    async def migrate(self, old_id: int, new_id: int) -> None:
+        async with self.database.transaction() as session:
+            await migrate_chat(session, old_id, new_id)

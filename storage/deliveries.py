@@ -1,0 +1,577 @@
+"""The delivery ledger: which reminders and notices are due, claimed, sent, failed or skipped.
+
+The database is the source of truth. The *planner* writes one ledger row per
+(chat, event occurrence, kind, lead time) shortly before it is due (a few hours
+ahead, so the table stays small however far events lie in the future). A
+*dispatcher* claims due rows atomically (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, so replicas share the work), sends them and records the outcome.
+Nothing here talks to Telegram.
+
+When a row is due:
+- exact-time events: ``lead`` minutes before the start;
+- day-precision events: at 09:00 in the chat's time zone, ``lead // 1440`` days
+  before the day (leads under a day are dropped: there is no hour to count from);
+- month-precision events: one "this month" notice at 09:00 on the month's first day;
+- year-precision events: nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from storage.dates import UTC, Precision
+from storage.models import (
+    Chat,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Event,
+    EventChange,
+    EventStatus,
+    Meta,
+    Subscription,
+    SubscriptionScope,
+    UTCDateTime,
+)
+from storage.views import EventView, OrganisationRef, PlaceView
+
+DEFAULT_LEAD_TIMES: tuple[int, ...] = (7 * 1440, 1440, 60)
+LEAD_TIME_CHOICES: tuple[int, ...] = (30 * 1440, 7 * 1440, 3 * 1440, 1440, 180, 60, 15)
+MAX_LEAD = max(LEAD_TIME_CHOICES)
+DAY_NOTICE_HOUR = 9
+PLANNED_UNTIL_KEY = "deliveries_planned_until"
+_REMINDER_KINDS = (DeliveryKind.REMINDER, DeliveryKind.MONTH_NOTICE)
+
+
+@dataclass(frozen=True)
+class PlannedDelivery:
+    """A reminder or notice as the planner wants it to exist."""
+
+    chat_id: int
+    event_id: int
+    kind: DeliveryKind
+    occurrence_at: dt.datetime
+    slot: int
+    due_at: dt.datetime
+    expires_at: dt.datetime
+
+    @property
+    def key(self) -> tuple[int, int, DeliveryKind, dt.datetime, int]:
+        return (self.chat_id, self.event_id, self.kind, self.occurrence_at, self.slot)
+
+
+def _at_local(day: dt.date, hour: int, zone: str) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour), tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def reminders_for(
+    event_id: int, occurrence: EventView, chat_id: int, chat_zone: str, lead_times: Iterable[int]
+) -> list[PlannedDelivery]:
+    """Every reminder a chat with these lead times should get for one event occurrence."""
+    start = occurrence.start
+    planned: list[PlannedDelivery] = []
+
+    def add(kind: DeliveryKind, slot: int, due: dt.datetime, expires: dt.datetime) -> None:
+        planned.append(
+            PlannedDelivery(chat_id, event_id, kind, occurrence.starts_at, slot, due, expires)
+        )
+
+    if start.precision is Precision.TIME:
+        for lead in sorted(set(lead_times)):
+            due = occurrence.starts_at - dt.timedelta(minutes=lead)
+            add(DeliveryKind.REMINDER, lead, due, occurrence.starts_at)
+    elif start.precision is Precision.DAY:
+        # The day is over at the venue only when its span ends.
+        day_over = occurrence.starts_at + dt.timedelta(days=1)
+        by_days: dict[int, int] = {}
+        for lead in sorted(set(lead_times), reverse=True):
+            if lead >= 1440:
+                by_days[lead // 1440] = lead  # the smallest lead of each day count wins
+        for days, lead in by_days.items():
+            due = _at_local(start.first_day - dt.timedelta(days=days), DAY_NOTICE_HOUR, chat_zone)
+            add(DeliveryKind.REMINDER, lead, due, day_over)
+    elif start.precision is Precision.MONTH:
+        due = _at_local(start.first_day, DAY_NOTICE_HOUR, chat_zone)
+        add(DeliveryKind.MONTH_NOTICE, 0, due, occurrence.ends_at)
+    return planned
+
+
+def _event_view(event: Event) -> EventView:
+    org = OrganisationRef.of(event.organisation) if event.organisation else None
+    place = PlaceView.of(event.place) if event.place else None
+    return EventView.of(event, org, place)
+
+
+@dataclass(frozen=True)
+class _Follower:
+    chat_id: int
+    zone: str
+    lead_times: tuple[int, ...]
+    specificity: int  # event 2 > organisation 1 > all 0: the most specific subscription wins
+
+
+async def _followers(
+    session: AsyncSession,
+    events: Sequence[Event],
+    chat_ids: Sequence[int] | None,
+    default_lead_times: tuple[int, ...],
+) -> dict[int, list[_Follower]]:
+    """Active chats following each event (directly, by organisation, or everything)."""
+    event_ids = [e.id for e in events]
+    org_ids = {e.organisation_id for e in events if e.organisation_id is not None}
+    statement = (
+        select(Subscription, Chat)
+        .join(Chat, Chat.id == Subscription.chat_id)
+        .where(
+            Chat.is_active.is_(True),
+            or_(
+                Subscription.scope == SubscriptionScope.ALL,
+                and_(
+                    Subscription.scope == SubscriptionScope.ORGANISATION,
+                    Subscription.organisation_id.in_(org_ids),
+                ),
+                and_(
+                    Subscription.scope == SubscriptionScope.EVENT,
+                    Subscription.event_id.in_(event_ids),
+                ),
+            ),
+        )
+    )
+    if chat_ids is not None:
+        statement = statement.where(Subscription.chat_id.in_(chat_ids))
+    by_event: dict[int, dict[int, _Follower]] = defaultdict(dict)
+    specificity = {
+        SubscriptionScope.ALL: 0,
+        SubscriptionScope.ORGANISATION: 1,
+        SubscriptionScope.EVENT: 2,
+    }
+    for subscription, chat in (await session.execute(statement)).all():
+        leads = tuple(subscription.lead_times or chat.lead_times or default_lead_times)
+        follower = _Follower(chat.id, chat.timezone, leads, specificity[subscription.scope])
+        for event in events:
+            covered = (
+                subscription.scope is SubscriptionScope.ALL
+                or (
+                    subscription.scope is SubscriptionScope.ORGANISATION
+                    and subscription.organisation_id == event.organisation_id
+                )
+                or subscription.event_id == event.id
+            )
+            current = by_event[event.id].get(chat.id)
+            if covered and (current is None or current.specificity < follower.specificity):
+                by_event[event.id][chat.id] = follower
+    return {event_id: list(chats.values()) for event_id, chats in by_event.items()}
+
+
+async def _insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert ledger rows, leaving alone any that exist already (another planner was first)."""
+    if not rows:
+        return 0
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    statement: Any
+    if dialect == "postgresql":
+        statement = postgresql.insert(Delivery).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite.insert(Delivery).on_conflict_do_nothing()
+    else:
+        statement = insert(Delivery)
+    inserted = 0
+    for start in range(0, len(rows), 1000):
+        result = await session.execute(statement, rows[start : start + 1000])
+        inserted += max(getattr(result, "rowcount", 0) or 0, 0)
+    return inserted
+
+
+class Planner:
+    """Decides which reminders should exist and keeps the ledger in step with it."""
+
+    def __init__(
+        self,
+        default_lead_times: tuple[int, ...] = DEFAULT_LEAD_TIMES,
+        horizon: dt.timedelta = dt.timedelta(hours=6),
+    ) -> None:
+        self.default_lead_times = default_lead_times
+        self.horizon = horizon
+
+    async def _desired(
+        self,
+        session: AsyncSession,
+        now: dt.datetime,
+        *,
+        latest_due: dt.datetime | None,
+        chat_ids: Sequence[int] | None = None,
+        event_ids: Sequence[int] | None = None,
+    ) -> list[PlannedDelivery]:
+        statement = (
+            select(Event)
+            .options(selectinload(Event.organisation), selectinload(Event.place))
+            .where(
+                Event.status != EventStatus.CANCELLED,
+                Event.date_precision != Precision.YEAR,
+                or_(Event.ends_at > now, Event.recurrence.is_not(None)),
+            )
+        )
+        if latest_due is not None:
+            # A reminder is due at most MAX_LEAD (plus a day for 09:00 notices) before.
+            latest_start = latest_due + dt.timedelta(minutes=MAX_LEAD) + dt.timedelta(days=2)
+            statement = statement.where(
+                or_(Event.starts_at <= latest_start, Event.recurrence.is_not(None))
+            )
+        if event_ids is not None:
+            statement = statement.where(Event.id.in_(event_ids))
+        events = list((await session.scalars(statement)).all())
+        if not events:
+            return []
+        followers = await _followers(session, events, chat_ids, self.default_lead_times)
+        planned: list[PlannedDelivery] = []
+        for event in events:
+            occurrence = _event_view(event).next_occurrence(now)
+            if occurrence is None:
+                continue
+            for follower in followers.get(event.id, []):
+                planned.extend(
+                    reminders_for(
+                        event.id, occurrence, follower.chat_id, follower.zone, follower.lead_times
+                    )
+                )
+        return planned
+
+    async def plan(
+        self,
+        session: AsyncSession,
+        now: dt.datetime,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        chat_ids: Sequence[int] | None = None,
+        event_ids: Sequence[int] | None = None,
+    ) -> int:
+        """Create the ledger rows due in (``since``, ``until``]. Never commits.
+
+        ``since`` defaults to ``now``: a reminder whose time has passed is not created,
+        so subscribing an hour before a summit does not bring its "7 days before".
+        Returns how many rows were created.
+        """
+        since = since or now
+        until = until or await self.planned_until(session) or now + self.horizon
+        planned = [
+            p
+            for p in await self._desired(
+                session, now, latest_due=until, chat_ids=chat_ids, event_ids=event_ids
+            )
+            if since < p.due_at <= until
+        ]
+        rows = [
+            {
+                "chat_id": p.chat_id,
+                "event_id": p.event_id,
+                "kind": p.kind,
+                "occurrence_at": p.occurrence_at,
+                "slot": p.slot,
+                "due_at": p.due_at,
+                "expires_at": p.expires_at,
+                "status": DeliveryStatus.PENDING,
+                "attempts": 0,
+                "created_at": now,
+            }
+            for p in planned
+        ]
+        return await _insert_new(session, rows)
+
+    async def prune(
+        self,
+        session: AsyncSession,
+        now: dt.datetime,
+        *,
+        chat_ids: Sequence[int] | None = None,
+        event_ids: Sequence[int] | None = None,
+    ) -> int:
+        """Delete pending reminders nobody wants any more. Never commits.
+
+        After an unsubscription, a change of lead times or zone, or an event moved or
+        cancelled. Reminders already due but not yet sent stay if still wanted.
+        """
+        statement = select(Delivery).where(
+            Delivery.status == DeliveryStatus.PENDING, Delivery.kind.in_(_REMINDER_KINDS)
+        )
+        if chat_ids is not None:
+            statement = statement.where(Delivery.chat_id.in_(chat_ids))
+        if event_ids is not None:
+            statement = statement.where(Delivery.event_id.in_(event_ids))
+        pending = list((await session.scalars(statement)).all())
+        if not pending:
+            return 0
+        wanted = {
+            p.key
+            for p in await self._desired(
+                session,
+                now,
+                latest_due=None,
+                chat_ids=sorted({d.chat_id for d in pending}),
+                event_ids=sorted({d.event_id for d in pending}),
+            )
+        }
+        unwanted = [
+            d.id
+            for d in pending
+            if (d.chat_id, d.event_id, d.kind, d.occurrence_at, d.slot) not in wanted
+        ]
+        if unwanted:
+            await session.execute(delete(Delivery).where(Delivery.id.in_(unwanted)))
+        return len(unwanted)
+
+    async def replan(
+        self,
+        session: AsyncSession,
+        now: dt.datetime,
+        *,
+        chat_ids: Sequence[int] | None = None,
+        event_ids: Sequence[int] | None = None,
+    ) -> None:
+        """After a subscription or an event changed: drop what is unwanted, add what is due."""
+        await self.prune(session, now, chat_ids=chat_ids, event_ids=event_ids)
+        await self.plan(session, now, chat_ids=chat_ids, event_ids=event_ids)
+
+    async def planned_until(self, session: AsyncSession) -> dt.datetime | None:
+        stored = await session.get(Meta, PLANNED_UNTIL_KEY)
+        return dt.datetime.fromisoformat(stored.value) if stored else None
+
+    async def advance(self, session: AsyncSession, now: dt.datetime) -> int:
+        """Plan everything due up to ``now + horizon`` not planned yet. Never commits.
+
+        Rows due while the bot was down are created too (from where the last run
+        stopped): the dispatcher then decides whether they are still worth sending.
+        """
+        stored = await session.get(Meta, PLANNED_UNTIL_KEY)
+        since = dt.datetime.fromisoformat(stored.value) if stored else now
+        until = now + self.horizon
+        if since >= until:
+            return 0
+        created = await self.plan(session, now, since=min(since, now), until=until)
+        if stored is None:
+            session.add(Meta(key=PLANNED_UNTIL_KEY, value=until.isoformat()))
+        else:
+            stored.value = until.isoformat()
+        return created
+
+
+# --- change notices ------------------------------------------------------------
+
+
+async def plan_change_notices(
+    session: AsyncSession, change: EventChange, event: Event, now: dt.datetime
+) -> int:
+    """One notice of ``change`` to every chat following the event. Never commits."""
+    followers = await _followers(session, [event], None, DEFAULT_LEAD_TIMES)
+    expires = max(event.ends_at, now) + dt.timedelta(days=7)
+    rows = [
+        {
+            "chat_id": follower.chat_id,
+            "event_id": event.id,
+            "kind": DeliveryKind.CHANGE_NOTICE,
+            "occurrence_at": event.starts_at,
+            "slot": change.revision,
+            "due_at": now,
+            "expires_at": expires,
+            "status": DeliveryStatus.PENDING,
+            "attempts": 0,
+            "change_id": change.id,
+            "created_at": now,
+        }
+        for follower in followers.get(event.id, [])
+    ]
+    return await _insert_new(session, rows)
+
+
+# --- dispatching ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A due delivery claimed by one dispatcher, with what it needs to render."""
+
+    id: int
+    chat_id: int
+    event_key: str
+    kind: DeliveryKind
+    slot: int
+    occurrence_at: dt.datetime
+    attempts: int
+    change_id: int | None
+
+
+async def claim_due(
+    session: AsyncSession, now: dt.datetime, worker: str, limit: int
+) -> tuple[list[ClaimedDelivery], int]:
+    """Claim up to ``limit`` due deliveries for ``worker``; skip stale ones. Never commits.
+
+    Returns (claimed, skipped). A reminder is stale once its event occurrence has
+    started (or its month is over), or when a later lead time of the same event
+    is due as well: after downtime the chat gets the latest reminder, not all.
+    """
+    statement = (
+        select(Delivery.id)
+        .where(
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.due_at <= now,
+            or_(Delivery.not_before.is_(None), Delivery.not_before <= now),
+        )
+        .order_by(Delivery.due_at, Delivery.id)
+        .limit(limit)
+    )
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    if dialect == "postgresql":
+        statement = statement.with_for_update(skip_locked=True)
+    ids = list((await session.scalars(statement)).all())
+    if not ids:
+        return [], 0
+    # The status condition makes the claim safe even where row locks do not exist.
+    claimed_rows = (
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.PENDING)
+            .values(status=DeliveryStatus.CLAIMED, claimed_by=worker, claimed_at=now)
+            .returning(
+                Delivery.id,
+                Delivery.chat_id,
+                Delivery.event_id,
+                Delivery.kind,
+                Delivery.slot,
+                Delivery.occurrence_at,
+                Delivery.due_at,
+                Delivery.expires_at,
+                Delivery.attempts,
+                Delivery.change_id,
+            )
+        )
+    ).all()
+    stale: dict[int, str] = {}
+    for row in claimed_rows:
+        if row.expires_at <= now:
+            stale[row.id] = "stale: the event had started or the period was over"
+    # A later lead time of the same occurrence already due supersedes the earlier ones.
+    reminders = [r for r in claimed_rows if r.kind is DeliveryKind.REMINDER and r.id not in stale]
+    if reminders:
+        due_slots = await session.execute(
+            select(
+                Delivery.chat_id, Delivery.event_id, Delivery.occurrence_at, Delivery.slot
+            ).where(
+                Delivery.event_id.in_({r.event_id for r in reminders}),
+                Delivery.chat_id.in_({r.chat_id for r in reminders}),
+                Delivery.kind == DeliveryKind.REMINDER,
+                Delivery.due_at <= now,
+            )
+        )
+        smallest: dict[tuple[int, int, dt.datetime], int] = {}
+        for chat_id, event_id, occurrence_at, slot in due_slots.all():
+            key = (chat_id, event_id, occurrence_at)
+            smallest[key] = min(slot, smallest.get(key, slot))
+        for row in reminders:
+            if row.slot > smallest[(row.chat_id, row.event_id, row.occurrence_at)]:
+                stale[row.id] = "stale: a later reminder of the same event was due as well"
+    if stale:
+        for delivery_id, reason in stale.items():
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id)
+                .values(status=DeliveryStatus.SKIPPED, error=reason, finished_at=now)
+            )
+    event_keys = dict(
+        (
+            await session.execute(
+                select(Event.id, Event.key).where(Event.id.in_({r.event_id for r in claimed_rows}))
+            )
+        ).all()
+    )
+    claimed = [
+        ClaimedDelivery(
+            r.id,
+            r.chat_id,
+            event_keys[r.event_id],
+            r.kind,
+            r.slot,
+            r.occurrence_at,
+            r.attempts,
+            r.change_id,
+        )
+        for r in claimed_rows
+        if r.id not in stale
+    ]
+    return claimed, len(stale)
+
+
+async def requeue_abandoned(session: AsyncSession, older_than: dt.datetime) -> int:
+    """Put back claims a dead dispatcher left (claimed before ``older_than``). Never commits.
+
+    This is the one window where a message can go out twice: the process died after
+    Telegram accepted it and before its row was marked sent.
+    """
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.status == DeliveryStatus.CLAIMED, Delivery.claimed_at < older_than)
+        .values(status=DeliveryStatus.PENDING, claimed_by=None, claimed_at=None)
+    )
+    return max(getattr(result, "rowcount", 0) or 0, 0)
+
+
+async def mark_sent(
+    session: AsyncSession, delivery_id: int, message_id: int | None, now: dt.datetime
+) -> None:
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id)
+        .values(status=DeliveryStatus.SENT, message_id=message_id, finished_at=now, error=None)
+    )
+
+
+async def mark_failed(
+    session: AsyncSession, delivery_id: int, reason: str, now: dt.datetime
+) -> None:
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id)
+        .values(status=DeliveryStatus.FAILED, error=reason[:500], finished_at=now)
+    )
+
+
+async def retry_later(
+    session: AsyncSession,
+    delivery_id: int,
+    not_before: dt.datetime,
+    reason: str,
+    *,
+    count_attempt: bool = True,
+) -> None:
+    """Back to pending, to be tried again from ``not_before``."""
+    values: dict[str, Any] = {
+        "status": DeliveryStatus.PENDING,
+        "not_before": not_before,
+        "claimed_by": None,
+        "claimed_at": None,
+        "error": reason[:500],
+    }
+    if count_attempt:
+        values["attempts"] = Delivery.attempts + 1
+    await session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+
+
+async def move_delivery(session: AsyncSession, delivery_id: int, chat_id: int) -> None:
+    await session.execute(
+        update(Delivery).where(Delivery.id == delivery_id).values(chat_id=chat_id)
+    )
+
+
+async def next_due_at(session: AsyncSession) -> dt.datetime | None:
+    """When the next pending delivery comes due (for the dispatcher's wake-up)."""
+    earliest = func.min(func.coalesce(Delivery.not_before, Delivery.due_at), type_=UTCDateTime())
+    return await session.scalar(select(earliest).where(Delivery.status == DeliveryStatus.PENDING))
