@@ -113,6 +113,7 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._started = False
+        self.batch_size = BATCH_SIZE
 
     # --- scheduling ---------------------------------------------------------------
 
@@ -130,7 +131,7 @@ class Dispatcher:
             )
 
     async def _sweep_job(self, _: CallbackContext[Any, Any, Any, Any]) -> None:
-        await self.sweep()
+        await self.sweep(wait=False)
 
     async def poke(self) -> None:
         """Something new may be due soon (a subscription, an edit): wake at its instant."""
@@ -150,11 +151,14 @@ class Dispatcher:
 
     # --- one sweep ----------------------------------------------------------------
 
-    async def sweep(self) -> SweepResult:
-        """Plan, recover abandoned claims, and send everything due now."""
+    async def sweep(self, *, wait: bool = True) -> SweepResult:
+        """Plan, recover abandoned claims, and send everything due now.
+
+        With ``wait=False`` (the timed jobs) it returns at once if a sweep is running.
+        """
         result = SweepResult()
-        if self._lock.locked():
-            return result  # a sweep is running; it will see what this one would
+        if not wait and self._lock.locked():
+            return result
         async with self._lock:
             now = self.clock.now()
             async with self.database.transaction() as session:
@@ -167,13 +171,11 @@ class Dispatcher:
             self._started = True
             while True:
                 async with self.database.transaction() as session:
-                    claimed, skipped = await claim_due(
-                        session, self.clock.now(), self.worker, BATCH_SIZE
-                    )
-                result.skipped += skipped
-                if not claimed:
+                    batch = await claim_due(session, self.clock.now(), self.worker, self.batch_size)
+                result.skipped += batch.skipped
+                if not batch.candidates:
                     break
-                await asyncio.gather(*(self._deliver(d, result) for d in claimed))
+                await asyncio.gather(*(self._deliver(d, result) for d in batch.deliveries))
             async with self.database.sessions() as session:
                 due = await next_due_at(session)
             self._schedule_wakeup(due)

@@ -198,7 +198,8 @@ def countdown(event: EventView, chat: ChatView, now: dt.datetime, tr: Translator
         return _("under way now") if precise else None
     if event.is_timed:
         delta = event.starts_at - now
-        return str(babel_timedelta(delta, add_direction=True, locale=tr.locale, threshold=1.5))
+        # 0.95: "in 1 day" a second before a day, not "in 24 hours".
+        return str(babel_timedelta(delta, add_direction=True, locale=tr.locale, threshold=0.95))
     # Day-level dates count calendar days in the reader's zone (the venue's for floating days).
     today = now.astimezone(ZoneInfo(chat.timezone)).date()
     days = (event.start.first_day - today).days

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -118,6 +118,8 @@ class _Follower:
     zone: str
     lead_times: tuple[int, ...]
     specificity: int  # event 2 > organisation 1 > all 0: the most specific subscription wins
+    # When the chat began following: nothing due before is planned, even when catching up.
+    since: dt.datetime
 
 
 async def _followers(
@@ -157,7 +159,9 @@ async def _followers(
     }
     for subscription, chat in (await session.execute(statement)).all():
         leads = tuple(subscription.lead_times or chat.lead_times or default_lead_times)
-        follower = _Follower(chat.id, chat.timezone, leads, specificity[subscription.scope])
+        follower = _Follower(
+            chat.id, chat.timezone, leads, specificity[subscription.scope], subscription.created_at
+        )
         for event in events:
             covered = (
                 subscription.scope is SubscriptionScope.ALL
@@ -168,23 +172,35 @@ async def _followers(
                 or subscription.event_id == event.id
             )
             current = by_event[event.id].get(chat.id)
-            if covered and (current is None or current.specificity < follower.specificity):
+            if not covered:
+                continue
+            if current is None:
                 by_event[event.id][chat.id] = follower
+                continue
+            # The most specific lead times, from the earliest time the chat followed.
+            winner = follower if follower.specificity > current.specificity else current
+            since = min(current.since, follower.since)
+            by_event[event.id][chat.id] = replace(winner, since=since)
     return {event_id: list(chats.values()) for event_id, chats in by_event.items()}
 
 
-async def _insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert ledger rows, leaving alone any that exist already (another planner was first)."""
+async def _insert_new(
+    session: AsyncSession, rows: Sequence[dict[str, Any]], model: type[Any] = Delivery
+) -> int:
+    """Insert rows, leaving alone any that exist already (another planner was first).
+
+    Both bundled dialects have INSERT … ON CONFLICT DO NOTHING; each gets its own.
+    """
     if not rows:
         return 0
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     statement: Any
     if dialect == "postgresql":
-        statement = postgresql.insert(Delivery).on_conflict_do_nothing()
+        statement = postgresql.insert(model).on_conflict_do_nothing()
     elif dialect == "sqlite":
-        statement = sqlite.insert(Delivery).on_conflict_do_nothing()
+        statement = sqlite.insert(model).on_conflict_do_nothing()
     else:
-        statement = insert(Delivery)
+        statement = insert(model)
     inserted = 0
     for start in range(0, len(rows), 1000):
         result = await session.execute(statement, rows[start : start + 1000])
@@ -211,14 +227,18 @@ class Planner:
         latest_due: dt.datetime | None,
         chat_ids: Sequence[int] | None = None,
         event_ids: Sequence[int] | None = None,
+        since: dt.datetime | None = None,
     ) -> list[PlannedDelivery]:
+        # Catching up after downtime (``since`` in the past) includes events that ended
+        # meanwhile: their reminders are recorded, then skipped as stale.
+        since = min(since or now, now)
         statement = (
             select(Event)
             .options(selectinload(Event.organisation), selectinload(Event.place))
             .where(
                 Event.status != EventStatus.CANCELLED,
                 Event.date_precision != Precision.YEAR,
-                or_(Event.ends_at > now, Event.recurrence.is_not(None)),
+                or_(Event.ends_at > since, Event.recurrence.is_not(None)),
             )
         )
         if latest_due is not None:
@@ -235,14 +255,16 @@ class Planner:
         followers = await _followers(session, events, chat_ids, self.default_lead_times)
         planned: list[PlannedDelivery] = []
         for event in events:
-            occurrence = _event_view(event).next_occurrence(now)
+            occurrence = _event_view(event).next_occurrence(since)
             if occurrence is None:
                 continue
             for follower in followers.get(event.id, []):
                 planned.extend(
-                    reminders_for(
+                    p
+                    for p in reminders_for(
                         event.id, occurrence, follower.chat_id, follower.zone, follower.lead_times
                     )
+                    if p.due_at > follower.since
                 )
         return planned
 
@@ -263,11 +285,11 @@ class Planner:
         Returns how many rows were created.
         """
         since = since or now
-        until = until or await self.planned_until(session) or now + self.horizon
+        until = until or await self._watermark(session, now)
         planned = [
             p
             for p in await self._desired(
-                session, now, latest_due=until, chat_ids=chat_ids, event_ids=event_ids
+                session, now, latest_due=until, chat_ids=chat_ids, event_ids=event_ids, since=since
             )
             if since < p.due_at <= until
         ]
@@ -342,9 +364,12 @@ class Planner:
         await self.prune(session, now, chat_ids=chat_ids, event_ids=event_ids)
         await self.plan(session, now, chat_ids=chat_ids, event_ids=event_ids)
 
-    async def planned_until(self, session: AsyncSession) -> dt.datetime | None:
+    async def _watermark(self, session: AsyncSession, now: dt.datetime) -> dt.datetime:
+        """Up to when the ledger is planned; set to ``now + horizon`` the first time."""
+        until = now + self.horizon
+        await _insert_new(session, [{"key": PLANNED_UNTIL_KEY, "value": until.isoformat()}], Meta)
         stored = await session.get(Meta, PLANNED_UNTIL_KEY)
-        return dt.datetime.fromisoformat(stored.value) if stored else None
+        return dt.datetime.fromisoformat(stored.value) if stored else until
 
     async def advance(self, session: AsyncSession, now: dt.datetime) -> int:
         """Plan everything due up to ``now + horizon`` not planned yet. Never commits.
@@ -410,12 +435,19 @@ class ClaimedDelivery:
     change_id: int | None
 
 
+@dataclass(frozen=True)
+class ClaimedBatch:
+    deliveries: list[ClaimedDelivery]
+    skipped: int
+    candidates: int  # due rows seen; more than claimed+skipped when another dispatcher won
+
+
 async def claim_due(
     session: AsyncSession, now: dt.datetime, worker: str, limit: int
-) -> tuple[list[ClaimedDelivery], int]:
+) -> ClaimedBatch:
     """Claim up to ``limit`` due deliveries for ``worker``; skip stale ones. Never commits.
 
-    Returns (claimed, skipped). A reminder is stale once its event occurrence has
+    A reminder is stale once its event occurrence has
     started (or its month is over), or when a later lead time of the same event
     is due as well: after downtime the chat gets the latest reminder, not all.
     """
@@ -434,7 +466,7 @@ async def claim_due(
         statement = statement.with_for_update(skip_locked=True)
     ids = list((await session.scalars(statement)).all())
     if not ids:
-        return [], 0
+        return ClaimedBatch([], 0, 0)
     # The status condition makes the claim safe even where row locks do not exist.
     claimed_rows = (
         await session.execute(
@@ -507,7 +539,7 @@ async def claim_due(
         for r in claimed_rows
         if r.id not in stale
     ]
-    return claimed, len(stale)
+    return ClaimedBatch(claimed, len(stale), len(ids))
 
 
 async def requeue_abandoned(session: AsyncSession, older_than: dt.datetime) -> int:

@@ -28,6 +28,7 @@ class ApiCall:
 
     method: str
     parameters: dict[str, Any]
+    status: int = 200  # the HTTP status the server answered with
     at: float = field(default_factory=time.monotonic)
 
     @property
@@ -139,6 +140,7 @@ class LocalBotApi:
         language_code: str | None = "en",
         chat_type: str = "private",
         title: str | None = None,
+        as_chat: bool = False,
     ) -> dict[str, Any]:
         """Push a text message as a user would send it (commands get their entity)."""
         user_id = user_id if user_id is not None else chat_id
@@ -157,6 +159,8 @@ class LocalBotApi:
             "from": user,
             "text": text,
         }
+        if as_chat:  # an anonymous group admin, or a channel, writing as the chat
+            message["sender_chat"] = chat
         if text.startswith("/"):
             command = text.split()[0]
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
@@ -234,7 +238,10 @@ class LocalBotApi:
         )
 
     def sent_to(self, chat_id: int, method: str = "sendMessage") -> list[ApiCall]:
-        return [c for c in self.calls if c.method == method and c.chat_id == chat_id]
+        """What reached the chat: successful calls only."""
+        return [
+            c for c in self.calls if c.method == method and c.chat_id == chat_id and c.status == 200
+        ]
 
     # --- HTTP ---------------------------------------------------------------------
 
@@ -246,20 +253,24 @@ class LocalBotApi:
         parameters = decode_parameters(raw)
         if method == "getUpdates":
             return _json(200, {"ok": True, "result": await self._get_updates(parameters)})
-        self.calls.append(ApiCall(method, parameters))
+        status, body = self._answer(method, raw)
+        self.calls.append(ApiCall(method, parameters, status))
         self._new_call.set()
+        return _json(status, body)
+
+    def _answer(self, method: str, raw: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         faults = self._faults.get(method)
         if faults:
             fault = faults[0]
             fault.times -= 1
             if fault.times <= 0:
                 faults.pop(0)
-            return _json(fault.error.error_code, fault.error.payload())
+            return fault.error.error_code, fault.error.payload()
         try:
             result = self.emulator.call(method, raw)
         except ApiError as exc:
-            return _json(exc.error_code, exc.payload())
-        return _json(200, {"ok": True, "result": result})
+            return exc.error_code, exc.payload()
+        return 200, {"ok": True, "result": result}
 
     async def _get_updates(self, parameters: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(parameters.get("offset") or 0)

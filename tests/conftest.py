@@ -12,7 +12,8 @@ import datetime as dt
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -181,11 +182,25 @@ def make_settings(database_url: str, base_url: str, **overrides: object) -> Sett
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
+StartBot = Callable[..., AbstractAsyncContextManager[BotApplication]]
+
+
 @pytest.fixture
-async def bot(
-    bot_api: LocalBotApi, database_url: str, clock: FixedClock
-) -> AsyncIterator[BotApplication]:
+def start_bot(bot_api: LocalBotApi, database_url: str, clock: FixedClock) -> StartBot:
+    """Starts the real application (settings overridable); stopping it is a restart."""
+
+    @asynccontextmanager
+    async def start(polling: bool = True, **overrides: object) -> AsyncIterator[BotApplication]:
+        settings = make_settings(database_url, bot_api.base_url, **overrides)
+        application = build_application(settings, clock=clock)
+        async with running(application, polling=polling):
+            yield application
+
+    return start
+
+
+@pytest.fixture
+async def bot(start_bot: StartBot) -> AsyncIterator[BotApplication]:
     """The real application, long-polling the local Bot API server."""
-    application = build_application(make_settings(database_url, bot_api.base_url), clock=clock)
-    async with running(application, polling=True):
+    async with start_bot() as application:
         yield application

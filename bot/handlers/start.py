@@ -22,6 +22,10 @@ def command_descriptions(tr: Translator) -> list[tuple[str, str]]:
         ("org", _("An organisation's card (/org sco)")),
         ("event", _("An event's card (/event sco-2024-astana)")),
         ("search", _("Find an organisation or event by any name")),
+        ("subscribe", _("Get reminders: everything, an organisation or an event")),
+        ("mysubs", _("What this chat follows; change lead times or unfollow")),
+        ("unsubscribe", _("Stop following something")),
+        ("leadtimes", _("How long before an event reminders come")),
         ("help", _("What this bot does")),
     ]
 

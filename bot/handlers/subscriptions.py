@@ -170,37 +170,23 @@ async def button(update: Update, context: BotContext, action: callbacks.Action) 
     query = update.callback_query
     assert query is not None
     _ = context.tr.gettext
+    if not await _allowed(update, context):  # answers the query with the refusal
+        return
     match action:
-        case callbacks.Follow(scope, key):
-            await query.answer()
-            await follow(update, context, scope, key)
-        case callbacks.SubscribeMenu():
-            await query.answer()
-            await subscribe(update, context)
-        case callbacks.Unfollow(subscription_id):
-            await query.answer()
-            await unfollow(update, context, subscription_id)
-        case callbacks.LeadMenu(subscription_id):
-            if await _allowed(update, context):
-                await query.answer()
-                await _show_lead_menu(update, context, subscription_id, edit=False)
         case callbacks.ToggleLead(subscription_id, minutes):
-            if not await _allowed(update, context):
-                return
             state = await _lead_state(context, subscription_id)
             if state is None:
                 await query.answer(_("This button has expired."), show_alert=True)
                 return
-            current = set(state[1])
-            current ^= {minutes}
-            if not current:
+            chosen = set(state[1]) ^ {minutes}
+            if not chosen:
                 await query.answer(_("Keep at least one lead time."), show_alert=True)
                 return
             try:
                 await context.services.subscriptions.set_lead_times(
                     context.chat_view.id,
                     subscription_id or None,
-                    sorted(current),
+                    sorted(chosen),
                     context.clock.now(),
                 )
             except SubscriptionError:
@@ -209,8 +195,18 @@ async def button(update: Update, context: BotContext, action: callbacks.Action) 
             await query.answer()
             await context.services.dispatcher.poke()
             await _show_lead_menu(update, context, subscription_id, edit=True)
+            return
+    await query.answer()
+    match action:
+        case callbacks.Follow(scope, key):
+            await follow(update, context, scope, key)
+        case callbacks.SubscribeMenu():
+            await subscribe(update, context)
+        case callbacks.Unfollow(subscription_id):
+            await unfollow(update, context, subscription_id)
+        case callbacks.LeadMenu(subscription_id):
+            await _show_lead_menu(update, context, subscription_id, edit=False)
         case callbacks.LeadDone(subscription_id):
-            await query.answer()
             state = await _lead_state(context, subscription_id)
             if state is not None:
                 text = _(

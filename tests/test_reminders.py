@@ -1,0 +1,470 @@
+"""Reminders end to end: subscribe through Telegram updates, move a fixed clock, let the
+dispatcher sweep, and count what arrived at the local Bot API server."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+
+import pytest
+from sqlalchemy import select
+
+from bot.clock import FixedClock
+from bot.context import BotApplication
+from bot.dispatcher import Dispatcher
+from bot.transports.emulator import parse_html
+from storage.database import Database
+from storage.dataset import follow_up_import, import_text
+from storage.deliveries import Planner, claim_due
+from storage.models import Chat, Delivery, DeliveryStatus, Subscription
+from tests.botapi import ApiCall, LocalBotApi
+from tests.conftest import StartBot
+
+UTC = dt.UTC
+USER = 5001
+# 10:00 in Astana (UTC+5) on 1 December 2026 is 05:00 UTC.
+START = dt.datetime(2026, 12, 1, 5, 0, tzinfo=UTC)
+TEST_EVENT = """
+events:
+  - id: test-summit
+    organisation: sco
+    title: {en: Test summit, ru: Тестовый саммит}
+    place: astana
+    start: 2026-12-01T10:00
+    status: confirmed
+    sources: [test]
+"""
+# Sweeps are driven by the tests; the periodic one would only add noise.
+QUIET = {"reminder_sweep_seconds": 3600}
+
+
+def plain(text: str) -> str:
+    return re.sub("[\u2009\u202f\xa0]", " ", parse_html(text))
+
+
+async def load(database_url: str, text: str, now: dt.datetime, name: str = "test.yaml") -> None:
+    """Import a data file the way `summitbot import` does, notices and re-planning included."""
+    database = Database(database_url)
+    try:
+        async with database.transaction() as session:
+            report = await import_text(session, text, name, changed_by="test")
+            await follow_up_import(session, report, now, Planner())
+    finally:
+        await database.dispose()
+
+
+async def ledger(database_url: str, chat_id: int = USER) -> list[tuple[int, str]]:
+    """(lead minutes, status) of a chat's reminders, by due time."""
+    database = Database(database_url)
+    try:
+        async with database.sessions() as session:
+            rows = await session.execute(
+                select(Delivery.slot, Delivery.status)
+                .where(Delivery.chat_id == chat_id)
+                .order_by(Delivery.due_at)
+            )
+            return [(slot, DeliveryStatus(status).value) for slot, status in rows.all()]
+    finally:
+        await database.dispose()
+
+
+def dispatcher(application: BotApplication) -> Dispatcher:
+    return application.bot_data.services.dispatcher
+
+
+def reminders(bot_api: LocalBotApi, chat_id: int = USER) -> list[ApiCall]:
+    return [c for c in bot_api.sent_to(chat_id) if "⏰" in c.text]
+
+
+async def subscribe(bot_api: LocalBotApi, what: str, chat_id: int = USER, **kwargs: object) -> str:
+    update = bot_api.message(f"/subscribe {what}", chat_id=chat_id, **kwargs)  # type: ignore[arg-type]
+    return plain((await bot_api.reply_to(update)).text)
+
+
+async def sweep_at(application: BotApplication, clock: FixedClock, moment: dt.datetime) -> None:
+    clock.set(moment)
+    await dispatcher(application).sweep()
+
+
+@pytest.fixture
+async def with_test_event(database_url: str, clock: FixedClock) -> None:
+    await load(database_url, TEST_EVENT, clock.now())
+
+
+pytestmark = pytest.mark.usefixtures("with_test_event")
+
+
+async def test_a_subscriber_gets_each_reminder_once_at_its_instant(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
+) -> None:
+    async with start_bot(**QUIET) as app:
+        assert "You now follow" in await subscribe(bot_api, "test-summit")
+        expected = [
+            (dt.timedelta(days=7), "in 1 week"),
+            (dt.timedelta(days=1), "in 1 day"),
+            (dt.timedelta(hours=1), "in 1 hour"),
+        ]
+        for number, (lead, countdown) in enumerate(expected, start=1):
+            await sweep_at(app, clock, START - lead - dt.timedelta(seconds=1))
+            assert len(reminders(bot_api)) == number - 1  # not a second early
+            await sweep_at(app, clock, START - lead + dt.timedelta(seconds=2))
+            sent = await bot_api.wait_for(
+                lambda c: c.method == "sendMessage" and "⏰" in c.text,
+                after=len(bot_api.calls) - 1 if number > 1 else 0,
+            )
+            text = plain(reminders(bot_api)[-1].text)
+            assert len(reminders(bot_api)) == number
+            assert "Test summit" in text
+            assert f"⏳ {countdown}" in text
+            assert "1 December 2026, 10:00 (Almaty time)" in text
+            assert sent.buttons[0]["callback_data"] == "e:test-summit"
+        await sweep_at(app, clock, START + dt.timedelta(hours=2))
+        assert len(reminders(bot_api)) == 3
+
+
+async def test_the_job_queue_wakes_the_dispatcher_on_its_own(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
+) -> None:
+    clock.set(START - dt.timedelta(hours=1, seconds=2))
+    async with start_bot(reminder_sweep_seconds=0.2):
+        await subscribe(bot_api, "test-summit")
+        clock.set(START - dt.timedelta(minutes=50))
+        reminder = await bot_api.wait_for(lambda c: c.method == "sendMessage" and "⏰" in c.text)
+    assert "in 50 minutes" in plain(reminder.text)
+    assert len(reminders(bot_api)) == 1
+
+
+async def test_subscribing_an_hour_and_a_bit_before_brings_only_the_one_hour_reminder(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    clock.set(START - dt.timedelta(hours=1, minutes=10))
+    async with start_bot(**QUIET) as app:
+        await subscribe(bot_api, "test-summit")
+        await sweep_at(app, clock, START - dt.timedelta(minutes=59, seconds=50))
+        await bot_api.wait_for(lambda c: "⏰" in c.text)
+        await sweep_at(app, clock, START + dt.timedelta(days=1))
+    assert len(reminders(bot_api)) == 1
+    assert "in 1 hour" in plain(reminders(bot_api)[0].text)
+    assert await ledger(database_url) == [(60, "sent")]
+
+
+async def test_a_reminder_due_while_the_bot_was_down_arrives_once_after_restart(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    async with start_bot(**QUIET) as app:
+        await subscribe(bot_api, "test-summit")
+        await sweep_at(app, clock, START - dt.timedelta(days=7) + dt.timedelta(seconds=1))
+        await sweep_at(app, clock, START - dt.timedelta(days=1, minutes=30))
+    # Down across the "1 day before" instant.
+    clock.set(START - dt.timedelta(days=1) + dt.timedelta(minutes=20))
+    async with start_bot(**QUIET) as app:
+        await dispatcher(app).sweep()
+        await dispatcher(app).sweep()
+    async with start_bot(**QUIET) as app:
+        await dispatcher(app).sweep()
+    assert len(reminders(bot_api)) == 2
+    assert "in 1 day" in plain(reminders(bot_api)[1].text)
+    assert await ledger(database_url) == [(10080, "sent"), (1440, "sent")]
+
+
+async def test_after_long_downtime_only_the_latest_due_reminder_is_sent(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    clock.set(START - dt.timedelta(days=8))
+    async with start_bot(**QUIET) as app:
+        await subscribe(bot_api, "test-summit")
+        await dispatcher(app).sweep()
+    clock.set(START - dt.timedelta(minutes=30))
+    async with start_bot(**QUIET) as app:
+        await dispatcher(app).sweep()
+    assert len(reminders(bot_api)) == 1
+    assert "in 30 minutes" in plain(reminders(bot_api)[0].text)
+    assert await ledger(database_url) == [(10080, "skipped"), (1440, "skipped"), (60, "sent")]
+
+
+async def test_reminders_whose_event_has_started_are_skipped_not_sent(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    async with start_bot(**QUIET) as app:
+        await subscribe(bot_api, "test-summit")
+        await dispatcher(app).sweep()
+    clock.set(START + dt.timedelta(hours=3))
+    async with start_bot(**QUIET) as app:
+        await dispatcher(app).sweep()
+    assert reminders(bot_api) == []
+    assert {status for _, status in await ledger(database_url)} == {"skipped"}
+
+
+async def test_a_crash_with_messages_in_flight_loses_none(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    async with start_bot(**QUIET) as app:
+        await subscribe(bot_api, "test-summit")
+        await sweep_at(app, clock, START - dt.timedelta(days=7, minutes=1))
+    # A dispatcher claims the 7-day reminder and dies before sending it.
+    clock.set(START - dt.timedelta(days=7) + dt.timedelta(seconds=5))
+    database = Database(database_url)
+    async with database.transaction() as session:
+        batch = await claim_due(session, clock.now(), "dead-worker", 10)
+    await database.dispose()
+    assert len(batch.deliveries) == 1
+    clock.set(clock.now() + dt.timedelta(seconds=3))
+    async with start_bot(**QUIET, delivery_lease_seconds=2) as app:
+        await dispatcher(app).sweep()
+        await dispatcher(app).sweep()
+    assert len(reminders(bot_api)) == 1
+    assert (10080, "sent") in await ledger(database_url)
+
+
+async def test_a_blocked_bot_deactivates_the_chat_and_stops_its_reminders(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    async with start_bot(**QUIET) as app:
+        await subscribe(bot_api, "test-summit")
+        bot_api.emulator.blocked.add(USER)
+        await sweep_at(app, clock, START - dt.timedelta(days=7) + dt.timedelta(seconds=1))
+        await sweep_at(app, clock, START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+    assert reminders(bot_api) == []
+    database = Database(database_url)
+    async with database.sessions() as session:
+        chat = await session.get(Chat, USER)
+        assert chat is not None and not chat.is_active
+    await database.dispose()
+    assert (10080, "failed") in await ledger(database_url)
+    # Nothing was planned for an inactive chat, and nothing stayed pending.
+    assert "pending" not in {status for _, status in await ledger(database_url)}
+
+
+async def test_a_user_who_blocks_and_unblocks_the_bot_is_tracked(
+    bot_api: LocalBotApi, start_bot: StartBot, database_url: str
+) -> None:
+    def member_update(old: str, new: str) -> dict[str, object]:
+        user = {"id": USER, "is_bot": False, "first_name": "Tester"}
+        bot = {"id": 100000001, "is_bot": True, "first_name": "Summit Bot"}
+        return {
+            "my_chat_member": {
+                "chat": {"id": USER, "type": "private", "first_name": "Tester"},
+                "from": user,
+                "date": 1,
+                "old_chat_member": {"status": old, "user": bot, "until_date": 0},
+                "new_chat_member": {"status": new, "user": bot, "until_date": 0},
+            }
+        }
+
+    async def active() -> bool:
+        database = Database(database_url)
+        async with database.sessions() as session:
+            chat = await session.get(Chat, USER)
+        await database.dispose()
+        return bool(chat and chat.is_active)
+
+    async with start_bot(**QUIET):
+        await subscribe(bot_api, "test-summit")
+        bot_api.push(member_update("member", "kicked"))
+        for _ in range(100):
+            if not await active():
+                break
+            await asyncio.sleep(0.05)
+        assert not await active()
+        bot_api.push(member_update("kicked", "member"))
+        for _ in range(100):
+            if await active():
+                break
+            await asyncio.sleep(0.05)
+        assert await active()
+
+
+async def test_a_group_upgraded_to_a_supergroup_keeps_its_reminders(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    group, supergroup, admin = -4100, -1004100, 42
+    bot_api.emulator.admins[group] = {admin}
+    async with start_bot(**QUIET) as app:
+        text = await subscribe(
+            bot_api, "test-summit", chat_id=group, user_id=admin, chat_type="group"
+        )
+        assert "You now follow" in text
+        bot_api.fail(
+            "sendMessage",
+            400,
+            "Bad Request: group chat was upgraded to a supergroup chat",
+            migrate_to_chat_id=supergroup,
+        )
+        await sweep_at(app, clock, START - dt.timedelta(days=7) + dt.timedelta(seconds=1))
+    assert reminders(bot_api, group) == []
+    assert len(reminders(bot_api, supergroup)) == 1
+    database = Database(database_url)
+    async with database.sessions() as session:
+        owners = (await session.scalars(select(Subscription.chat_id))).all()
+        old = await session.get(Chat, group)
+    await database.dispose()
+    assert list(owners) == [supergroup]
+    assert old is not None and old.migrated_to_id == supergroup and not old.is_active
+
+
+async def test_telegram_429_pauses_and_the_reminder_still_arrives_once(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
+) -> None:
+    async with start_bot(**QUIET) as app:
+        await subscribe(bot_api, "test-summit")
+        bot_api.fail("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
+        await sweep_at(app, clock, START - dt.timedelta(days=7) + dt.timedelta(seconds=1))
+        assert reminders(bot_api) == []
+        await sweep_at(app, clock, clock.now() + dt.timedelta(seconds=2))
+    assert len(reminders(bot_api)) == 1
+
+
+async def test_server_errors_are_retried_with_back_off_then_given_up(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    async with start_bot(**QUIET, delivery_max_attempts=3) as app:
+        await subscribe(bot_api, "test-summit")
+        bot_api.fail("sendMessage", 502, "Bad Gateway", times=2)
+        due = START - dt.timedelta(days=7) + dt.timedelta(seconds=1)
+        await sweep_at(app, clock, due)
+        await sweep_at(app, clock, due + dt.timedelta(seconds=2))  # back-off not over
+        await sweep_at(app, clock, due + dt.timedelta(seconds=6))
+        await sweep_at(app, clock, due + dt.timedelta(seconds=20))
+        assert len(reminders(bot_api)) == 1
+        bot_api.fail("sendMessage", 500, "Internal Server Error", times=10)
+        due = START - dt.timedelta(days=1) + dt.timedelta(seconds=1)
+        for seconds in (0, 10, 30, 60):
+            await sweep_at(app, clock, due + dt.timedelta(seconds=seconds))
+    assert len(reminders(bot_api)) == 1
+    assert (1440, "failed") in await ledger(database_url)
+
+
+async def test_postponing_an_event_notifies_once_and_moves_its_reminders(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    async with start_bot(**QUIET) as app:
+        await subscribe(bot_api, "test-summit")
+        postponed = TEST_EVENT.replace("2026-12-01T10:00", "2026-12-08T10:00").replace(
+            "confirmed", "postponed"
+        )
+        await load(database_url, postponed, clock.now())
+        await dispatcher(app).sweep()
+        await load(database_url, postponed, clock.now())  # the same file again: no news
+        await dispatcher(app).sweep()
+        notices = [c for c in bot_api.sent_to(USER) if "📣" in c.text]
+        assert len(notices) == 1
+        text = plain(notices[0].text)
+        assert "Dates: 1 December 2026, 10:00 → 8 December 2026, 10:00" in text
+        assert "Status: confirmed → postponed" in text
+        # The old instants pass in silence; the new ones bring reminders.
+        await sweep_at(app, clock, START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+        assert reminders(bot_api) == []
+        new_start = START + dt.timedelta(days=7)
+        await sweep_at(app, clock, new_start - dt.timedelta(days=1) + dt.timedelta(seconds=1))
+        assert len(reminders(bot_api)) == 1
+        assert "8 December 2026, 10:00" in plain(reminders(bot_api)[0].text)
+
+
+async def test_a_month_precision_event_gets_one_notice_at_the_start_of_its_month(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
+) -> None:
+    clock.set(dt.datetime(2026, 9, 20, tzinfo=UTC))
+    async with start_bot(**QUIET) as app:
+        await subscribe(bot_api, "cica-2026-baku")
+        # 09:00 on 1 October in the chat's zone (Asia/Almaty, UTC+5) is 04:00 UTC.
+        await sweep_at(app, clock, dt.datetime(2026, 10, 1, 3, 59, tzinfo=UTC))
+        assert [c for c in bot_api.sent_to(USER) if "🗓" in c.text] == []
+        await sweep_at(app, clock, dt.datetime(2026, 10, 1, 4, 0, 1, tzinfo=UTC))
+        await sweep_at(app, clock, dt.datetime(2026, 10, 30, tzinfo=UTC))
+    notices = [plain(c.text) for c in bot_api.sent_to(USER) if "🗓" in c.text]
+    assert len(notices) == 1
+    assert "This month" in notices[0]
+    assert "📅 October 2026" in notices[0]
+    assert reminders(bot_api) == []
+
+
+async def test_changing_lead_times_replans(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    async with start_bot(**QUIET) as app:
+        await subscribe(bot_api, "test-summit")
+        menu = await bot_api.reply_to(bot_api.message("/mysubs"))
+        lead_menu = await bot_api.reply_to(bot_api.press(menu, menu.buttons[0]["callback_data"]))
+        # Switch off "7 days", switch on "15 minutes".
+        for label in ("7 days", "15 minutes"):
+            press = bot_api.press(lead_menu, lead_menu.button(label)["callback_data"])
+            edited = await bot_api.reply_to(press, method="editMessageText")
+            assert edited.button(label)["text"].startswith("✓" if label == "15 minutes" else "·")
+        for lead in (dt.timedelta(days=7), dt.timedelta(days=1), dt.timedelta(minutes=15)):
+            await sweep_at(app, clock, START - lead + dt.timedelta(seconds=1))
+    texts = [plain(c.text) for c in reminders(bot_api)]
+    assert len(texts) == 2
+    assert "in 1 day" in texts[0]
+    assert "in 15 minutes" in texts[1]
+
+
+async def test_in_a_group_only_admins_may_subscribe(
+    bot_api: LocalBotApi, start_bot: StartBot
+) -> None:
+    group, admin, member = -4200, 42, 43
+    bot_api.emulator.admins[group] = {admin}
+    async with start_bot(**QUIET):
+        refused = await subscribe(bot_api, "sco", chat_id=group, user_id=member, chat_type="group")
+        assert refused == "Only the admins of this group can change what it follows."
+        accepted = await subscribe(bot_api, "sco", chat_id=group, user_id=admin, chat_type="group")
+        assert "You now follow SCO" in accepted
+        listing = await bot_api.reply_to(
+            bot_api.message("/mysubs", chat_id=group, user_id=member, chat_type="group")
+        )
+        # A member may look but not touch: the unfollow button is refused.
+        press = bot_api.press(listing, listing.button("✖")["callback_data"], user_id=member)
+        refusal = await bot_api.reply_to(press, method="answerCallbackQuery")
+        assert refusal.parameters["text"] == (
+            "Only the admins of this group can change what it follows."
+        )
+
+
+async def test_an_anonymous_admin_may_subscribe_the_group(
+    bot_api: LocalBotApi, start_bot: StartBot
+) -> None:
+    group = -4300
+    async with start_bot(**QUIET):
+        # Anonymous admins write as the group; Telegram shows GroupAnonymousBot as sender.
+        update = bot_api.message(
+            "/subscribe all", chat_id=group, user_id=1087968824, chat_type="group", as_chat=True
+        )
+        reply = plain((await bot_api.reply_to(update)).text)
+    assert "You now follow all summits and meetings" in reply
+
+
+async def test_a_forged_unfollow_button_cannot_touch_another_chats_subscription(
+    bot_api: LocalBotApi, start_bot: StartBot, database_url: str
+) -> None:
+    async with start_bot(**QUIET):
+        await subscribe(bot_api, "sco", chat_id=6001)
+        listing = await bot_api.reply_to(bot_api.message("/mysubs", chat_id=6001))
+        victim = listing.button("✖")["callback_data"]
+        mine = await bot_api.reply_to(bot_api.message("/mysubs", chat_id=6002))
+        reply = await bot_api.reply_to(bot_api.press(mine, victim))
+        assert plain(reply.text) == "This chat does not follow that."
+    database = Database(database_url)
+    async with database.sessions() as session:
+        owners = (await session.scalars(select(Subscription.chat_id))).all()
+    await database.dispose()
+    assert list(owners) == [6001]
+
+
+async def test_two_dispatchers_on_one_database_deliver_each_reminder_once(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    chats = list(range(7001, 7201))
+    # One replica polls Telegram; both dispatch (a second poller would get 409 Conflict).
+    async with start_bot(**QUIET) as first, start_bot(**QUIET, polling=False) as second:
+        for chat_id in chats:
+            await subscribe(bot_api, "test-summit", chat_id=chat_id)
+        for app in (first, second):
+            dispatcher(app).batch_size = 10
+        clock.set(START - dt.timedelta(days=7) + dt.timedelta(seconds=1))
+        results = await asyncio.gather(dispatcher(first).sweep(), dispatcher(second).sweep())
+    per_chat = {chat_id: len(reminders(bot_api, chat_id)) for chat_id in chats}
+    assert set(per_chat.values()) == {1}
+    assert sum(result.sent for result in results) == len(chats)
+    if database_url.startswith("postgresql"):
+        # Row locks let both work side by side; SQLite serialises them.
+        assert all(result.sent > 0 for result in results)
