@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import select
@@ -21,6 +22,7 @@ from storage.models import Chat, Delivery, DeliveryStatus, Subscription
 from tests.botapi import ApiCall, LocalBotApi
 from tests.conftest import StartBot
 
+T = TypeVar("T")
 UTC = dt.UTC
 USER = 5001
 # 10:00 in Astana (UTC+5) on 1 December 2026 is 05:00 UTC.
@@ -65,6 +67,25 @@ async def ledger(database_url: str, chat_id: int = USER) -> list[tuple[int, str]
                 .order_by(Delivery.due_at)
             )
             return [(slot, DeliveryStatus(status).value) for slot, status in rows.all()]
+    finally:
+        await database.dispose()
+
+
+async def stored(database_url: str, model: type[T], key: int) -> T | None:
+    """A row as the database has it now."""
+    database = Database(database_url)
+    try:
+        async with database.sessions() as session:
+            return await session.get(model, key)
+    finally:
+        await database.dispose()
+
+
+async def subscribers(database_url: str) -> list[int]:
+    database = Database(database_url)
+    try:
+        async with database.sessions() as session:
+            return list((await session.scalars(select(Subscription.chat_id))).all())
     finally:
         await database.dispose()
 
@@ -226,11 +247,8 @@ async def test_a_blocked_bot_deactivates_the_chat_and_stops_its_reminders(
         await sweep_at(app, clock, START - dt.timedelta(days=7) + dt.timedelta(seconds=1))
         await sweep_at(app, clock, START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
     assert reminders(bot_api) == []
-    database = Database(database_url)
-    async with database.sessions() as session:
-        chat = await session.get(Chat, USER)
-        assert chat is not None and not chat.is_active
-    await database.dispose()
+    chat = await stored(database_url, Chat, USER)
+    assert chat is not None and not chat.is_active
     assert (10080, "failed") in await ledger(database_url)
     # Nothing was planned for an inactive chat, and nothing stayed pending.
     assert "pending" not in {status for _, status in await ledger(database_url)}
@@ -253,10 +271,7 @@ async def test_a_user_who_blocks_and_unblocks_the_bot_is_tracked(
         }
 
     async def active() -> bool:
-        database = Database(database_url)
-        async with database.sessions() as session:
-            chat = await session.get(Chat, USER)
-        await database.dispose()
+        chat = await stored(database_url, Chat, USER)
         return bool(chat and chat.is_active)
 
     async with start_bot(**QUIET):
@@ -294,12 +309,8 @@ async def test_a_group_upgraded_to_a_supergroup_keeps_its_reminders(
         await sweep_at(app, clock, START - dt.timedelta(days=7) + dt.timedelta(seconds=1))
     assert reminders(bot_api, group) == []
     assert len(reminders(bot_api, supergroup)) == 1
-    database = Database(database_url)
-    async with database.sessions() as session:
-        owners = (await session.scalars(select(Subscription.chat_id))).all()
-        old = await session.get(Chat, group)
-    await database.dispose()
-    assert list(owners) == [supergroup]
+    old = await stored(database_url, Chat, group)
+    assert await subscribers(database_url) == [supergroup]
     assert old is not None and old.migrated_to_id == supergroup and not old.is_active
 
 
@@ -443,11 +454,7 @@ async def test_a_forged_unfollow_button_cannot_touch_another_chats_subscription(
         mine = await bot_api.reply_to(bot_api.message("/mysubs", chat_id=6002))
         reply = await bot_api.reply_to(bot_api.press(mine, victim))
         assert plain(reply.text) == "This chat does not follow that."
-    database = Database(database_url)
-    async with database.sessions() as session:
-        owners = (await session.scalars(select(Subscription.chat_id))).all()
-    await database.dispose()
-    assert list(owners) == [6001]
+    assert await subscribers(database_url) == [6001]
 
 
 async def test_two_dispatchers_on_one_database_deliver_each_reminder_once(
