@@ -24,6 +24,7 @@ from telegram.ext import (
     ContextTypes,
     Defaults,
     ExtBot,
+    InlineQueryHandler,
     MessageHandler,
     TypeHandler,
     filters,
@@ -35,8 +36,11 @@ from bot.context import BotApplication, BotContext, BotData, Services
 from bot.dispatcher import MAX_IN_FLIGHT, Dispatcher
 from bot.handlers import (
     buttons,
+    calendar,
     chairs,
+    chat_settings,
     events,
+    inline,
     membership,
     organisations,
     search,
@@ -46,6 +50,7 @@ from bot.handlers import (
 from bot.handlers.chats import remember_chat
 from bot.handlers.errors import error_handler
 from bot.i18n import translator
+from config.languages import SUPPORTED_LANGUAGES
 from config.settings import Settings
 from storage.chats import Chats
 from storage.database import Database
@@ -76,7 +81,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         settings=settings,
         database=database,
         catalogue=catalogue,
-        chats=Chats(database, settings.default_language, settings.default_timezone),
+        chats=Chats(database, settings.default_language, settings.default_timezone, planner),
         subscriptions=Subscriptions(database, planner),
         dispatcher=Dispatcher(database, catalogue, clock, settings, planner),
         clock=clock,
@@ -105,6 +110,9 @@ def register_handlers(application: BotApplication) -> None:
         ("unsubscribe", subscriptions.unsubscribe),
         ("mysubs", subscriptions.mysubs),
         ("leadtimes", subscriptions.leadtimes),
+        ("lang", chat_settings.lang),
+        ("tz", chat_settings.tz),
+        ("calendar", calendar.calendar),
     ]
     for name, callback in commands:
         application.add_handler(CommandHandler(name, callback))
@@ -113,6 +121,10 @@ def register_handlers(application: BotApplication) -> None:
         ChatMemberHandler(membership.my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER)
     )
     application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, membership.migrated))
+    application.add_handler(InlineQueryHandler(inline.inline_query))
+    application.add_handler(
+        MessageHandler(filters.ChatType.PRIVATE & filters.LOCATION, chat_settings.location)
+    )
     application.add_handler(
         MessageHandler(
             filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND & filters.UpdateType.MESSAGE,
@@ -125,8 +137,12 @@ def register_handlers(application: BotApplication) -> None:
 async def _post_init(application: BotApplication) -> None:
     services = application.bot_data.services
     await prepare(services)
-    tr = translator(services.settings.default_language)
-    await application.bot.set_my_commands(start.bot_commands(tr))
+    # The command menu in every language, and the default for everyone else.
+    default = translator(services.settings.default_language)
+    await application.bot.set_my_commands(start.bot_commands(default))
+    for language in SUPPORTED_LANGUAGES:
+        commands = start.bot_commands(translator(language))
+        await application.bot.set_my_commands(commands, language_code=language)
     delivery_bot = application.bot_data.delivery_bot
     await delivery_bot.initialize()
     services.dispatcher.start(delivery_bot, application.job_queue)

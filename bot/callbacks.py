@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from config.languages import SUPPORTED_LANGUAGES
 from storage.models import SubscriptionScope
 from storage.queries import EventFilter, When
 
@@ -28,6 +29,8 @@ _SCOPE_CODES = {
     "o": SubscriptionScope.ORGANISATION,
     "e": SubscriptionScope.EVENT,
 }
+_LANGUAGE = re.compile(r"^lg:([a-z]{2})$")
+_CALENDAR = re.compile(rf"^c:({_KEY})$")
 _WHEN_CODES = {When.UPCOMING: "u", When.PAST: "p", When.ALL: "a"}
 _CODES_WHEN = {code: when for when, code in _WHEN_CODES.items()}
 
@@ -84,6 +87,16 @@ class SubscribeMenu:
     pass
 
 
+@dataclass(frozen=True)
+class SetLanguage:
+    language: str
+
+
+@dataclass(frozen=True)
+class CalendarFile:
+    key: str
+
+
 Action = (
     OpenEvent
     | OpenOrganisation
@@ -94,6 +107,8 @@ Action = (
     | ToggleLead
     | LeadDone
     | SubscribeMenu
+    | SetLanguage
+    | CalendarFile
 )
 
 
@@ -149,6 +164,14 @@ def subscribe_menu() -> str:
     return "sm"
 
 
+def set_language(language: str) -> str:
+    return f"lg:{language}"
+
+
+def calendar_file(key: str) -> str:
+    return _checked(f"c:{key}")
+
+
 def parse(data: str | None) -> Action:
     """The action a button asks for; :class:`ExpiredButton` for anything else."""
     if not data or len(data.encode()) > MAX_CALLBACK_BYTES:
@@ -180,4 +203,8 @@ def parse(data: str | None) -> Action:
         return LeadDone(int(match[1]))
     if data == "sm":
         return SubscribeMenu()
+    if (match := _LANGUAGE.match(data)) and match[1] in SUPPORTED_LANGUAGES:
+        return SetLanguage(match[1])
+    if match := _CALENDAR.match(data):
+        return CalendarFile(match[1])
     raise ExpiredButton(data)

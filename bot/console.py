@@ -64,6 +64,9 @@ class ConsoleChat:
             self._print_message(result, edited=method == "editMessageText")
         elif method == "answerCallbackQuery" and parameters.get("text"):
             self.out.write(f"! {parameters['text']}\n")
+        elif method == "sendDocument":
+            document = result["document"]
+            self.out.write(f"📎 {document['file_name']} ({document['file_size']} bytes)\n\n")
 
     def _print_message(self, message: dict[str, Any], *, edited: bool) -> None:
         text = parse_html(message["text"])

@@ -52,6 +52,8 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], B
     ) -> None:
         super().__init__(application=application, chat_id=chat_id, user_id=user_id)
         self._chat_view: ChatView | None = None
+        # The forum topic replies go to (set by ``messaging.answer``).
+        self.message_thread_id: int | None = None
 
     @property
     def services(self) -> Services:

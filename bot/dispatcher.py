@@ -41,7 +41,7 @@ from telegram.ext import CallbackContext, JobQueue
 
 from bot import render
 from bot.clock import Clock
-from bot.i18n import translator
+from bot.i18n import directional, translator
 from bot.ratelimit import DeliveryRateLimiter
 from config.settings import Settings
 from storage.chats import deactivate_chat, migrate_chat
@@ -245,7 +245,8 @@ class Dispatcher:
             return
         await self.limiter.acquire(chat_id)
         try:
-            message = await self.bot.send_message(chat_id, reply.text, reply_markup=reply.keyboard)
+            text = directional(reply.text, translator(chat.language))
+            message = await self.bot.send_message(chat_id, text, reply_markup=reply.keyboard)
         except RetryAfter as exc:
             seconds = _seconds(exc.retry_after)
             self.limiter.pause(seconds)

@@ -9,9 +9,13 @@ can reorder them. A language without a catalogue speaks English.
 from __future__ import annotations
 
 import functools
+import io
+import re
 from pathlib import Path
 
 from babel import Locale
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
 from config.languages import SUPPORTED_LANGUAGES
@@ -44,10 +48,46 @@ class Translator:
         return self.locale.text_direction == "rtl"
 
 
+def catalogue_path(language: str) -> Path:
+    return LOCALES_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+def _load(language: str) -> NullTranslations:
+    # Catalogues ship as .po only: compiled here, in memory, so there is no build step
+    # and no generated binary in the repository.
+    path = catalogue_path(language)
+    if not path.exists():
+        return NullTranslations()
+    with path.open("rb") as source:
+        catalog = read_po(source, locale=language)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog, use_fuzzy=False)
+    compiled.seek(0)
+    return Translations(fp=compiled, domain=DOMAIN)
+
+
 @functools.cache
 def translator(language: str) -> Translator:
     """The (cached) translator for a supported language; others get English."""
     if language not in SUPPORTED_LANGUAGES:
         language = "en"
-    translations = Translations.load(str(LOCALES_DIR), [language], DOMAIN)
-    return Translator(language, translations)
+    return Translator(language, _load(language))
+
+
+# Right-to-left scripts: a line that starts with a date, a number or a Latin name would
+# otherwise be laid out left to right, and "3–4" may read "4–3" inside Arabic text.
+RLM = "\u200f"
+LRI, PDI = "\u2066", "\u2069"
+_NUMERIC_RUN = re.compile(r"\d[\d:.,/]*(?:\s?[–\-−]\s?\d[\d:.,/]*)+")
+
+
+def directional(text: str, tr: Translator) -> str:
+    """Text laid out for the reader: in RTL languages every line starts right to left and
+    number ranges are isolated left to right. Other languages are unchanged."""
+    if not tr.is_rtl:
+        return text
+    lines = []
+    for line in text.split("\n"):
+        line = _NUMERIC_RUN.sub(lambda m: f"{LRI}{m.group(0)}{PDI}", line)
+        lines.append(f"{RLM}{line}" if line else line)
+    return "\n".join(lines)

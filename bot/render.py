@@ -16,15 +16,22 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_datetime, format_interval, format_skeleton
 from babel.dates import format_timedelta as babel_timedelta
 from babel.lists import format_list
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+)
 
 from bot import callbacks
-from bot.i18n import Translator
+from bot.i18n import Translator, translator
+from config.languages import SUPPORTED_LANGUAGES
 from storage.dates import PartialDate, Precision
 from storage.deliveries import LEAD_TIME_CHOICES
 from storage.models import EventStatus, SubscriptionScope
 from storage.queries import EventFilter, SearchResults, Suggestion, When
 from storage.subscriptions import SubscriptionView
+from storage.timezones import City, ZoneChoice, offset_label
 from storage.views import (
     ChairView,
     ChatView,
@@ -44,7 +51,12 @@ class Reply:
     """A message to send: HTML text and optional inline buttons."""
 
     text: str
-    keyboard: InlineKeyboardMarkup | None = None
+    keyboard: InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None = None
+
+    @property
+    def inline_keyboard(self) -> InlineKeyboardMarkup | None:
+        """The buttons where only inline ones may go (edits, inline results)."""
+        return self.keyboard if isinstance(self.keyboard, InlineKeyboardMarkup) else None
 
 
 def esc(value: object) -> str:
@@ -160,10 +172,6 @@ def format_dates(start: PartialDate, end: PartialDate | None, tr: Translator) ->
     return f"{format_partial(start, tr)} – {format_partial(end, tr)}"
 
 
-def _zone_label(zone: str) -> str:
-    return zone.rsplit("/", 1)[-1].replace("_", " ")
-
-
 def event_when(event: EventView, chat: ChatView, tr: Translator) -> list[str]:
     """When the event is: reader's time zone first, the venue's beside it when they differ."""
     _ = tr.gettext
@@ -172,7 +180,13 @@ def event_when(event: EventView, chat: ChatView, tr: Translator) -> list[str]:
     reader = ZoneInfo(chat.timezone)
     pattern = "d MMMM y, HH:mm"
     start_here = format_datetime(event.starts_at.astimezone(reader), pattern, locale=tr.locale)
-    lines = [_("{time} ({zone} time)", time=esc(start_here), zone=esc(_zone_label(chat.timezone)))]
+    lines = [
+        _(
+            "{time} ({zone} time)",
+            time=esc(start_here),
+            zone=esc(zone_label(chat.timezone, event.starts_at)),
+        )
+    ]
     venue = ZoneInfo(event.timezone)
     if (
         event.starts_at.astimezone(venue).utcoffset()
@@ -263,7 +277,16 @@ def event_card(
                 callback_data=callbacks.organisation(event.organisation.key),
             )
         )
-    return Reply("\n".join(lines), InlineKeyboardMarkup([row]) if row else None)
+    rows = [row] if row else []
+    if event.start.precision is not Precision.YEAR:
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    _("📅 Add to calendar"), callback_data=callbacks.calendar_file(event.key)
+                )
+            ]
+        )
+    return Reply("\n".join(lines), InlineKeyboardMarkup(rows) if rows else None)
 
 
 def event_line(event: EventView, tr: Translator) -> str:
@@ -798,3 +821,95 @@ def _notice(
 def admins_only(tr: Translator) -> Reply:
     _ = tr.gettext
     return Reply(esc(_("Only the admins of this group can change what it follows.")))
+
+
+# --- language and time zone -------------------------------------------------
+
+
+def language_name(language: str) -> str:
+    """A language's name in itself (Babel): "Русский", "Қазақ тілі", "中文"."""
+    locale = translator(language).locale
+    name = str(locale.display_name or language)
+    return name[:1].upper() + name[1:]
+
+
+def language_menu(tr: Translator) -> Reply:
+    _ = tr.gettext
+    buttons = [
+        InlineKeyboardButton(language_name(code), callback_data=callbacks.set_language(code))
+        for code in SUPPORTED_LANGUAGES
+    ]
+    text = _(
+        "Choose the language of this chat. Now: {language}.", language=language_name(tr.language)
+    )
+    return Reply(esc(text), InlineKeyboardMarkup([buttons[:3], buttons[3:]]))
+
+
+def language_set(tr: Translator) -> Reply:
+    _ = tr.gettext
+    return Reply(esc(_("Done: I will speak {language} here.", language=language_name(tr.language))))
+
+
+def zone_label(zone: str, now: dt.datetime | None = None) -> str:
+    """ "Almaty" for Asia/Almaty; "UTC+05:00" for fixed offsets, which have no city."""
+    if zone.startswith("Etc/") or zone in ("UTC", "GMT"):
+        return offset_label(zone, now or dt.datetime.now(dt.UTC))
+    return zone.rsplit("/", 1)[-1].replace("_", " ")
+
+
+def timezone_help(zone: str, now: dt.datetime, tr: Translator) -> Reply:
+    _ = tr.gettext
+    local = format_datetime(now.astimezone(ZoneInfo(zone)), "HH:mm", locale=tr.locale)
+    lines = [
+        _(
+            "This chat's time zone: <b>{zone}</b> ({offset}), now {time}.",
+            zone=esc(zone),
+            offset=offset_label(zone, now),
+            time=local,
+        ),
+        esc(
+            _(
+                "Change it with /tz and a city (/tz Almaty, /tz Пекин), a time zone "
+                "(/tz Europe/Berlin) or an offset (/tz UTC+5); in a private chat you can "
+                "also share your location."
+            )
+        ),
+    ]
+    return Reply("\n".join(lines))
+
+
+def timezone_unknown(text: str, suggestions: Sequence[str], tr: Translator) -> Reply:
+    _ = tr.gettext
+    lines = [_("I don't know the time zone of “{name}”.", name=esc(text[:100]))]
+    if suggestions:
+        names = ", ".join(f"<b>{esc(s)}</b>" for s in suggestions)
+        lines.append(_("Did you mean: {names}?", names=names))
+    lines.append(esc(_("Try a big city nearby, a zone such as Asia/Almaty, or UTC+5.")))
+    return Reply("\n".join(lines))
+
+
+def timezone_set(choice: ZoneChoice, now: dt.datetime, tr: Translator) -> Reply:
+    if choice.city is not None:
+        return timezone_set_by_city(choice.city, now, tr)
+    _ = tr.gettext
+    local = format_datetime(now.astimezone(ZoneInfo(choice.zone)), "HH:mm", locale=tr.locale)
+    text = _(
+        "Time zone set to <b>{zone}</b> ({offset}); it is {time} there now.",
+        zone=esc(choice.zone),
+        offset=offset_label(choice.zone, now),
+        time=local,
+    )
+    return Reply(text)
+
+
+def timezone_set_by_city(city: City, now: dt.datetime, tr: Translator) -> Reply:
+    _ = tr.gettext
+    local = format_datetime(now.astimezone(ZoneInfo(city.timezone)), "HH:mm", locale=tr.locale)
+    text = _(
+        "Time zone set to <b>{zone}</b> ({city}, {offset}); it is {time} there now.",
+        zone=esc(city.timezone),
+        city=esc(city.name(tr.language)),
+        offset=offset_label(city.timezone, now),
+        time=local,
+    )
+    return Reply(text)

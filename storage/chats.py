@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
+from storage.deliveries import Planner
 from storage.models import Chat, ChatType, Delivery, DeliveryStatus, Subscription
 from storage.views import ChatView
 
@@ -74,10 +75,43 @@ async def migrate_chat(session: AsyncSession, old_id: int, new_id: int) -> None:
 class Chats:
     """Chat records: created on first contact with their language and zone."""
 
-    def __init__(self, database: Database, default_language: str, default_timezone: str) -> None:
+    def __init__(
+        self,
+        database: Database,
+        default_language: str,
+        default_timezone: str,
+        planner: Planner | None = None,
+    ) -> None:
         self.database = database
         self.default_language = default_language
         self.default_timezone = default_timezone
+        self.planner = planner or Planner()
+
+    async def view_for_user(self, user_id: int, language: str | None) -> ChatView:
+        """Settings for a user seen outside any chat (inline mode): their private chat's
+        if they have one, else the defaults in their language. Nothing is stored."""
+        async with self.database.sessions() as session:
+            chat = await session.get(Chat, user_id)
+        if chat is not None:
+            return ChatView.of(chat)
+        return ChatView(
+            user_id,
+            ChatType.PRIVATE,
+            None,
+            language or self.default_language,
+            self.default_timezone,
+            True,
+        )
+
+    async def set_language(self, chat_id: int, language: str) -> None:
+        async with self.database.transaction() as session:
+            await session.execute(update(Chat).where(Chat.id == chat_id).values(language=language))
+
+    async def set_timezone(self, chat_id: int, zone: str, now: dt.datetime) -> None:
+        """A new zone moves the chat's 09:00 notices: its reminders are planned again."""
+        async with self.database.transaction() as session:
+            await session.execute(update(Chat).where(Chat.id == chat_id).values(timezone=zone))
+            await self.planner.replan(session, now, chat_ids=[chat_id])
 
     async def ensure(
         self, chat_id: int, chat_type: ChatType, title: str | None, language: str | None

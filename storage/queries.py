@@ -25,6 +25,8 @@ from storage.models import (
     EventStatus,
     Organisation,
     Place,
+    Subscription,
+    SubscriptionScope,
 )
 from storage.search import SearchDocument, SearchHit, SearchIndex, normalise
 from storage.views import (
@@ -278,6 +280,28 @@ class Catalogue:
             page_size=1,
         )
         return found.events[0] if found.events else None
+
+    async def followed_events(self, chat_id: int) -> list[EventView]:
+        """Every event a chat follows: directly, through its organisation, or everything."""
+        subscriptions = select(Subscription).where(Subscription.chat_id == chat_id).subquery()
+        follows = or_(
+            select(subscriptions.c.id)
+            .where(subscriptions.c.scope == SubscriptionScope.ALL)
+            .exists(),
+            Event.organisation_id.in_(
+                select(subscriptions.c.organisation_id).where(
+                    subscriptions.c.scope == SubscriptionScope.ORGANISATION
+                )
+            ),
+            Event.id.in_(
+                select(subscriptions.c.event_id).where(
+                    subscriptions.c.scope == SubscriptionScope.EVENT
+                )
+            ),
+        )
+        async with self.database.sessions() as session:
+            rows = await session.scalars(_event_query().where(follows).order_by(Event.starts_at))
+            return [_view(event) for event in rows]
 
     async def places(self, keys: Sequence[str | None]) -> dict[str, PlaceView]:
         wanted = [key for key in keys if key]

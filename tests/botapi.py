@@ -19,7 +19,13 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.transports.emulator import ApiError, BotApiEmulator, decode_parameters
+from bot.transports.emulator import (
+    ApiError,
+    BotApiEmulator,
+    UploadedFile,
+    decode_parameters,
+    resolve_files,
+)
 
 
 @dataclass(frozen=True)
@@ -249,16 +255,18 @@ class LocalBotApi:
         if request.match_info["token"] != self.token:
             return _json(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
         method = request.match_info["method"]
-        raw = await _read_parameters(request)
-        parameters = decode_parameters(raw)
+        raw, files = await _read_parameters(request)
+        parameters = resolve_files(decode_parameters(raw), files)
         if method == "getUpdates":
             return _json(200, {"ok": True, "result": await self._get_updates(parameters)})
-        status, body = self._answer(method, raw)
+        status, body = self._answer(method, raw, files)
         self.calls.append(ApiCall(method, parameters, status))
         self._new_call.set()
         return _json(status, body)
 
-    def _answer(self, method: str, raw: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def _answer(
+        self, method: str, raw: dict[str, Any], files: dict[str, UploadedFile]
+    ) -> tuple[int, dict[str, Any]]:
         faults = self._faults.get(method)
         if faults:
             fault = faults[0]
@@ -267,7 +275,7 @@ class LocalBotApi:
                 faults.pop(0)
             return fault.error.error_code, fault.error.payload()
         try:
-            result = self.emulator.call(method, raw)
+            result = self.emulator.call(method, raw, files)
         except ApiError as exc:
             return exc.error_code, exc.payload()
         return 200, {"ok": True, "result": result}
@@ -295,14 +303,22 @@ def _chat_of(update: dict[str, Any]) -> int:
     raise ValueError(f"update without a chat: {update}")
 
 
-async def _read_parameters(request: web.Request) -> dict[str, Any]:
+async def _read_parameters(
+    request: web.Request,
+) -> tuple[dict[str, Any], dict[str, UploadedFile]]:
+    """Form fields (as PTB sends them) and uploaded files, from any body Telegram accepts."""
     if request.content_type == "application/json":
         body = await request.json()
-        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()}
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()}, {}
     form = await request.post()
     values: dict[str, Any] = dict(request.query)
-    values.update(form)  # uploaded files stay aiohttp FileField objects
-    return values
+    files: dict[str, UploadedFile] = {}
+    for name, value in form.items():
+        if isinstance(value, web.FileField):
+            files[name] = UploadedFile(value.filename, value.file.read())
+        else:
+            values[name] = value
+    return values, files
 
 
 def _json(status: int, body: dict[str, Any]) -> web.Response:

@@ -12,12 +12,14 @@ from storage.models import ChatType
 async def remember_chat(update: Update, context: BotContext) -> None:
     """Store the chat on first contact (language from the user's Telegram settings)."""
     chat = update.effective_chat
-    if chat is None:
-        return
     user = update.effective_user
     settings = context.services.settings
     # A group's language is that of the person who first spoke to the bot there, and stays.
     language = normalise_language(user.language_code if user else None, settings.default_language)
+    if chat is None:
+        if user is not None:  # inline queries and buttons under inline messages
+            context.chat_view = await context.services.chats.view_for_user(user.id, language)
+        return
     try:
         chat_type = ChatType(chat.type)
     except ValueError:

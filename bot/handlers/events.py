@@ -74,16 +74,19 @@ async def next_event(update: Update, context: BotContext) -> None:
     await answer(update, context, reply)
 
 
-async def show_event(update: Update, context: BotContext, key: str) -> None:
-    """Send the card of the event ``key`` (also used by buttons and search)."""
+async def event_reply(context: BotContext, key: str) -> render.Reply:
+    """The card of the event ``key``, or "not found" with suggestions."""
     event = await context.catalogue.event(key)
     if event is None:
         suggestions = await context.catalogue.suggestions(key, "event")
-        await answer(update, context, render.not_found(key, suggestions, context.tr))
-        return
+        return render.not_found(key, suggestions, context.tr)
     shown = event.next_occurrence(context.clock.now()) or event
-    reply = render.event_card(shown, context.chat_view, context.clock.now(), context.tr)
-    await answer(update, context, reply)
+    return render.event_card(shown, context.chat_view, context.clock.now(), context.tr)
+
+
+async def show_event(update: Update, context: BotContext, key: str) -> None:
+    """Send the card of the event ``key`` (also used by buttons and search)."""
+    await answer(update, context, await event_reply(context, key))
 
 
 async def event(update: Update, context: BotContext) -> None:

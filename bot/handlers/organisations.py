@@ -10,14 +10,17 @@ from bot.handlers.arguments import joined
 from bot.messaging import answer
 
 
-async def show_organisation(update: Update, context: BotContext, key: str) -> None:
-    """Send the card of the organisation ``key`` (also used by buttons and search)."""
+async def organisation_reply(context: BotContext, key: str) -> render.Reply:
+    """The card of the organisation ``key``, or "not found"."""
     card = await context.catalogue.organisation_card(key, context.clock.now())
     if card is None:
-        await answer(update, context, render.not_found(key, [], context.tr))
-        return
-    reply = render.organisation_card(card, context.chat_view, context.clock.now(), context.tr)
-    await answer(update, context, reply)
+        return render.not_found(key, [], context.tr)
+    return render.organisation_card(card, context.chat_view, context.clock.now(), context.tr)
+
+
+async def show_organisation(update: Update, context: BotContext, key: str) -> None:
+    """Send the card of the organisation ``key`` (also used by buttons and search)."""
+    await answer(update, context, await organisation_reply(context, key))
 
 
 async def org(update: Update, context: BotContext) -> None:

@@ -26,6 +26,9 @@ def command_descriptions(tr: Translator) -> list[tuple[str, str]]:
         ("mysubs", _("What this chat follows; change lead times or unfollow")),
         ("unsubscribe", _("Stop following something")),
         ("leadtimes", _("How long before an event reminders come")),
+        ("calendar", _("Everything this chat follows as a calendar file")),
+        ("lang", _("The language of this chat")),
+        ("tz", _("The time zone of this chat (/tz Almaty)")),
         ("help", _("What this bot does")),
     ]
 

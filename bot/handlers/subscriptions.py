@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from telegram import Update
-from telegram.error import BadRequest
 
 from bot import callbacks, render
 from bot.context import BotContext
 from bot.handlers.arguments import joined
-from bot.messaging import answer
+from bot.messaging import answer, edit
 from bot.permissions import may_change_settings
 from storage.models import SubscriptionScope
 from storage.search import normalise
@@ -133,7 +130,7 @@ async def mysubs(update: Update, context: BotContext) -> None:
 async def leadtimes(update: Update, context: BotContext) -> None:
     if not await _allowed(update, context):
         return
-    await _show_lead_menu(update, context, 0, edit=False)
+    await _show_lead_menu(update, context, 0, in_place=False)
 
 
 async def _lead_state(
@@ -149,7 +146,7 @@ async def _lead_state(
 
 
 async def _show_lead_menu(
-    update: Update, context: BotContext, subscription_id: int, *, edit: bool
+    update: Update, context: BotContext, subscription_id: int, *, in_place: bool
 ) -> None:
     state = await _lead_state(context, subscription_id)
     if state is None:
@@ -157,10 +154,8 @@ async def _show_lead_menu(
         await answer(update, context, render.Reply(text))
         return
     reply = render.lead_menu(state[0], state[1], subscription_id, context.tr)
-    query = update.callback_query
-    if edit and query is not None:
-        with contextlib.suppress(BadRequest):  # "message is not modified"
-            await query.edit_message_text(reply.text, reply_markup=reply.keyboard)
+    if in_place:
+        await edit(update, context, reply)
         return
     await answer(update, context, reply)
 
@@ -194,7 +189,7 @@ async def button(update: Update, context: BotContext, action: callbacks.Action) 
                 return
             await query.answer()
             await context.services.dispatcher.poke()
-            await _show_lead_menu(update, context, subscription_id, edit=True)
+            await _show_lead_menu(update, context, subscription_id, in_place=True)
             return
     await query.answer()
     match action:
@@ -205,7 +200,7 @@ async def button(update: Update, context: BotContext, action: callbacks.Action) 
         case callbacks.Unfollow(subscription_id):
             await unfollow(update, context, subscription_id)
         case callbacks.LeadMenu(subscription_id):
-            await _show_lead_menu(update, context, subscription_id, edit=False)
+            await _show_lead_menu(update, context, subscription_id, in_place=False)
         case callbacks.LeadDone(subscription_id):
             state = await _lead_state(context, subscription_id)
             if state is not None:
@@ -213,5 +208,4 @@ async def button(update: Update, context: BotContext, action: callbacks.Action) 
                     "Reminders come {leads} before each event.",
                     leads=render.esc(render.lead_times_text(state[1], context.tr)),
                 )
-                with contextlib.suppress(BadRequest):
-                    await query.edit_message_text(text)
+                await edit(update, context, render.Reply(text))

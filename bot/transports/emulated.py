@@ -10,7 +10,13 @@ from telegram._utils.defaultvalue import DEFAULT_NONE
 from telegram._utils.types import ODVInput
 from telegram.request import BaseRequest, RequestData
 
-from bot.transports.emulator import ApiError, BotApiEmulator, decode_parameters
+from bot.transports.emulator import (
+    ApiError,
+    BotApiEmulator,
+    UploadedFile,
+    decode_parameters,
+    resolve_files,
+)
 
 CallObserver = Callable[[str, dict[str, Any], Any], None]
 
@@ -44,10 +50,16 @@ class EmulatedRequest(BaseRequest):
     ) -> tuple[int, bytes]:
         api_method = url.rsplit("/", 1)[-1]
         raw = request_data.json_parameters if request_data else {}
+        files = {}
+        if request_data is not None and request_data.contains_files:
+            for name, part in request_data.multipart_data.items():
+                filename, content = part[0], part[1]
+                data = content if isinstance(content, bytes) else content.read()
+                files[name] = UploadedFile(str(filename), data)
         try:
-            result = self.emulator.call(api_method, raw)
+            result = self.emulator.call(api_method, raw, files)
         except ApiError as exc:
             return exc.error_code, json.dumps(exc.payload()).encode()
         if self.observer is not None:
-            self.observer(api_method, decode_parameters(raw), result)
+            self.observer(api_method, resolve_files(decode_parameters(raw), files), result)
         return 200, json.dumps({"ok": True, "result": result}).encode()

@@ -31,6 +31,7 @@ BOT_USER = {
 
 # Parameters PTB sends JSON-encoded in form fields.
 _JSON_PARAMETERS = {
+    "results",
     "reply_markup",
     "entities",
     "link_preview_options",
@@ -153,6 +154,26 @@ def decode_parameters(raw: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+@dataclass(frozen=True)
+class UploadedFile:
+    filename: str
+    content: bytes
+
+
+def resolve_files(parameters: dict[str, Any], files: Mapping[str, UploadedFile]) -> dict[str, Any]:
+    """Put uploaded files where their parameters are ("attach://name" or the part name)."""
+    resolved = dict(parameters)
+    for name, value in parameters.items():
+        if isinstance(value, str) and value.startswith("attach://"):
+            part = value.removeprefix("attach://")
+            if part in files:
+                resolved[name] = files[part]
+    for name, upload in files.items():
+        if name not in parameters:
+            resolved[name] = upload
+    return resolved
+
+
 @dataclass
 class StoredMessage:
     chat_id: int
@@ -169,7 +190,8 @@ class StoredMessage:
             "from": BOT_USER,
             "text": self.text,
         }
-        if self.reply_markup:
+        # Messages carry inline keyboards only; a reply keyboard belongs to the client.
+        if self.reply_markup and "inline_keyboard" in self.reply_markup:
             body["reply_markup"] = self.reply_markup
         return body
 
@@ -202,9 +224,14 @@ class BotApiEmulator:
     def next_message_id(self) -> int:
         return next(self._message_ids)
 
-    def call(self, method: str, raw_parameters: Mapping[str, Any]) -> Any:
+    def call(
+        self,
+        method: str,
+        raw_parameters: Mapping[str, Any],
+        files: Mapping[str, UploadedFile] | None = None,
+    ) -> Any:
         """The ``result`` of a Bot API method, or :class:`ApiError`."""
-        parameters = decode_parameters(raw_parameters)
+        parameters = resolve_files(decode_parameters(raw_parameters), files or {})
         handler = getattr(self, f"_{method}", None)
         if handler is None:
             raise ApiError(404, "Not Found")
@@ -312,6 +339,54 @@ class BotApiEmulator:
             )
         stored.text, stored.reply_markup = text, markup
         return stored.payload(self.chat(chat_id))
+
+    def _sendDocument(self, parameters: dict[str, Any]) -> Any:
+        chat_id = int(parameters["chat_id"])
+        self._check_reachable(chat_id)
+        document = parameters.get("document")
+        if not isinstance(document, UploadedFile):
+            raise ApiError(400, "Bad Request: there is no document in the request")
+        if len(document.content) > 50 * 1024 * 1024:
+            raise ApiError(413, "Request Entity Too Large")
+        caption = str(parameters.get("caption", ""))
+        shown = parse_html(caption) if parameters.get("parse_mode") == "HTML" else caption
+        if utf16_length(shown) > 1024:
+            raise ApiError(400, "Bad Request: message caption is too long")
+        message_id = self.next_message_id()
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": self.chat(chat_id),
+            "from": BOT_USER,
+            "caption": caption,
+            "document": {
+                "file_id": f"doc{message_id}",
+                "file_unique_id": f"u{message_id}",
+                "file_name": document.filename,
+                "mime_type": "text/calendar",
+                "file_size": len(document.content),
+            },
+        }
+
+    def _answerInlineQuery(self, parameters: dict[str, Any]) -> Any:
+        results = parameters.get("results") or []
+        if len(results) > 50:
+            raise ApiError(400, "Bad Request: RESULTS_TOO_MUCH")
+        seen: set[str] = set()
+        for result in results:
+            result_id = str(result.get("id", ""))
+            if not 1 <= len(result_id.encode()) <= 64 or result_id in seen:
+                raise ApiError(400, "Bad Request: RESULT_ID_INVALID")
+            seen.add(result_id)
+            content = result.get("input_message_content") or {}
+            self._check_text(
+                {
+                    "text": content.get("message_text"),
+                    "parse_mode": content.get("parse_mode"),
+                    "reply_markup": result.get("reply_markup"),
+                }
+            )
+        return True
 
     def _answerCallbackQuery(self, parameters: dict[str, Any]) -> Any:
         if len(str(parameters.get("text", ""))) > 200:

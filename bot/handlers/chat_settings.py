@@ -1,0 +1,102 @@
+"""/lang and /tz: the chat's language and time zone (admins only in groups)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from telegram import KeyboardButton, ReplyKeyboardMarkup, ReplyKeyboardRemove, Update
+from telegram.constants import ChatType
+
+from bot import callbacks, render
+from bot.context import BotContext
+from bot.handlers.arguments import joined
+from bot.i18n import translator
+from bot.messaging import answer, edit
+from bot.permissions import may_change_settings
+from config.languages import SUPPORTED_LANGUAGES, normalise_language
+from storage.timezones import city_suggestions, nearest_city, resolve_timezone
+
+
+async def _allowed(update: Update, context: BotContext) -> bool:
+    if await may_change_settings(update, context):
+        return True
+    text = context.tr.gettext("Only the admins of this group can change its settings.")
+    if update.callback_query is not None:
+        await update.callback_query.answer(text, show_alert=True)
+    else:
+        await answer(update, context, render.Reply(render.esc(text)))
+    return False
+
+
+async def lang(update: Update, context: BotContext) -> None:
+    wanted = joined(context.args)
+    if not wanted:
+        await answer(update, context, render.language_menu(context.tr))
+        return
+    language = normalise_language(wanted, "")
+    if not language:
+        names = ", ".join(SUPPORTED_LANGUAGES)
+        text = context.tr.gettext("I speak these languages: {names}.", names=names)
+        await answer(update, context, render.Reply(render.esc(text)))
+        return
+    await set_language(update, context, language)
+
+
+async def set_language(update: Update, context: BotContext, language: str) -> None:
+    """Change the chat's language and confirm in the new one (also for the buttons)."""
+    if not await _allowed(update, context):
+        return
+    await context.services.chats.set_language(context.chat_view.id, language)
+    context.chat_view = replace(context.chat_view, language=language)  # confirm in it
+    reply = render.language_set(translator(language))
+    query = update.callback_query
+    if query is not None:
+        await query.answer()
+        await edit(update, context, reply)
+        return
+    await answer(update, context, reply)
+
+
+async def language_button(
+    update: Update, context: BotContext, action: callbacks.SetLanguage
+) -> None:
+    await set_language(update, context, action.language)
+
+
+async def tz(update: Update, context: BotContext) -> None:
+    text = joined(context.args)
+    now = context.clock.now()
+    if not text:
+        chat = update.effective_chat
+        keyboard = None
+        if chat is not None and chat.type == ChatType.PRIVATE:
+            button = KeyboardButton(
+                context.tr.gettext("📍 Send my location"), request_location=True
+            )
+            keyboard = ReplyKeyboardMarkup([[button]], resize_keyboard=True, one_time_keyboard=True)
+        reply = render.timezone_help(context.chat_view.timezone, now, context.tr)
+        await answer(update, context, replace(reply, keyboard=keyboard))
+        return
+    if not await _allowed(update, context):
+        return
+    choice = resolve_timezone(text, now)
+    if choice is None:
+        suggestions = city_suggestions(text, context.tr.language)
+        await answer(update, context, render.timezone_unknown(text, suggestions, context.tr))
+        return
+    await context.services.chats.set_timezone(context.chat_view.id, choice.zone, now)
+    await context.services.dispatcher.poke()
+    await answer(update, context, render.timezone_set(choice, now, context.tr))
+
+
+async def location(update: Update, context: BotContext) -> None:
+    """A shared location (private chats): the nearest bundled city's time zone."""
+    message = update.effective_message
+    if message is None or message.location is None:
+        return
+    now = context.clock.now()
+    city = nearest_city(message.location.latitude, message.location.longitude)
+    await context.services.chats.set_timezone(context.chat_view.id, city.timezone, now)
+    await context.services.dispatcher.poke()
+    reply = render.timezone_set_by_city(city, now, context.tr)
+    await answer(update, context, replace(reply, keyboard=ReplyKeyboardRemove()))

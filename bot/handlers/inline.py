@@ -1,0 +1,55 @@
+"""Inline mode: "@bot sco" in any chat lists matching events and organisations."""
+
+from __future__ import annotations
+
+from telegram import InlineQueryResultArticle, InputTextMessageContent, Update
+
+from bot import render
+from bot.context import BotContext
+from bot.i18n import directional
+from storage.queries import EventFilter, When
+
+MAX_RESULTS = 20
+CACHE_SECONDS = 30
+
+
+async def inline_query(update: Update, context: BotContext) -> None:
+    query = update.inline_query
+    if query is None:
+        return
+    tr, chat, now = context.tr, context.chat_view, context.clock.now()
+    text = query.query.strip()[:100]
+    results: list[InlineQueryResultArticle] = []
+    if text:
+        found = await context.catalogue.search(text, now, limit=MAX_RESULTS)
+        organisations, events = list(found.organisations), list(found.events)
+    else:  # an empty query offers what comes next
+        page = await context.catalogue.events(EventFilter(when=When.UPCOMING), now, 0, 10)
+        organisations, events = [], list(page.events)
+    for org in organisations:
+        card = await context.catalogue.organisation_card(org.key, now)
+        if card is None:
+            continue
+        reply = render.organisation_card(card, chat, now, tr)
+        results.append(
+            InlineQueryResultArticle(
+                id=f"o:{org.key}",
+                title=render.organisation_title(org, tr),
+                description=render.organisation_name(org, tr),
+                input_message_content=InputTextMessageContent(directional(reply.text, tr)[:4096]),
+                reply_markup=reply.inline_keyboard,
+            )
+        )
+    for event in events:
+        shown = event.next_occurrence(now) or event
+        reply = render.event_card(shown, chat, now, tr)
+        results.append(
+            InlineQueryResultArticle(
+                id=f"e:{event.key}",
+                title=render.event_title(shown, tr),
+                description=render.event_line(shown, tr),
+                input_message_content=InputTextMessageContent(directional(reply.text, tr)),
+                reply_markup=reply.inline_keyboard,
+            )
+        )
+    await query.answer(results[:MAX_RESULTS], cache_time=CACHE_SECONDS, is_personal=True)
