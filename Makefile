@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run console test lint clean
+.PHONY: install run console test lint messages clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy bot storage config
+
+## Extract the bot's strings into bot/locales/messages.pot and merge them into every
+## catalogue (bot/locales/<lang>/LC_MESSAGES/messages.po). Translate, then `make test`.
+LOCALES := bot/locales
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F $(LOCALES)/babel.cfg -k _ -k gettext -k ngettext:1,2 \
+		--no-location --omit-header --sort-output -o $(LOCALES)/messages.pot bot
+	for lang in ru kk zh ar; do \
+		if [ -f $(LOCALES)/$$lang/LC_MESSAGES/messages.po ]; then \
+			$(BIN)/pybabel update --no-fuzzy-matching -i $(LOCALES)/messages.pot -d $(LOCALES) -l $$lang; \
+		else \
+			$(BIN)/pybabel init -i $(LOCALES)/messages.pot -d $(LOCALES) -l $$lang; \
+		fi; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -15,10 +15,18 @@ from pydantic import ValidationError
 from telegram import Update
 
 from bot.clock import Clock, FixedClock
+from bot.context import BotApplication
 from config.languages import SUPPORTED_LANGUAGES, normalise_language
 from config.settings import Settings, load_settings
-from storage.database import Database
-from storage.dataset import DatasetError, export_dataset, import_files, prepare_database
+from storage.database import Database, DatabaseInUse
+from storage.dataset import (
+    DatasetError,
+    export_dataset,
+    follow_up_import,
+    import_files,
+    prepare_database,
+)
+from storage.deliveries import Planner
 
 log = logging.getLogger("summitbot")
 
@@ -83,9 +91,22 @@ def command_run(settings: Settings) -> int:
     from bot.app import build_application
 
     application = build_application(settings)
+    if not _hold_database(application):
+        return 2
     log.info("starting long polling against %s", settings.telegram_base_url.split("/bot")[0])
     application.run_polling(allowed_updates=Update.ALL_TYPES)
     return 0
+
+
+def _hold_database(application: BotApplication) -> bool:
+    """One process per SQLite file; tell the dispatcher it is alone."""
+    services = application.bot_data.services
+    try:
+        services.dispatcher.sole_process = services.database.lock_exclusively()
+    except DatabaseInUse as exc:
+        sys.stderr.write(f"{exc}\n")
+        return False
+    return True
 
 
 def command_console(settings: Settings, language: str | None, now: str | None) -> int:
@@ -100,7 +121,11 @@ def command_console(settings: Settings, language: str | None, now: str | None) -
             return 2
         clock = FixedClock(moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC))
     chosen = normalise_language(language or os.environ.get("LANG"), settings.default_language)
-    asyncio.run(run_console(settings, language=chosen, clock=clock))
+    try:
+        asyncio.run(run_console(settings, language=chosen, clock=clock))
+    except DatabaseInUse as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
     return 0
 
 
@@ -117,7 +142,9 @@ async def _import(settings: Settings, paths: Sequence[Path]) -> int:
     try:
         await prepare_database(database, settings.dataset_dir)
         async with database.transaction() as session:
-            report = await import_files(session, paths)
+            report = await import_files(session, paths, changed_by="summitbot import")
+            # Followers hear about changed events; reminders move with them.
+            await follow_up_import(session, report, dt.datetime.now(dt.UTC), Planner())
     except DatasetError as exc:
         sys.stderr.write(f"Nothing was imported: {len(exc.problems)} problem(s).\n")
         for problem in exc.problems:

@@ -146,4 +146,8 @@ async def run_console(
     lines: TextIO = sys.stdin,
     out: TextIO = sys.stdout,
 ) -> None:
-    await ConsoleChat(settings, language, out, clock).run(lines)
+    chat = ConsoleChat(settings, language, out, clock)
+    services = chat.application.bot_data.services
+    # The console dispatches reminders too: it must not share a SQLite file with a bot.
+    services.dispatcher.sole_process = services.database.lock_exclusively()
+    await chat.run(lines)

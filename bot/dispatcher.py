@@ -17,11 +17,13 @@ the work), send each through the rate limiter and record the outcome:
 - 5xx, network errors, time-outs: retried with back-off up to the attempt limit,
   then marked failed with the reason.
 
-The one window where a message can be sent twice: the process dies after
-Telegram accepted a message and before its row is marked sent. It is limited
-to the messages in flight at that moment (at most ``MAX_IN_FLIGHT``); their
-claims are put back after ``DELIVERY_LEASE_SECONDS`` (at once on SQLite, where
-only one process runs) and they are sent again.
+The windows where a message can be sent twice: the process dies after Telegram
+accepted a message and before its row is marked sent; or a send times out after
+Telegram accepted it (it is retried, as the issue of a lost reminder is worse).
+Both are limited to the messages in flight (at most ``MAX_IN_FLIGHT``). Claims of
+a dead process are put back after ``DELIVERY_LEASE_SECONDS`` (at once when this
+process holds the SQLite database alone); a claim is renewed right before its
+send, so one that waited longer than the lease is never sent by two replicas.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from storage.deliveries import (
     mark_sent,
     move_delivery,
     next_due_at,
+    renew_claim,
     requeue_abandoned,
     retry_later,
 )
@@ -114,6 +117,9 @@ class Dispatcher:
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._started = False
         self.batch_size = BATCH_SIZE
+        # True when this process is known to be the database's only user (``summitbot run``
+        # on SQLite holds a lock): then claims left at start-up are abandoned for sure.
+        self.sole_process = False
 
     # --- scheduling ---------------------------------------------------------------
 
@@ -161,12 +167,14 @@ class Dispatcher:
             return result
         async with self._lock:
             now = self.clock.now()
+            try:
+                async with self.database.transaction() as session:
+                    result.planned = await self.planner.advance(session, now)
+            except Exception:  # a planning fault must not stop what is already planned
+                log.exception("planning reminders failed; sending what is planned")
             async with self.database.transaction() as session:
-                result.planned = await self.planner.advance(session, now)
                 lease = dt.timedelta(seconds=self.settings.delivery_lease_seconds)
-                # On SQLite only this process exists: what it claimed before a restart is
-                # abandoned. On PostgreSQL another replica may still be sending it.
-                cutoff = now if (self.database.is_sqlite and not self._started) else now - lease
+                cutoff = now if (self.sole_process and not self._started) else now - lease
                 result.requeued = await requeue_abandoned(session, cutoff)
             self._started = True
             while True:
@@ -244,6 +252,11 @@ class Dispatcher:
             result.failed += 1
             return
         await self.limiter.acquire(chat_id)
+        async with self.database.transaction() as session:
+            still_ours = await renew_claim(session, delivery.id, self.worker, self.clock.now())
+        if not still_ours:
+            log.warning("delivery %s was taken over while waiting; not sending", delivery.id)
+            return
         try:
             text = directional(reply.text, translator(chat.language))
             message = await self.bot.send_message(chat_id, text, reply_markup=reply.keyboard)

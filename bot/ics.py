@@ -47,7 +47,8 @@ def _location(event: EventView, tr: Translator) -> str:
         parts.append(country_name(event.country, tr))
     location = ", ".join(parts)
     if event.online:
-        location = f"{tr.gettext('online')} ({location})" if location else tr.gettext("online")
+        online = tr.gettext("online")
+        location = f"{online} ({location})" if location else online
     return location
 
 

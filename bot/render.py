@@ -63,6 +63,11 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=False)
 
 
+def bold(text: str) -> str:
+    # Not an f-string around _(): gettext extraction cannot see inside f-strings.
+    return f"<b>{esc(text)}</b>"
+
+
 def localised(value: dict[str, str], language: str) -> str:
     """A data field in ``language``, else English, else any language; never empty if any."""
     return value.get(language) or value.get("en") or next(iter(value.values()), "")
@@ -325,7 +330,7 @@ def event_list(
     _ = tr.gettext
     heading = esc(list_heading(query, org, tr))
     if not page.events:
-        return Reply(f"<b>{heading}</b>\n{esc(_('Nothing found.'))}")
+        return Reply(f"<b>{heading}</b>\n" + esc(_("Nothing found.")))
     start_number = page.page * page.page_size
     lines = [f"<b>{heading}</b>"]
     if page.pages > 1:
@@ -511,7 +516,7 @@ def organisation_card(
 
 def organisation_list(orgs: Sequence[OrganisationRef], tr: Translator) -> Reply:
     _ = tr.gettext
-    lines = [f"<b>{esc(_('Organisations'))}</b>"]
+    lines = [bold(_("Organisations"))]
     lines.extend(
         f"• <b>{esc(organisation_short(org, tr))}</b> — {esc(organisation_name(org, tr))}"
         for org in orgs
@@ -552,7 +557,7 @@ def search_results(query: str, results: SearchResults, tr: Translator) -> Reply:
     _ = tr.gettext
     if not results.organisations and not results.events:
         return not_found(query, results.suggestions, tr)
-    lines = [f"<b>{esc(_('Found for “{query}”:', query=query[:100]))}</b>"]
+    lines = [bold(_("Found for “{query}”:", query=query[:100]))]
     buttons = []
     for org in results.organisations:
         lines.append(
@@ -674,7 +679,7 @@ def subscribe_menu(orgs: Sequence[OrganisationRef], tr: Translator) -> Reply:
     _ = tr.gettext
     text = "\n".join(
         [
-            f"<b>{esc(_('What would you like to follow?'))}</b>",
+            bold(_("What would you like to follow?")),
             esc(
                 _(
                     "Everything, one organisation, or one event (the 🔔 button on an event's "
@@ -706,7 +711,7 @@ def subscriptions_list(
                 [[InlineKeyboardButton(_("Follow…"), callback_data=callbacks.subscribe_menu())]]
             ),
         )
-    lines = [f"<b>{esc(_('This chat follows:'))}</b>"]
+    lines = [bold(_("This chat follows:"))]
     rows = []
     for number, subscription in enumerate(subscriptions, start=1):
         target = subscription_target(subscription, tr)
@@ -757,12 +762,12 @@ def lead_menu(
 def reminder(event: EventView, chat: ChatView, now: dt.datetime, tr: Translator) -> Reply:
     """A reminder: what, where, when, how long until it starts, and a button to the card."""
     _ = tr.gettext
-    return _notice(f"⏰ <b>{esc(_('Reminder'))}</b>", event, chat, now, tr)
+    return _notice("⏰ " + bold(_("Reminder")), event, chat, now, tr)
 
 
 def month_notice(event: EventView, chat: ChatView, now: dt.datetime, tr: Translator) -> Reply:
     _ = tr.gettext
-    header = f"🗓 <b>{esc(_('This month'))}</b>\n" + esc(_("The exact dates are not announced yet."))
+    header = "🗓 " + bold(_("This month")) + "\n" + esc(_("The exact dates are not announced yet."))
     return _notice(header, event, chat, now, tr)
 
 
@@ -777,7 +782,7 @@ def change_notice(
 ) -> Reply:
     """What changed, old and new, then the event as it is now."""
     _ = tr.gettext
-    lines = [f"📣 <b>{esc(_('Changed'))}</b>"]
+    lines = ["📣 " + bold(_("Changed"))]
 
     def dates(values: dict[str, object]) -> str:
         start = PartialDate.parse(str(values["start"]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
@@ -18,17 +18,25 @@ async def deactivate_chat(
 ) -> None:
     """The bot can no longer write here (blocked, removed, chat deleted). Never commits.
 
-    Its pending deliveries are recorded as skipped with the reason; its subscriptions
-    stay, so they work again if the chat comes back.
+    Deliveries already due are recorded as skipped with the reason; later ones are
+    dropped, to be planned again if the chat comes back. Subscriptions stay.
     """
     await session.execute(update(Chat).where(Chat.id == chat_id).values(is_active=False))
     await session.execute(
         update(Delivery)
         .where(
             Delivery.chat_id == chat_id,
-            Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.CLAIMED]),
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.due_at <= now,
         )
         .values(status=DeliveryStatus.SKIPPED, error=reason[:500], finished_at=now)
+    )
+    await session.execute(
+        delete(Delivery).where(
+            Delivery.chat_id == chat_id,
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.due_at > now,
+        )
     )
 
 
@@ -38,23 +46,18 @@ async def migrate_chat(session: AsyncSession, old_id: int, new_id: int) -> None:
     if old is None:
         return
     new = await session.get(Chat, new_id)
-    if new is None:
-        new = Chat(
-            id=new_id,
-            type=ChatType.SUPERGROUP,
-            title=old.title,
-            language=old.language,
-            timezone=old.timezone,
-            lead_times=old.lead_times,
-            is_active=True,
-        )
-        session.add(new)
-        await session.flush()
-    # Subscriptions the new chat already has win; the rest move.
     existing = {
         (s.scope, s.organisation_id, s.event_id)
         for s in await session.scalars(select(Subscription).where(Subscription.chat_id == new_id))
     }
+    if new is None:
+        new = Chat(id=new_id, type=ChatType.SUPERGROUP, title=old.title, is_active=True)
+        session.add(new)
+    if not existing:
+        # The supergroup is the same community: it keeps the group's settings.
+        new.language, new.timezone, new.lead_times = old.language, old.timezone, old.lead_times
+    await session.flush()
+    # Subscriptions the new chat already has win; the rest move.
     for subscription in await session.scalars(
         select(Subscription).where(Subscription.chat_id == old_id)
     ):
@@ -63,11 +66,21 @@ async def migrate_chat(session: AsyncSession, old_id: int, new_id: int) -> None:
             await session.delete(subscription)
         else:
             subscription.chat_id = new_id
-    await session.execute(
-        update(Delivery)
-        .where(Delivery.chat_id == old_id, Delivery.status == DeliveryStatus.PENDING)
-        .values(chat_id=new_id)
+    # Pending deliveries move, except where the new chat has the same one already.
+    taken = select(Delivery.event_id, Delivery.kind, Delivery.occurrence_at, Delivery.slot).where(
+        Delivery.chat_id == new_id
     )
+    keys = {tuple(row) for row in (await session.execute(taken)).all()}
+    for delivery in await session.scalars(
+        select(Delivery).where(
+            Delivery.chat_id == old_id, Delivery.status == DeliveryStatus.PENDING
+        )
+    ):
+        key = (delivery.event_id, delivery.kind, delivery.occurrence_at, delivery.slot)
+        if key in keys:
+            await session.delete(delivery)
+        else:
+            delivery.chat_id = new_id
     old.is_active = False
     old.migrated_to_id = new_id
 
@@ -114,7 +127,12 @@ class Chats:
             await self.planner.replan(session, now, chat_ids=[chat_id])
 
     async def ensure(
-        self, chat_id: int, chat_type: ChatType, title: str | None, language: str | None
+        self,
+        chat_id: int,
+        chat_type: ChatType,
+        title: str | None,
+        language: str | None,
+        now: dt.datetime,
     ) -> ChatView:
         """The chat, created on first contact; a group keeps its language whoever writes."""
         async with self.database.transaction() as session:
@@ -130,8 +148,11 @@ class Chats:
                 )
                 session.add(chat)
             elif not chat.is_active or chat.title != title or chat.type != chat_type:
-                # A message from the chat means the bot can write there again.
-                chat.is_active = True
+                if not chat.is_active and chat.migrated_to_id is None:
+                    # A message from the chat means the bot can write there again.
+                    chat.is_active = True
+                    await session.flush()
+                    await self.planner.replan(session, now, chat_ids=[chat_id])
                 chat.title = title
                 chat.type = chat_type
             return ChatView.of(chat)
@@ -141,6 +162,7 @@ class Chats:
         async with self.database.transaction() as session:
             if active:
                 await session.execute(update(Chat).where(Chat.id == chat_id).values(is_active=True))
+                await self.planner.replan(session, now, chat_ids=[chat_id])
             else:
                 await deactivate_chat(session, chat_id, reason, now)
 

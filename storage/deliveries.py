@@ -49,6 +49,7 @@ DEFAULT_LEAD_TIMES: tuple[int, ...] = (7 * 1440, 1440, 60)
 LEAD_TIME_CHOICES: tuple[int, ...] = (30 * 1440, 7 * 1440, 3 * 1440, 1440, 180, 60, 15)
 MAX_LEAD = max(LEAD_TIME_CHOICES)
 DAY_NOTICE_HOUR = 9
+GRACE = dt.timedelta(hours=1)
 PLANNED_UNTIL_KEY = "deliveries_planned_until"
 _REMINDER_KINDS = (DeliveryKind.REMINDER, DeliveryKind.MONTH_NOTICE)
 
@@ -91,15 +92,15 @@ def reminders_for(
             due = occurrence.starts_at - dt.timedelta(minutes=lead)
             add(DeliveryKind.REMINDER, lead, due, occurrence.starts_at)
     elif start.precision is Precision.DAY:
-        # The day is over at the venue only when its span ends.
-        day_over = occurrence.starts_at + dt.timedelta(days=1)
         by_days: dict[int, int] = {}
         for lead in sorted(set(lead_times), reverse=True):
             if lead >= 1440:
                 by_days[lead // 1440] = lead  # the smallest lead of each day count wins
         for days, lead in by_days.items():
             due = _at_local(start.first_day - dt.timedelta(days=days), DAY_NOTICE_HOUR, chat_zone)
-            add(DeliveryKind.REMINDER, lead, due, day_over)
+            # Stale once the day has begun at the venue, but never before it is due: far
+            # west of the venue, 09:00 the day before can be after the venue's midnight.
+            add(DeliveryKind.REMINDER, lead, due, max(occurrence.starts_at, due + GRACE))
     elif start.precision is Precision.MONTH:
         due = _at_local(start.first_day, DAY_NOTICE_HOUR, chat_zone)
         add(DeliveryKind.MONTH_NOTICE, 0, due, occurrence.ends_at)
@@ -208,6 +209,39 @@ async def _insert_new(
     return inserted
 
 
+async def _without_repeats(
+    session: AsyncSession, planned: list[PlannedDelivery]
+) -> list[PlannedDelivery]:
+    """Leave out reminders already sent for an occurrence less than their lead away.
+
+    When a meeting moves by half an hour, its "1 day before" reminder, already sent,
+    is not sent again (the change notice tells the news); when it moves by a week, it is.
+    """
+    reminders = [p for p in planned if p.kind is DeliveryKind.REMINDER]
+    if not reminders:
+        return planned
+    sent = await session.execute(
+        select(Delivery.chat_id, Delivery.event_id, Delivery.slot, Delivery.occurrence_at).where(
+            Delivery.kind == DeliveryKind.REMINDER,
+            Delivery.status == DeliveryStatus.SENT,
+            Delivery.event_id.in_({p.event_id for p in reminders}),
+            Delivery.chat_id.in_({p.chat_id for p in reminders}),
+        )
+    )
+    earlier: dict[tuple[int, int, int], list[dt.datetime]] = defaultdict(list)
+    for chat_id, event_id, slot, occurrence_at in sent.all():
+        earlier[(chat_id, event_id, slot)].append(occurrence_at)
+
+    def repeats(p: PlannedDelivery) -> bool:
+        lead = dt.timedelta(minutes=p.slot)
+        return any(
+            o != p.occurrence_at and abs(o - p.occurrence_at) < lead
+            for o in earlier.get((p.chat_id, p.event_id, p.slot), ())
+        )
+
+    return [p for p in planned if p.kind is not DeliveryKind.REMINDER or not repeats(p)]
+
+
 class Planner:
     """Decides which reminders should exist and keeps the ledger in step with it."""
 
@@ -293,6 +327,8 @@ class Planner:
             )
             if since < p.due_at <= until
         ]
+        planned = await _without_repeats(session, planned)
+        planned.sort(key=lambda p: (p.chat_id, p.event_id, p.kind, p.occurrence_at, p.slot))
         rows = [
             {
                 "chat_id": p.chat_id,
@@ -349,7 +385,11 @@ class Planner:
             if (d.chat_id, d.event_id, d.kind, d.occurrence_at, d.slot) not in wanted
         ]
         if unwanted:
-            await session.execute(delete(Delivery).where(Delivery.id.in_(unwanted)))
+            await session.execute(
+                delete(Delivery).where(
+                    Delivery.id.in_(unwanted), Delivery.status == DeliveryStatus.PENDING
+                )
+            )
         return len(unwanted)
 
     async def replan(
@@ -364,12 +404,21 @@ class Planner:
         await self.prune(session, now, chat_ids=chat_ids, event_ids=event_ids)
         await self.plan(session, now, chat_ids=chat_ids, event_ids=event_ids)
 
-    async def _watermark(self, session: AsyncSession, now: dt.datetime) -> dt.datetime:
-        """Up to when the ledger is planned; set to ``now + horizon`` the first time."""
+    async def _watermark(
+        self, session: AsyncSession, now: dt.datetime, *, lock: bool = False
+    ) -> dt.datetime:
+        """Up to when the ledger is planned; set to ``now + horizon`` the first time.
+
+        With ``lock`` the row stays locked to the end of the transaction (PostgreSQL), so
+        planners of several replicas take turns instead of racing.
+        """
         until = now + self.horizon
         await _insert_new(session, [{"key": PLANNED_UNTIL_KEY, "value": until.isoformat()}], Meta)
-        stored = await session.get(Meta, PLANNED_UNTIL_KEY)
-        return dt.datetime.fromisoformat(stored.value) if stored else until
+        statement = select(Meta.value).where(Meta.key == PLANNED_UNTIL_KEY)
+        if lock:
+            statement = statement.with_for_update()
+        stored = await session.scalar(statement)
+        return dt.datetime.fromisoformat(stored) if stored else until
 
     async def advance(self, session: AsyncSession, now: dt.datetime) -> int:
         """Plan everything due up to ``now + horizon`` not planned yet. Never commits.
@@ -377,16 +426,15 @@ class Planner:
         Rows due while the bot was down are created too (from where the last run
         stopped): the dispatcher then decides whether they are still worth sending.
         """
-        stored = await session.get(Meta, PLANNED_UNTIL_KEY)
-        since = dt.datetime.fromisoformat(stored.value) if stored else now
+        watermark = await self._watermark(session, now, lock=True)
         until = now + self.horizon
-        if since >= until:
+        if watermark >= until:
             return 0
-        created = await self.plan(session, now, since=min(since, now), until=until)
-        if stored is None:
-            session.add(Meta(key=PLANNED_UNTIL_KEY, value=until.isoformat()))
-        else:
-            stored.value = until.isoformat()
+        # From the watermark on: after downtime it lies in the past (catch-up).
+        created = await self.plan(session, now, since=watermark, until=until)
+        await session.execute(
+            update(Meta).where(Meta.key == PLANNED_UNTIL_KEY).values(value=until.isoformat())
+        )
         return created
 
 
@@ -396,7 +444,12 @@ class Planner:
 async def plan_change_notices(
     session: AsyncSession, change: EventChange, event: Event, now: dt.datetime
 ) -> int:
-    """One notice of ``change`` to every chat following the event. Never commits."""
+    """One notice of ``change`` to every chat following the event. Never commits.
+
+    An event that is over gets none: correcting history is not news.
+    """
+    if event.recurrence is None and event.ends_at <= now:
+        return 0
     followers = await _followers(session, [event], None, DEFAULT_LEAD_TIMES)
     expires = max(event.ends_at, now) + dt.timedelta(days=7)
     rows = [
@@ -500,6 +553,7 @@ async def claim_due(
             ).where(
                 Delivery.event_id.in_({r.event_id for r in reminders}),
                 Delivery.chat_id.in_({r.chat_id for r in reminders}),
+                Delivery.occurrence_at.in_({r.occurrence_at for r in reminders}),
                 Delivery.kind == DeliveryKind.REMINDER,
                 Delivery.due_at <= now,
             )
@@ -511,13 +565,12 @@ async def claim_due(
         for row in reminders:
             if row.slot > smallest[(row.chat_id, row.event_id, row.occurrence_at)]:
                 stale[row.id] = "stale: a later reminder of the same event was due as well"
-    if stale:
-        for delivery_id, reason in stale.items():
-            await session.execute(
-                update(Delivery)
-                .where(Delivery.id == delivery_id)
-                .values(status=DeliveryStatus.SKIPPED, error=reason, finished_at=now)
-            )
+    for reason in set(stale.values()):
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_([i for i, r in stale.items() if r == reason]))
+            .values(status=DeliveryStatus.SKIPPED, error=reason, finished_at=now)
+        )
     event_keys = dict(
         (
             await session.execute(
@@ -540,6 +593,23 @@ async def claim_due(
         if r.id not in stale
     ]
     return ClaimedBatch(claimed, len(stale), len(ids))
+
+
+async def renew_claim(
+    session: AsyncSession, delivery_id: int, worker: str, now: dt.datetime
+) -> bool:
+    """Refresh a claim just before sending; False if it was taken away meanwhile
+    (it waited longer than the lease, and another dispatcher has it now)."""
+    result = await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery_id,
+            Delivery.status == DeliveryStatus.CLAIMED,
+            Delivery.claimed_by == worker,
+        )
+        .values(claimed_at=now)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def requeue_abandoned(session: AsyncSession, older_than: dt.datetime) -> int:

@@ -79,6 +79,8 @@ class SearchResults:
     events: tuple[EventView, ...]
     exact_organisation: OrganisationRef | None
     suggestions: tuple[Suggestion, ...]
+    # Organisations and events together, best match first.
+    ranked: tuple[OrganisationRef | EventView, ...] = ()
 
 
 def _event_query() -> Select[Event]:
@@ -378,11 +380,15 @@ class Catalogue:
                 for event in await session.scalars(_event_query().where(Event.key.in_(event_keys)))
             }
         exact = _exact_organisation(hits)
+        ranked = [
+            orgs.get(hit.key) if hit.kind == "organisation" else events.get(hit.key) for hit in hits
+        ]
         return SearchResults(
             organisations=tuple(orgs[key] for key in org_keys if key in orgs),
             events=tuple(events[key] for key in event_keys if key in events),
             exact_organisation=orgs.get(exact.key) if exact else None,
             suggestions=tuple(await self.suggestions(text)) if not hits else (),
+            ranked=tuple(item for item in ranked if item is not None),
         )
 
     async def suggestions(self, text: str, kind: str | None = None) -> list[Suggestion]:

@@ -107,7 +107,7 @@ def resolve_timezone(text: str, now: dt.datetime) -> ZoneChoice | None:
     city = _city_index().get(normalise(text))
     if city is None:
         best = process.extractOne(
-            normalise(text), list(_city_index()), scorer=fuzz.ratio, score_cutoff=85
+            normalise(text), list(_city_index()), scorer=fuzz.ratio, score_cutoff=80
         )
         city = _city_index()[best[0]] if best else None
     return ZoneChoice(city.timezone, city) if city else None

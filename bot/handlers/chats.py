@@ -25,4 +25,6 @@ async def remember_chat(update: Update, context: BotContext) -> None:
     except ValueError:
         chat_type = ChatType.PRIVATE
     title = chat.title or chat.full_name or chat.username
-    context.chat_view = await context.services.chats.ensure(chat.id, chat_type, title, language)
+    context.chat_view = await context.services.chats.ensure(
+        chat.id, chat_type, title, language, context.clock.now()
+    )

@@ -7,7 +7,7 @@ from telegram import BotCommand, Update
 from bot.context import BotContext
 from bot.i18n import Translator
 from bot.messaging import answer
-from bot.render import Reply, esc
+from bot.render import Reply, bold, esc
 
 
 def command_descriptions(tr: Translator) -> list[tuple[str, str]]:
@@ -40,7 +40,7 @@ def bot_commands(tr: Translator) -> list[BotCommand]:
 def help_text(tr: Translator) -> str:
     _ = tr.gettext
     lines = [
-        f"<b>{esc(_('Summit tracker'))}</b>",
+        bold(_("Summit tracker")),
         esc(
             _(
                 "I know who chairs which international organisation, and when and where "
