@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 import sys
@@ -151,3 +152,47 @@ async def test_run_serves_telegram_and_never_logs_the_token(
     assert "getUpdates" in logs  # DEBUG logging was on
     assert TEST_TOKEN not in logs
     assert TEST_TOKEN.split(":")[1] not in logs
+
+
+async def test_import_of_a_changed_event_notifies_its_followers(tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from storage.database import Database
+    from storage.deliveries import Planner
+    from storage.models import Chat, ChatType, Delivery, DeliveryKind, SubscriptionScope
+    from storage.subscriptions import Subscriptions
+
+    event = (
+        "events:\n  - id: future-summit\n    organisation: sco\n    title: Future summit\n"
+        "    place: astana\n    start: 2099-06-01T10:00\n"
+    )
+    first, moved = tmp_path / "first.yaml", tmp_path / "moved.yaml"
+    first.write_text(event, encoding="utf-8")
+    moved.write_text(event.replace("2099-06-01", "2099-07-01"), encoding="utf-8")
+    code, _, err = await summitbot(tmp_path, "import", str(first))
+    assert code == 0, err
+    database = Database(environment(tmp_path)["DATABASE_URL"])
+    async with database.transaction() as session:
+        session.add(Chat(id=42, type=ChatType.PRIVATE, language="en", timezone="UTC"))
+    await Subscriptions(database, Planner()).follow(
+        42, SubscriptionScope.EVENT, "future-summit", dt.datetime.now(dt.UTC)
+    )
+    code, _, err = await summitbot(tmp_path, "import", str(moved))
+    assert code == 0, err
+    async with database.sessions() as session:
+        kinds = (await session.scalars(select(Delivery.kind).where(Delivery.chat_id == 42))).all()
+    await database.dispose()
+    assert list(kinds) == [DeliveryKind.CHANGE_NOTICE]
+
+
+async def test_a_second_bot_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+    from storage.database import Database
+
+    holder = Database(environment(tmp_path)["DATABASE_URL"])
+    assert holder.lock_exclusively()
+    try:
+        code, _, err = await summitbot(tmp_path, "run", BOT_TOKEN=TEST_TOKEN)
+    finally:
+        await holder.dispose()
+    assert code == 2
+    assert "Another summitbot process is using" in err

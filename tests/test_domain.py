@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
 from storage.database import Database
 from storage.dates import InvalidDate, PartialDate, Precision, Span
+from storage.deliveries import reminders_for
+from storage.models import Confidence, DeliveryKind, EventStatus
 from storage.queries import Catalogue, EventFilter, When
 from storage.search import SearchDocument, SearchIndex, asks_for_next, normalise
 
@@ -213,3 +216,43 @@ def test_next_is_understood_in_five_languages() -> None:
     for text in ("next CSTO summit", "ближайший саммит ОДКБ", "келесі саммит", "下一届上合峰会"):
         assert asks_for_next(text), text
     assert not asks_for_next("CSTO summit 2024")
+
+
+# --- when reminders are due --------------------------------------------------
+
+
+def _occurrence(start: str, zone: str) -> Any:
+    from storage.views import EventView
+
+    span = Span(PartialDate.parse(start), None, zone)
+    return EventView(
+        key="e", organisation=None, kind="summit", title={"en": "E"}, place=None, online=False,
+        country=None, timezone=zone, start=span.start, end=None, starts_at=span.starts_at,
+        ends_at=span.ends_at, status=EventStatus.CONFIRMED, recurrence=None, note={},
+        confidence=Confidence.HIGH, sources=(), updated_at=span.starts_at,
+    )  # fmt: skip
+
+
+def test_a_day_event_is_reminded_at_nine_in_the_chats_zone_and_hours_are_dropped() -> None:
+    event = _occurrence("2026-12-10", "Asia/Almaty")
+    planned = reminders_for(1, event, 7, "Asia/Almaty", (10080, 1440, 60))
+    assert [(p.slot, p.due_at) for p in planned] == [
+        (10080, at(2026, 12, 3, 4, 0)),
+        (1440, at(2026, 12, 9, 4, 0)),
+    ]
+    # Stale once the day begins at the venue (19:00 UTC the day before).
+    assert planned[1].expires_at == at(2026, 12, 9, 19, 0)
+
+
+def test_far_west_of_the_venue_a_day_reminder_still_has_time_to_go_out() -> None:
+    event = _occurrence("2026-12-10", "Asia/Almaty")
+    (reminder,) = reminders_for(1, event, 7, "Pacific/Honolulu", (1440,))
+    assert reminder.due_at == at(2026, 12, 9, 19, 0)  # 09:00 in Honolulu
+    assert reminder.expires_at > reminder.due_at
+
+
+def test_a_year_event_gets_no_reminder_and_a_month_event_one_notice() -> None:
+    assert reminders_for(1, _occurrence("2026", "Asia/Almaty"), 7, "UTC", (60,)) == []
+    (notice,) = reminders_for(1, _occurrence("2026-10", "Asia/Baku"), 7, "Europe/Berlin", (60,))
+    assert notice.kind is DeliveryKind.MONTH_NOTICE
+    assert notice.due_at == at(2026, 10, 1, 7, 0)  # 09:00 in Berlin, summer time

@@ -475,3 +475,66 @@ async def test_two_dispatchers_on_one_database_deliver_each_reminder_once(
     if database_url.startswith("postgresql"):
         # Row locks let both work side by side; SQLite serialises them.
         assert all(result.sent > 0 for result in results)
+
+
+async def test_the_one_shot_wake_up_sends_on_time_without_the_sweep(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
+) -> None:
+    clock.set(START - dt.timedelta(hours=1, seconds=2))
+    async with start_bot(**QUIET) as app:  # the repeating sweep waits an hour
+        await dispatcher(app).sweep()
+        await subscribe(bot_api, "test-summit")  # plans the 1-hour reminder, due in 2 s
+        jobs = {job.name for job in app.job_queue.jobs()} if app.job_queue else set()
+        assert "reminder-wakeup" in jobs
+        clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+        reminder = await bot_api.wait_for(lambda c: c.method == "sendMessage" and "⏰" in c.text)
+    assert "in 1 hour" in plain(reminder.text)
+
+
+async def test_a_meeting_moved_by_half_an_hour_does_not_repeat_a_sent_reminder(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
+) -> None:
+    async with start_bot(**QUIET) as app:
+        await subscribe(bot_api, "test-summit")
+        await sweep_at(app, clock, START - dt.timedelta(days=1) + dt.timedelta(seconds=1))
+        assert len(reminders(bot_api)) == 1  # the 1-day one (7 days came before the sweep)
+        later = TEST_EVENT.replace("2026-12-01T10:00", "2026-12-01T10:30")
+        await load(database_url_of(app), later, clock.now())
+        await sweep_at(app, clock, START - dt.timedelta(days=1) + dt.timedelta(minutes=31))
+        notices = [c for c in bot_api.sent_to(USER) if "📣" in c.text]
+        assert len(notices) == 1
+        assert len(reminders(bot_api)) == 1
+        await sweep_at(app, clock, START + dt.timedelta(seconds=1))  # 1 hour before 10:30
+        assert len(reminders(bot_api)) == 2
+        assert "10:30" in plain(reminders(bot_api)[-1].text)
+
+
+async def test_unblocking_the_bot_brings_the_next_reminders_back(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
+) -> None:
+    async with start_bot(**QUIET) as app:
+        await subscribe(bot_api, "test-summit")
+        await sweep_at(app, clock, START - dt.timedelta(days=1) + dt.timedelta(seconds=1))
+        await sweep_at(app, clock, START - dt.timedelta(hours=3))  # 1-hour reminder planned
+        services = app.bot_data.services
+        await services.chats.set_active(USER, False, "bot was blocked", clock.now())
+        await services.chats.set_active(USER, True, "bot was unblocked", clock.now())
+        await sweep_at(app, clock, START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+    assert len(reminders(bot_api)) == 2
+    assert "in 1 hour" in plain(reminders(bot_api)[-1].text)
+
+
+async def test_correcting_a_past_event_sends_no_change_notice(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    async with start_bot(**QUIET) as app:
+        await subscribe(bot_api, "all")
+        clock.set(START + dt.timedelta(days=3))
+        held = TEST_EVENT.replace("confirmed", "held")
+        await load(database_url, held, clock.now())
+        await dispatcher(app).sweep()
+    assert [c for c in bot_api.sent_to(USER) if "📣" in c.text] == []
+
+
+def database_url_of(application: BotApplication) -> str:
+    return application.bot_data.services.settings.database_url
