@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_datetime, format_interval, format_skeleton
 from babel.dates import format_timedelta as babel_timedelta
 from babel.lists import format_list
+from babel.numbers import format_decimal
 from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -83,6 +84,12 @@ def organisation_name(org: OrganisationRef, tr: Translator) -> str:
 def organisation_short(org: OrganisationRef, tr: Translator) -> str:
     """The abbreviation in the reader's language, else the full name."""
     return org.abbreviations.get(tr.language) or organisation_name(org, tr)
+
+
+def organisation_heading(org: OrganisationRef, tr: Translator) -> str:
+    """ "<b>SCO</b> — Shanghai Cooperation Organisation" (the name once if no abbreviation)."""
+    short, name = organisation_short(org, tr), organisation_name(org, tr)
+    return bold(short) if short == name else f"{bold(short)} — {esc(name)}"
 
 
 def organisation_title(org: OrganisationRef, tr: Translator) -> str:
@@ -419,9 +426,7 @@ def _chairs_reply(heading: str, chairs: Sequence[OrganisationChairs], tr: Transl
     for group in chairs:
         org = group.organisation
         lines.append("")
-        lines.append(
-            f"<b>{esc(organisation_short(org, tr))}</b> — {esc(organisation_name(org, tr))}"
-        )
+        lines.append(organisation_heading(org, tr))
         lines.extend(f"  • {chair_line(chair, tr)}" for chair in group.chairs)
     buttons = [
         InlineKeyboardButton(
@@ -456,7 +461,8 @@ def organisation_card(
         lines.append(_("Headquarters: {place}", place=esc(headquarters)))
     if card.members is not None:
         note = localised(card.members_note, tr.language)
-        members = f"{card.members} ({note})" if note else str(card.members)
+        count = format_decimal(card.members, locale=tr.locale)
+        members = f"{count} ({note})" if note else str(count)
         lines.append(_("Members: {members}", members=esc(members)))
     rotation = localised(card.rotation, tr.language)
     if rotation:
@@ -517,10 +523,7 @@ def organisation_card(
 def organisation_list(orgs: Sequence[OrganisationRef], tr: Translator) -> Reply:
     _ = tr.gettext
     lines = [bold(_("Organisations"))]
-    lines.extend(
-        f"• <b>{esc(organisation_short(org, tr))}</b> — {esc(organisation_name(org, tr))}"
-        for org in orgs
-    )
+    lines.extend("• " + organisation_heading(org, tr) for org in orgs)
     lines.append(esc(_("Open one with /org NAME, or tap a button.")))
     buttons = [
         InlineKeyboardButton(
@@ -560,9 +563,7 @@ def search_results(query: str, results: SearchResults, tr: Translator) -> Reply:
     lines = [bold(_("Found for “{query}”:", query=query[:100]))]
     buttons = []
     for org in results.organisations:
-        lines.append(
-            f"🏛 <b>{esc(organisation_short(org, tr))}</b> — {esc(organisation_name(org, tr))}"
-        )
+        lines.append("🏛 " + organisation_heading(org, tr))
         buttons.append(
             [
                 InlineKeyboardButton(

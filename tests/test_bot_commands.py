@@ -8,15 +8,10 @@ import re
 import pytest
 
 from bot.context import BotApplication
-from bot.transports.emulator import parse_html
 from tests.botapi import LocalBotApi
+from tests.factories import plain
 
 pytestmark = pytest.mark.usefixtures("bot")
-
-
-def plain(text: str) -> str:
-    """What the user reads: HTML rendered, Babel's thin and no-break spaces as spaces."""
-    return re.sub("[\u2009\u202f\xa0]", " ", parse_html(text))
 
 
 def blocks(text: str) -> dict[str, str]:

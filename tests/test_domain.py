@@ -10,9 +10,10 @@ import pytest
 from storage.database import Database
 from storage.dates import InvalidDate, PartialDate, Precision, Span
 from storage.deliveries import reminders_for
-from storage.models import Confidence, DeliveryKind, EventStatus
+from storage.models import DeliveryKind, EventStatus
 from storage.queries import Catalogue, EventFilter, When
 from storage.search import SearchDocument, SearchIndex, asks_for_next, normalise
+from tests.factories import make_event
 
 UTC = dt.UTC
 
@@ -222,15 +223,7 @@ def test_next_is_understood_in_five_languages() -> None:
 
 
 def _occurrence(start: str, zone: str) -> Any:
-    from storage.views import EventView
-
-    span = Span(PartialDate.parse(start), None, zone)
-    return EventView(
-        key="e", organisation=None, kind="summit", title={"en": "E"}, place=None, online=False,
-        country=None, timezone=zone, start=span.start, end=None, starts_at=span.starts_at,
-        ends_at=span.ends_at, status=EventStatus.CONFIRMED, recurrence=None, note={},
-        confidence=Confidence.HIGH, sources=(), updated_at=span.starts_at,
-    )  # fmt: skip
+    return make_event(start, zone=zone, place=None, status=EventStatus.CONFIRMED)
 
 
 def test_a_day_event_is_reminded_at_nine_in_the_chats_zone_and_hours_are_dropped() -> None:

@@ -17,19 +17,15 @@ from bot.clock import FixedClock
 from bot.i18n import LRI, PDI, RLM, catalogue_path, directional, translator
 from bot.transports.emulator import parse_html
 from config.languages import SUPPORTED_LANGUAGES, normalise_language
-from storage.dates import PartialDate, Span
-from storage.models import ChatType, Confidence, EventStatus
+from storage.models import ChatType, EventStatus
 from storage.timezones import nearest_city, resolve_timezone
-from storage.views import ChatView, EventView, PlaceView
+from storage.views import ChatView, EventView
 from tests.botapi import LocalBotApi
+from tests.factories import make_event, plain
 
 UTC = dt.UTC
 TRANSLATED = [language for language in SUPPORTED_LANGUAGES if language != "en"]
 PLACEHOLDER = re.compile(r"{\w*}")
-
-
-def plain(text: str) -> str:
-    return re.sub("[\u2009\u202f\xa0\u200f\u2066\u2069]", " ", parse_html(text)).replace("  ", " ")
 
 
 # --- catalogues ----------------------------------------------------------------
@@ -251,26 +247,13 @@ async def test_a_shared_location_sets_the_zone(bot_api: LocalBotApi) -> None:
 
 
 def _event(start: str, zone: str | None, end: str | None = None) -> EventView:
-    span = Span(PartialDate.parse(start), PartialDate.parse(end) if end else None, zone)
-    return EventView(
-        key="talks",
-        organisation=None,
-        kind="summit",
-        title={"en": "Talks"},
-        place=PlaceView("astana", {"en": "Astana"}, "KZ", zone) if zone else None,
-        online=False,
-        country="KZ" if zone else None,
-        timezone=zone,
-        start=span.start,
-        end=span.end,
-        starts_at=span.starts_at,
-        ends_at=span.ends_at,
+    return make_event(
+        start,
+        end,
+        zone=zone,
+        place=("astana", "Astana", "KZ"),
         status=EventStatus.CONFIRMED,
-        recurrence=None,
-        note={},
-        confidence=Confidence.HIGH,
         sources=("https://example.org/talks", "seeds 000"),
-        updated_at=dt.datetime(2026, 1, 1, tzinfo=UTC),
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 from typing import TypeVar
 
 import pytest
@@ -14,13 +13,13 @@ from sqlalchemy import select
 from bot.clock import FixedClock
 from bot.context import BotApplication
 from bot.dispatcher import Dispatcher
-from bot.transports.emulator import parse_html
 from storage.database import Database
 from storage.dataset import follow_up_import, import_text
 from storage.deliveries import Planner, claim_due
 from storage.models import Chat, Delivery, DeliveryStatus, Subscription
 from tests.botapi import ApiCall, LocalBotApi
 from tests.conftest import StartBot
+from tests.factories import plain
 
 T = TypeVar("T")
 UTC = dt.UTC
@@ -39,10 +38,6 @@ events:
 """
 # Sweeps are driven by the tests; the periodic one would only add noise.
 QUIET = {"reminder_sweep_seconds": 3600}
-
-
-def plain(text: str) -> str:
-    return re.sub("[\u2009\u202f\xa0]", " ", parse_html(text))
 
 
 async def load(database_url: str, text: str, now: dt.datetime, name: str = "test.yaml") -> None:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 import pytest
 
 from bot import callbacks, render
 from bot.i18n import translator
 from bot.transports.emulator import parse_html
-from storage.dates import PartialDate, Span
-from storage.models import ChatType, Confidence, EventStatus
+from storage.models import ChatType
 from storage.queries import EventFilter, When
-from storage.views import ChatView, EventView, PlaceView
+from storage.views import ChatView, EventView
+from tests.factories import make_event, plain
 
 UTC = dt.UTC
 EN = translator("en")
@@ -26,32 +25,11 @@ def chat(zone: str = "Asia/Almaty") -> ChatView:
 def event(
     start: str, end: str | None = None, zone: str | None = "Europe/Berlin", title: str = "<Talks>"
 ) -> EventView:
-    span = Span(PartialDate.parse(start), PartialDate.parse(end) if end else None, zone)
-    place = PlaceView("berlin", {"en": "Berlin"}, "DE", zone) if zone else None
-    return EventView(
-        key="talks",
-        organisation=None,
-        kind="summit",
-        title={"en": title},
-        place=place,
-        online=False,
-        country="DE" if zone else None,
-        timezone=zone,
-        start=span.start,
-        end=span.end,
-        starts_at=span.starts_at,
-        ends_at=span.ends_at,
-        status=EventStatus.PLANNED,
-        recurrence=None,
-        note={},
-        confidence=Confidence.HIGH,
-        sources=("example 2026",),
-        updated_at=dt.datetime(2026, 1, 1, tzinfo=UTC),
-    )
+    return make_event(start, end, zone=zone, title=title)
 
 
 def shown(reply: render.Reply) -> str:
-    return re.sub("[\u2009\u202f\xa0]", " ", parse_html(reply.text))
+    return plain(reply.text)
 
 
 def test_a_month_precision_event_shows_the_month_and_no_hour() -> None:
