@@ -38,10 +38,12 @@ from bot.handlers import (
     buttons,
     calendar,
     chairs,
+    channels,
     chat_settings,
     events,
     inline,
     membership,
+    operators,
     organisations,
     search,
     start,
@@ -92,6 +94,11 @@ def register_handlers(application: BotApplication) -> None:
     # Group -1 runs first for every update: it stores the chat (language, time zone)
     # that all later handlers render for.
     application.add_handler(TypeHandler(Update, remember_chat), group=-1)
+
+    # Conversations (an operator's /addevent, linking a channel) come first in group 0,
+    # so their next message is not taken for a search.
+    operators.register(application)
+    channels.register(application)
 
     # Group 0: commands, buttons, then plain text. Only the first match in a group runs,
     # so plain text (private chats only) comes last and never shadows a command.

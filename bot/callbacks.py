@@ -31,6 +31,8 @@ _SCOPE_CODES = {
 }
 _LANGUAGE = re.compile(r"^lg:([a-z]{2})$")
 _CALENDAR = re.compile(rf"^c:({_KEY})$")
+_OPERATION = re.compile(r"^op:([a-f0-9]{8}):(ok|no)$")
+_CHANNEL = re.compile(r"^ch:(-\d{1,16}):([a-z]{1,8})(?::([a-z0-9_-]{1,40}))?$")
 _WHEN_CODES = {When.UPCOMING: "u", When.PAST: "p", When.ALL: "a"}
 _CODES_WHEN = {code: when for when, code in _WHEN_CODES.items()}
 
@@ -97,6 +99,23 @@ class CalendarFile:
     key: str
 
 
+@dataclass(frozen=True)
+class OperationAnswer:
+    """An operator's Save/Cancel under a preview; the operation itself waits server-side."""
+
+    token: str
+    confirmed: bool
+
+
+@dataclass(frozen=True)
+class ChannelAction:
+    """Managing a linked channel from a private chat: ``action`` with an optional argument."""
+
+    channel_id: int
+    action: str
+    argument: str | None = None
+
+
 Action = (
     OpenEvent
     | OpenOrganisation
@@ -109,6 +128,8 @@ Action = (
     | SubscribeMenu
     | SetLanguage
     | CalendarFile
+    | OperationAnswer
+    | ChannelAction
 )
 
 
@@ -172,6 +193,14 @@ def calendar_file(key: str) -> str:
     return _checked(f"c:{key}")
 
 
+def operation_answer(token: str, confirmed: bool) -> str:
+    return f"op:{token}:{'ok' if confirmed else 'no'}"
+
+
+def channel_action(channel_id: int, action: str, argument: str | None = None) -> str:
+    return _checked(f"ch:{channel_id}:{action}" + (f":{argument}" if argument else ""))
+
+
 def parse(data: str | None) -> Action:
     """The action a button asks for; :class:`ExpiredButton` for anything else."""
     if not data or len(data.encode()) > MAX_CALLBACK_BYTES:
@@ -207,4 +236,8 @@ def parse(data: str | None) -> Action:
         return SetLanguage(match[1])
     if match := _CALENDAR.match(data):
         return CalendarFile(match[1])
+    if match := _OPERATION.match(data):
+        return OperationAnswer(match[1], match[2] == "ok")
+    if match := _CHANNEL.match(data):
+        return ChannelAction(int(match[1]), match[2], match[3])
     raise ExpiredButton(data)

@@ -228,7 +228,7 @@ async def _without_repeats(
             Delivery.chat_id.in_({p.chat_id for p in reminders}),
         )
     )
-    earlier: dict[tuple[int, int, int], list[dt.datetime]] = defaultdict(list)
+    earlier: dict[tuple[int, int | None, int], list[dt.datetime]] = defaultdict(list)
     for chat_id, event_id, slot, occurrence_at in sent.all():
         earlier[(chat_id, event_id, slot)].append(occurrence_at)
 
@@ -376,7 +376,7 @@ class Planner:
                 now,
                 latest_due=None,
                 chat_ids=sorted({d.chat_id for d in pending}),
-                event_ids=sorted({d.event_id for d in pending}),
+                event_ids=sorted({d.event_id for d in pending if d.event_id is not None}),
             )
         }
         unwanted = [
@@ -558,7 +558,7 @@ async def claim_due(
                 Delivery.due_at <= now,
             )
         )
-        smallest: dict[tuple[int, int, dt.datetime], int] = {}
+        smallest: dict[tuple[int, int | None, dt.datetime], int] = {}
         for chat_id, event_id, occurrence_at, slot in due_slots.all():
             key = (chat_id, event_id, occurrence_at)
             smallest[key] = min(slot, smallest.get(key, slot))

@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.engine import Dialect
@@ -106,6 +107,15 @@ class DeliveryKind(enum.StrEnum):
     REMINDER = "reminder"  # ``slot`` is the lead time in minutes
     MONTH_NOTICE = "month_notice"  # "this month": events known only to the month
     CHANGE_NOTICE = "change_notice"  # ``slot`` is the event's revision
+    NEW_EVENT = "new_event"  # a new event of a followed organisation
+    ANNOUNCEMENT = "announcement"  # an operator's /announce of an event to a channel
+    DIGEST = "digest"  # no event; ``occurrence_at`` is the start of the period covered
+
+
+class DigestFrequency(enum.StrEnum):
+    OFF = "off"
+    DAILY = "daily"
+    WEEKLY = "weekly"
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -258,6 +268,15 @@ class Chat(Base):
     # Minutes before an event; None: the bot's default lead times.
     lead_times: Mapped[list[int] | None] = mapped_column(JSON)
     migrated_to_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Channels: the user who linked it (told when the bot loses its rights there).
+    linked_by: Mapped[int | None] = mapped_column(BigInteger)
+    # A paused chat keeps its subscriptions but is sent nothing.
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    digest: Mapped[DigestFrequency] = mapped_column(
+        _enum(DigestFrequency, "digest_frequency"),
+        default=DigestFrequency.OFF,
+        server_default="off",
+    )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -317,16 +336,15 @@ class Delivery(Base):
     """
 
     __tablename__ = "deliveries"
-    __table_args__ = (
-        UniqueConstraint("chat_id", "event_id", "kind", "occurrence_at", "slot"),
-        Index("ix_deliveries_status_due", "status", "due_at"),
-    )
+    __table_args__ = (Index("ix_deliveries_status_due", "status", "due_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     chat_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("chats.id", ondelete="CASCADE"), index=True
     )
-    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[int | None] = mapped_column(  # None for digests
+        ForeignKey("events.id", ondelete="CASCADE"), index=True
+    )
     kind: Mapped[DeliveryKind] = mapped_column(_enum(DeliveryKind, "delivery_kind"))
     occurrence_at: Mapped[dt.datetime]  # start of the event occurrence it is about
     slot: Mapped[int] = mapped_column(Integer)
@@ -347,3 +365,16 @@ class Delivery(Base):
         ForeignKey("event_changes.id", ondelete="CASCADE")
     )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# What makes a delivery "sent once": one row per chat, event occurrence, kind and slot.
+# A digest has no event; NULLs are distinct in unique constraints, hence coalesce.
+Index(
+    "uq_deliveries_key",
+    Delivery.chat_id,
+    func.coalesce(Delivery.event_id, 0),
+    Delivery.kind,
+    Delivery.occurrence_at,
+    Delivery.slot,
+    unique=True,
+)

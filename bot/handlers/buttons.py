@@ -8,7 +8,7 @@ from telegram import Update
 
 from bot import callbacks
 from bot.context import BotContext
-from bot.handlers import calendar, chat_settings, subscriptions
+from bot.handlers import calendar, channels, chat_settings, operators, subscriptions
 from bot.handlers.events import event_reply, list_page, show_event
 from bot.handlers.organisations import organisation_reply, show_organisation
 from bot.messaging import edit
@@ -45,6 +45,10 @@ async def button(update: Update, context: BotContext) -> None:
             await chat_settings.language_button(update, context, action)
         case callbacks.CalendarFile(key):
             await calendar.event_file(update, context, key)
+        case callbacks.OperationAnswer():
+            await operators.button(update, context, action)
+        case callbacks.ChannelAction():
+            await channels.button(update, context, action)
         case _ if isinstance(action, SUBSCRIPTION_ACTIONS):
             await subscriptions.button(update, context, action)
         case callbacks.OpenEvent(key):
