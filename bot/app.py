@@ -120,6 +120,7 @@ def register_handlers(application: BotApplication) -> None:
         ("lang", chat_settings.lang),
         ("tz", chat_settings.tz),
         ("calendar", calendar.calendar),
+        ("digest", chat_settings.digest),
     ]
     for name, callback in commands:
         application.add_handler(CommandHandler(name, callback))

@@ -32,7 +32,7 @@ _SCOPE_CODES = {
 _LANGUAGE = re.compile(r"^lg:([a-z]{2})$")
 _CALENDAR = re.compile(rf"^c:({_KEY})$")
 _OPERATION = re.compile(r"^op:([a-f0-9]{8}):(ok|no)$")
-_CHANNEL = re.compile(r"^ch:(-\d{1,16}):([a-z]{1,8})(?::([a-z0-9_-]{1,40}))?$")
+_CHANNEL = re.compile(r"^ch:(-?\d{1,16}):([a-z]{1,8})(?::([a-z0-9_-]{1,40}))?$")
 _WHEN_CODES = {When.UPCOMING: "u", When.PAST: "p", When.ALL: "a"}
 _CODES_WHEN = {code: when for when, code in _WHEN_CODES.items()}
 

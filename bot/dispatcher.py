@@ -34,7 +34,7 @@ import logging
 import os
 import socket
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from telegram import Bot
@@ -54,13 +54,14 @@ from storage.deliveries import (
     claim_due,
     mark_failed,
     mark_sent,
+    mark_skipped,
     move_delivery,
     next_due_at,
     renew_claim,
     requeue_abandoned,
     retry_later,
 )
-from storage.models import Chat, DeliveryKind, EventChange
+from storage.models import Chat, ChatType, DeliveryKind, EventChange
 from storage.queries import Catalogue
 from storage.views import ChatView
 
@@ -201,11 +202,23 @@ class Dispatcher:
     # --- one delivery -------------------------------------------------------------
 
     async def _render(self, delivery: ClaimedDelivery, chat: ChatView) -> render.Reply | None:
-        event = await self.catalogue.event(delivery.event_key)
-        if event is None:
-            return None
+        """The message, or None when there is nothing to send (e.g. an empty digest)."""
         tr = translator(chat.language)
         now = self.clock.now()
+        if delivery.kind is DeliveryKind.DIGEST:
+            window = dt.timedelta(days=delivery.slot)
+            occurrences = [
+                e.next_occurrence(now) for e in await self.catalogue.followed_events(chat.id)
+            ]
+            events = [e for e in occurrences if e is not None and e.fits_digest(now, window)]
+            return render.digest(events, delivery.slot, chat, now, tr) if events else None
+        event = await self.catalogue.event(delivery.event_key) if delivery.event_key else None
+        if event is None:
+            return None
+        if delivery.kind is DeliveryKind.ANNOUNCEMENT:
+            return render.event_card(event, chat, now, tr)
+        if delivery.kind is DeliveryKind.NEW_EVENT:
+            return render.new_event_notice(event, chat, now, tr)
         if delivery.kind is DeliveryKind.CHANGE_NOTICE:
             async with self.database.sessions() as session:
                 change = (
@@ -245,12 +258,32 @@ class Dispatcher:
     ) -> None:
         assert self.bot is not None, "Dispatcher.start() was not called"
         chat = await self._load_chat(chat_id)
+        if chat is not None and (chat.paused or not chat.is_active):
+            async with self.database.transaction() as session:
+                reason = "chat paused" if chat.paused else "chat inactive"
+                await mark_skipped(session, delivery.id, reason, self.clock.now())
+            result.skipped += 1
+            return
         reply = await self._render(delivery, chat) if chat is not None else None
+        if chat is not None and reply is None and delivery.kind is DeliveryKind.DIGEST:
+            async with self.database.transaction() as session:
+                await mark_skipped(session, delivery.id, "nothing to say", self.clock.now())
+            result.skipped += 1
+            return
         if chat is None or reply is None:
             async with self.database.transaction() as session:
                 await mark_failed(session, delivery.id, "chat or event gone", self.clock.now())
             result.failed += 1
             return
+        if chat.type is ChatType.CHANNEL:
+            # Channel readers cannot use callback buttons for themselves: link to the bot.
+            username = self.bot.username if self.bot else ""
+            reply = replace(
+                reply,
+                keyboard=render.channel_keyboard(
+                    delivery.event_key, username, translator(chat.language)
+                ),
+            )
         await self.limiter.acquire(chat_id)
         async with self.database.transaction() as session:
             still_ours = await renew_claim(session, delivery.id, self.worker, self.clock.now())

@@ -11,6 +11,12 @@ from bot.context import BotContext
 ADMIN_STATUSES = {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}
 
 
+def is_operator(update: Update, context: BotContext) -> bool:
+    """Whether the sender is one of the operators named in ``OPERATOR_IDS``."""
+    user = update.effective_user
+    return user is not None and user.id in context.services.settings.operator_ids
+
+
 async def may_change_settings(update: Update, context: BotContext) -> bool:
     """Whether the sender may change this chat's subscriptions and settings.
 

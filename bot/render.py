@@ -11,6 +11,7 @@ import datetime as dt
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime, format_interval, format_skeleton
@@ -28,8 +29,8 @@ from bot import callbacks
 from bot.i18n import Translator, translator
 from config.languages import SUPPORTED_LANGUAGES
 from storage.dates import PartialDate, Precision
-from storage.deliveries import LEAD_TIME_CHOICES
-from storage.models import EventStatus, SubscriptionScope
+from storage.deliveries import DEFAULT_LEAD_TIMES, LEAD_TIME_CHOICES
+from storage.models import DeliveryStatus, DigestFrequency, EventStatus, SubscriptionScope
 from storage.queries import EventFilter, SearchResults, Suggestion, When
 from storage.subscriptions import SubscriptionView
 from storage.timezones import City, ZoneChoice, offset_label
@@ -45,6 +46,7 @@ from storage.views import (
 )
 
 MAX_MESSAGE = 4096
+MAX_DIGEST_ITEMS = 30
 
 
 @dataclass(frozen=True)
@@ -919,3 +921,180 @@ def timezone_set_by_city(city: City, now: dt.datetime, tr: Translator) -> Reply:
         time=local,
     )
     return Reply(text)
+
+
+# --- announcements, digests and channels ------------------------------------------
+
+
+def new_event_notice(event: EventView, chat: ChatView, now: dt.datetime, tr: Translator) -> Reply:
+    _ = tr.gettext
+    return _notice("🆕 " + bold(_("New event")), event, chat, now, tr)
+
+
+def digest(
+    events: Sequence[EventView], days: int, chat: ChatView, now: dt.datetime, tr: Translator
+) -> Reply:
+    """The coming events a chat follows, soonest first, one line and one button each."""
+    _ = tr.gettext
+    heading = tr.ngettext(
+        "Coming up in the next {count} day", "Coming up in the next {count} days", days
+    )
+    lines = ["🗓 " + bold(heading)]
+    buttons = []
+    for event in sorted(events, key=lambda e: e.starts_at)[:MAX_DIGEST_ITEMS]:
+        left = countdown(event, chat, now, tr)
+        line = esc(event_line(event, tr)) + (f" ({esc(left)})" if left else "")
+        lines.append(f"• {line}")
+        buttons.append(
+            [
+                InlineKeyboardButton(
+                    event_title(event, tr)[:60], callback_data=callbacks.event(event.key)
+                )
+            ]
+        )
+    return Reply("\n".join(lines), InlineKeyboardMarkup(buttons))
+
+
+def channel_keyboard(
+    event_key: str | None, bot_username: str, tr: Translator
+) -> InlineKeyboardMarkup | None:
+    """Buttons under a channel post: links into a private chat with the bot."""
+    _ = tr.gettext
+    if not event_key or not bot_username:
+        return None
+    url = f"https://t.me/{bot_username}?start=e_{event_key}"
+    return InlineKeyboardMarkup([[InlineKeyboardButton(_("🔔 Remind me"), url=url)]])
+
+
+def digest_label(frequency: DigestFrequency, tr: Translator) -> str:
+    _ = tr.gettext
+    labels = {
+        DigestFrequency.OFF: _("no digest"),
+        DigestFrequency.DAILY: _("daily digest"),
+        DigestFrequency.WEEKLY: _("weekly digest"),
+    }
+    return labels[frequency]
+
+
+def channels_list(channels: Sequence[ChatView], tr: Translator) -> Reply:
+    _ = tr.gettext
+    lines = [bold(_("Your channels"))]
+    if not channels:
+        lines.append(esc(_("No channel is linked yet.")))
+    rows = []
+    for channel in channels:
+        state = "" if channel.is_active and not channel.paused else " " + _("(paused)")
+        lines.append(f"• {esc(channel.title or channel.id)}{esc(state)}")
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    f"⚙ {channel.title or channel.id}"[:60],
+                    callback_data=callbacks.channel_action(channel.id, "menu"),
+                )
+            ]
+        )
+    rows.append(
+        [
+            InlineKeyboardButton(
+                _("➕ Link a channel"), callback_data=callbacks.channel_action(0, "link")
+            )
+        ]
+    )
+    return Reply("\n".join(lines), InlineKeyboardMarkup(rows))
+
+
+def channel_menu(
+    channel: ChatView,
+    subscriptions: Sequence[SubscriptionView],
+    orgs: Sequence[OrganisationRef],
+    tr: Translator,
+    *,
+    linked: bool = False,
+) -> Reply:
+    """Everything about a linked channel on one message, each button a toggle or a choice."""
+    _ = tr.gettext
+    title = esc(channel.title or channel.id)
+    lines = [
+        _("✅ Linked <b>{channel}</b>.", channel=title)
+        if linked
+        else bold(channel.title or str(channel.id))
+    ]
+    followed = ", ".join(subscription_target(s, tr) for s in subscriptions) or _("nothing yet")
+    leads = channel.lead_times or DEFAULT_LEAD_TIMES
+    lines.append(esc(_("Follows: {targets}", targets=followed)))
+    lines.append(esc(_("Reminders: {leads} before", leads=lead_times_text(leads, tr))))
+    lines.append(
+        esc(
+            _(
+                "Language: {language}; time zone: {zone}",
+                language=language_name(channel.language),
+                zone=channel.timezone,
+            )
+        )
+    )
+    lines.append(esc(digest_label(channel.digest, tr)))
+    if channel.paused:
+        lines.append(esc(_("Paused: nothing is posted until you resume.")))
+    if not channel.is_active:
+        lines.append(esc(_("I cannot post there now: make me an administrator who may post.")))
+
+    def button(label: str, action: str, argument: str | None = None) -> InlineKeyboardButton:
+        return InlineKeyboardButton(
+            label[:60], callback_data=callbacks.channel_action(channel.id, action, argument)
+        )
+
+    followed_orgs = {s.organisation.key for s in subscriptions if s.organisation}
+    follows_all = any(s.scope is SubscriptionScope.ALL for s in subscriptions)
+    targets = [button(("✓ " if follows_all else "· ") + _("Everything"), "all")]
+    targets += [
+        button(
+            ("✓ " if org.key in followed_orgs else "· ") + organisation_short(org, tr),
+            "org",
+            org.key,
+        )
+        for org in orgs
+    ]
+    rows = [targets[i : i + 4] for i in range(0, len(targets), 4)]
+    lead_buttons = [
+        button(("✓ " if m in leads else "· ") + lead_time_label(m, tr), "lead", str(m))
+        for m in LEAD_TIME_CHOICES
+    ]
+    rows += [lead_buttons[i : i + 4] for i in range(0, len(lead_buttons), 4)]
+    rows.append([button(language_name(code), "lang", code) for code in SUPPORTED_LANGUAGES])
+    rows.append(
+        [
+            button(("✓ " if channel.digest is f else "") + digest_label(f, tr), "digest", f.value)
+            for f in DigestFrequency
+        ]
+    )
+    rows.append(
+        [
+            button(_("🕑 Time zone"), "tz"),
+            button(
+                _("▶ Resume") if channel.paused else _("⏸ Pause"),
+                "resume" if channel.paused else "pause",
+            ),
+            button(_("✖ Unlink"), "unlink"),
+        ]
+    )
+    return Reply("\n".join(lines), InlineKeyboardMarkup(rows))
+
+
+def announce_summary(outcome: dict[str, Any], fresh: set[str], tr: Translator) -> Reply:
+    """Where an announcement went: posted now, posted before, or failed and why."""
+    _ = tr.gettext
+    if not outcome:
+        return Reply(esc(_("No linked channel to post to.")))
+    lines = [bold(_("Announcement"))]
+    for name, row in sorted(outcome.items()):
+        status = DeliveryStatus(row.status) if row is not None else None
+        if status is DeliveryStatus.SENT and name in fresh:
+            state = _("posted")
+        elif status is DeliveryStatus.SENT:
+            state = _("already posted before")
+        elif status is DeliveryStatus.FAILED:
+            state = _("failed: {reason}", reason=row.error or "?")
+        else:
+            state = _("not posted yet ({status})", status=status.value if status else "?")
+        lines.append(f"• {esc(name)} — {esc(state)}")
+    return Reply("\n".join(lines))

@@ -9,7 +9,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
 from storage.deliveries import Planner
-from storage.models import Chat, ChatType, Delivery, DeliveryStatus, Subscription
+from storage.models import (
+    Chat,
+    ChatType,
+    Delivery,
+    DeliveryStatus,
+    DigestFrequency,
+    Subscription,
+)
 from storage.views import ChatView
 
 
@@ -133,6 +140,8 @@ class Chats:
         title: str | None,
         language: str | None,
         now: dt.datetime,
+        *,
+        reactivate: bool = True,
     ) -> ChatView:
         """The chat, created on first contact; a group keeps its language whoever writes."""
         async with self.database.transaction() as session:
@@ -148,7 +157,7 @@ class Chats:
                 )
                 session.add(chat)
             elif not chat.is_active or chat.title != title or chat.type != chat_type:
-                if not chat.is_active and chat.migrated_to_id is None:
+                if reactivate and not chat.is_active and chat.migrated_to_id is None:
                     # A message from the chat means the bot can write there again.
                     chat.is_active = True
                     await session.flush()
@@ -166,6 +175,57 @@ class Chats:
             else:
                 await deactivate_chat(session, chat_id, reason, now)
 
+    async def set_digest(self, chat_id: int, frequency: DigestFrequency) -> None:
+        async with self.database.transaction() as session:
+            await session.execute(update(Chat).where(Chat.id == chat_id).values(digest=frequency))
+
+    async def set_paused(self, chat_id: int, paused: bool, now: dt.datetime) -> None:
+        """A paused chat is sent nothing; its reminders are planned again on resume."""
+        async with self.database.transaction() as session:
+            await session.execute(update(Chat).where(Chat.id == chat_id).values(paused=paused))
+            await self.planner.replan(session, now, chat_ids=[chat_id])
+
+    async def unlink_channel(self, chat_id: int, now: dt.datetime) -> None:
+        """Forget a channel's link and subscriptions; its delivery history stays."""
+        async with self.database.transaction() as session:
+            await session.execute(delete(Subscription).where(Subscription.chat_id == chat_id))
+            await session.execute(
+                update(Chat).where(Chat.id == chat_id).values(linked_by=None, is_active=False)
+            )
+            await self.planner.prune(session, now, chat_ids=[chat_id])
+
     async def migrate(self, old_id: int, new_id: int) -> None:
         async with self.database.transaction() as session:
             await migrate_chat(session, old_id, new_id)
+
+
+async def link_channel(
+    session: AsyncSession,
+    channel_id: int,
+    title: str | None,
+    linked_by: int,
+    language: str,
+    timezone: str,
+    now: dt.datetime,
+) -> Chat:
+    """Record a channel linked by a user (again, if it was linked before). Never commits."""
+    chat = await session.get(Chat, channel_id)
+    if chat is None:
+        chat = Chat(id=channel_id, type=ChatType.CHANNEL, language=language, timezone=timezone)
+        session.add(chat)
+    chat.type = ChatType.CHANNEL
+    chat.title = title
+    chat.linked_by = linked_by
+    chat.is_active = True
+    chat.paused = False
+    chat.updated_at = now
+    await session.flush()
+    return chat
+
+
+async def linked_channels(session: AsyncSession, user_id: int | None = None) -> list[Chat]:
+    """Channels linked (by ``user_id``, or by anyone), newest first."""
+    statement = select(Chat).where(Chat.type == ChatType.CHANNEL, Chat.linked_by.is_not(None))
+    if user_id is not None:
+        statement = statement.where(Chat.linked_by == user_id)
+    return list((await session.scalars(statement.order_by(Chat.title))).all())

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
 from storage.dates import InvalidDate, PartialDate, Precision, Span, validate_zone
-from storage.deliveries import Planner, plan_change_notices
+from storage.deliveries import Planner, plan_change_notices, plan_new_event_notices
 from storage.models import (
     Chairmanship,
     Confidence,
@@ -453,6 +453,8 @@ class ImportReport:
     event_changes: list[EventChange] = field(default_factory=list)
     # Events whose reminders must be planned again (added or changed).
     touched_event_ids: list[int] = field(default_factory=list)
+    # New events: followers of their organisation are told.
+    added_event_ids: list[int] = field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:
@@ -631,6 +633,7 @@ async def apply_dataset(
     events = {row.key: row for row in (await session.scalars(select(Event))).all()}
     place_keys = {row.id: key for key, row in places.items()}
     touched: list[Event] = []
+    added: list[Event] = []
     for event in dataset.events:
         place_row = places.get(event.place) if event.place else None
         zone = event.timezone or (place_row.timezone if place_row else None)
@@ -661,6 +664,7 @@ async def apply_dataset(
         row = _upsert(session, report, "events", events, event.id, event.id, Event, values)
         if before is None:
             touched.append(row)
+            added.append(row)
             continue
         after = event_snapshot(row, place_keys)
         if after != before:
@@ -675,6 +679,7 @@ async def apply_dataset(
             touched.append(row)  # e.g. a new title: nothing to announce, reminders re-rendered
     await session.flush()
     report.touched_event_ids = [row.id for row in touched]
+    report.added_event_ids = [row.id for row in added]
     return report
 
 
@@ -725,6 +730,10 @@ async def follow_up_import(
         event = await session.get(Event, change.event_id)
         if event is not None:
             await plan_change_notices(session, change, event, now)
+    for event_id in report.added_event_ids:
+        event = await session.get(Event, event_id)
+        if event is not None:
+            await plan_new_event_notices(session, event, now)
     if report.touched_event_ids:
         await planner.replan(session, now, event_ids=report.touched_event_ids)
 

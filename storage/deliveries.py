@@ -35,6 +35,7 @@ from storage.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    DigestFrequency,
     Event,
     EventChange,
     EventStatus,
@@ -137,6 +138,7 @@ async def _followers(
         .join(Chat, Chat.id == Subscription.chat_id)
         .where(
             Chat.is_active.is_(True),
+            Chat.paused.is_(False),
             or_(
                 Subscription.scope == SubscriptionScope.ALL,
                 and_(
@@ -432,10 +434,121 @@ class Planner:
             return 0
         # From the watermark on: after downtime it lies in the past (catch-up).
         created = await self.plan(session, now, since=watermark, until=until)
+        created += await plan_digests(session, watermark, until, now)
         await session.execute(
             update(Meta).where(Meta.key == PLANNED_UNTIL_KEY).values(value=until.isoformat())
         )
         return created
+
+
+# --- digests ---------------------------------------------------------------------
+
+# What a digest covers from its instant on, by frequency.
+DIGEST_DAYS = {DigestFrequency.DAILY: 7, DigestFrequency.WEEKLY: 28}
+MONDAY = 0
+
+
+def digest_instants(
+    frequency: DigestFrequency, zone: str, since: dt.datetime, until: dt.datetime
+) -> list[dt.datetime]:
+    """Digest times in (``since``, ``until``]: 09:00 in the chat's zone, daily or on Mondays."""
+    tz = ZoneInfo(zone)
+    day = since.astimezone(tz).date() - dt.timedelta(days=1)
+    last = until.astimezone(tz).date() + dt.timedelta(days=1)
+    instants = []
+    while day <= last:
+        if frequency is DigestFrequency.DAILY or day.weekday() == MONDAY:
+            instant = _at_local(day, DAY_NOTICE_HOUR, zone)
+            if since < instant <= until:
+                instants.append(instant)
+        day += dt.timedelta(days=1)
+    return instants
+
+
+async def plan_digests(
+    session: AsyncSession, since: dt.datetime, until: dt.datetime, now: dt.datetime
+) -> int:
+    """Ledger rows for the digests due in (``since``, ``until``]. Never commits.
+
+    Whether a digest has anything to say is decided when it is due: an empty one is
+    recorded as skipped, not sent.
+    """
+    chats = await session.execute(
+        select(Chat.id, Chat.timezone, Chat.digest).where(
+            Chat.digest != DigestFrequency.OFF, Chat.is_active.is_(True), Chat.paused.is_(False)
+        )
+    )
+    rows = []
+    for chat_id, zone, stored in chats.all():
+        frequency = DigestFrequency(stored)
+        for instant in digest_instants(frequency, zone, since, until):
+            rows.append(
+                {
+                    "chat_id": chat_id,
+                    "event_id": None,
+                    "kind": DeliveryKind.DIGEST,
+                    "occurrence_at": instant,
+                    "slot": DIGEST_DAYS[frequency],
+                    "due_at": instant,
+                    "expires_at": instant + dt.timedelta(hours=12),
+                    "status": DeliveryStatus.PENDING,
+                    "attempts": 0,
+                    "created_at": now,
+                }
+            )
+    return await _insert_new(session, rows)
+
+
+# --- notices and announcements -----------------------------------------------------
+
+
+def _notice_row(
+    chat_id: int, event: Event, kind: DeliveryKind, slot: int, now: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "chat_id": chat_id,
+        "event_id": event.id,
+        "kind": kind,
+        "occurrence_at": event.starts_at,
+        "slot": slot,
+        "due_at": now,
+        "expires_at": max(event.ends_at, now) + dt.timedelta(days=7),
+        "status": DeliveryStatus.PENDING,
+        "attempts": 0,
+        "created_at": now,
+    }
+
+
+async def plan_new_event_notices(session: AsyncSession, event: Event, now: dt.datetime) -> int:
+    """Tell chats following the event's organisation (or everything) about a new event."""
+    if event.recurrence is None and event.ends_at <= now:
+        return 0
+    followers = await _followers(session, [event], None, DEFAULT_LEAD_TIMES)
+    rows = [
+        _notice_row(follower.chat_id, event, DeliveryKind.NEW_EVENT, 0, now)
+        for follower in followers.get(event.id, [])
+    ]
+    return await _insert_new(session, rows)
+
+
+async def announce(
+    session: AsyncSession, event: Event, channel_ids: Sequence[int], now: dt.datetime
+) -> dict[int, Delivery]:
+    """One announcement of ``event`` per channel, however often it is asked. Never commits.
+
+    Returns each channel's announcement row (new, or the one from an earlier /announce).
+    """
+    rows = [_notice_row(c, event, DeliveryKind.ANNOUNCEMENT, 0, now) for c in channel_ids]
+    await _insert_new(session, rows)
+    found = await session.scalars(
+        select(Delivery).where(
+            Delivery.kind == DeliveryKind.ANNOUNCEMENT,
+            Delivery.event_id == event.id,
+            Delivery.occurrence_at == event.starts_at,
+            Delivery.chat_id.in_(channel_ids),
+        )
+    )
+    return {row.chat_id: row for row in found}
 
 
 # --- change notices ------------------------------------------------------------
@@ -451,20 +564,12 @@ async def plan_change_notices(
     if event.recurrence is None and event.ends_at <= now:
         return 0
     followers = await _followers(session, [event], None, DEFAULT_LEAD_TIMES)
-    expires = max(event.ends_at, now) + dt.timedelta(days=7)
     rows = [
         {
-            "chat_id": follower.chat_id,
-            "event_id": event.id,
-            "kind": DeliveryKind.CHANGE_NOTICE,
-            "occurrence_at": event.starts_at,
-            "slot": change.revision,
-            "due_at": now,
-            "expires_at": expires,
-            "status": DeliveryStatus.PENDING,
-            "attempts": 0,
+            **_notice_row(
+                follower.chat_id, event, DeliveryKind.CHANGE_NOTICE, change.revision, now
+            ),
             "change_id": change.id,
-            "created_at": now,
         }
         for follower in followers.get(event.id, [])
     ]
@@ -480,7 +585,7 @@ class ClaimedDelivery:
 
     id: int
     chat_id: int
-    event_key: str
+    event_key: str | None  # None for digests
     kind: DeliveryKind
     slot: int
     occurrence_at: dt.datetime
@@ -571,18 +676,15 @@ async def claim_due(
             .where(Delivery.id.in_([i for i, r in stale.items() if r == reason]))
             .values(status=DeliveryStatus.SKIPPED, error=reason, finished_at=now)
         )
-    event_keys = dict(
-        (
-            await session.execute(
-                select(Event.id, Event.key).where(Event.id.in_({r.event_id for r in claimed_rows}))
-            )
-        ).all()
+    event_ids = {r.event_id for r in claimed_rows if r.event_id is not None}
+    event_keys: dict[int | None, str] = dict(
+        (await session.execute(select(Event.id, Event.key).where(Event.id.in_(event_ids)))).all()
     )
     claimed = [
         ClaimedDelivery(
             r.id,
             r.chat_id,
-            event_keys[r.event_id],
+            event_keys.get(r.event_id),
             r.kind,
             r.slot,
             r.occurrence_at,
@@ -633,6 +735,16 @@ async def mark_sent(
         update(Delivery)
         .where(Delivery.id == delivery_id)
         .values(status=DeliveryStatus.SENT, message_id=message_id, finished_at=now, error=None)
+    )
+
+
+async def mark_skipped(
+    session: AsyncSession, delivery_id: int, reason: str, now: dt.datetime
+) -> None:
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id)
+        .values(status=DeliveryStatus.SKIPPED, error=reason[:500], finished_at=now)
     )
 
 

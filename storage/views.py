@@ -13,6 +13,7 @@ from storage.models import (
     Chat,
     ChatType,
     Confidence,
+    DigestFrequency,
     Event,
     EventStatus,
     Organisation,
@@ -139,6 +140,13 @@ class EventView:
     def is_over(self, now: dt.datetime) -> bool:
         return self.ends_at <= now
 
+    def fits_digest(self, now: dt.datetime, window: dt.timedelta) -> bool:
+        """Whether a digest covering ``now`` .. ``now + window`` should list it: its day or
+        month begins in that span (a date known only to the year never does)."""
+        if self.start.precision is Precision.YEAR or self.status is EventStatus.CANCELLED:
+            return False
+        return now <= self.starts_at < now + window
+
     def next_occurrence(self, now: dt.datetime) -> EventView | None:
         """This event if it is not over; for a recurring one, its next occurrence not over."""
         if not self.is_over(now):
@@ -209,7 +217,22 @@ class ChatView:
     language: str
     timezone: str
     is_active: bool
+    paused: bool = False
+    digest: DigestFrequency = DigestFrequency.OFF
+    linked_by: int | None = None
+    lead_times: tuple[int, ...] | None = None
 
     @classmethod
     def of(cls, chat: Chat) -> ChatView:
-        return cls(chat.id, chat.type, chat.title, chat.language, chat.timezone, chat.is_active)
+        return cls(
+            chat.id,
+            chat.type,
+            chat.title,
+            chat.language,
+            chat.timezone,
+            chat.is_active,
+            bool(chat.paused),
+            DigestFrequency(chat.digest or DigestFrequency.OFF),
+            chat.linked_by,
+            tuple(chat.lead_times) if chat.lead_times else None,
+        )

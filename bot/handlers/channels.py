@@ -1,18 +1,337 @@
-"""Channels (being written): registration hook and button entry point."""
+"""Channels: linking one from a private chat, managing it with buttons, /announce.
+
+A channel owner adds the bot to the channel as an administrator allowed to post,
+then, in a private chat, presses /channels → "Link a channel" and forwards any
+post from the channel (or sends its @username). The bot checks that it can post
+there and that the person administers the channel. Linked channels then get
+reminders, notices and digests like any chat.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
+from typing import Any
+
+from sqlalchemy import select
 from telegram import Update
+from telegram.constants import ChatMemberStatus, ChatType
+from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.ext import CommandHandler, MessageHandler, filters
 
-from bot import callbacks
+from bot import callbacks, render
 from bot.context import BotApplication, BotContext
+from bot.handlers.arguments import joined
+from bot.messaging import answer, edit
+from bot.permissions import ADMIN_STATUSES, is_operator
+from config.languages import SUPPORTED_LANGUAGES
+from storage.chats import link_channel, linked_channels
+from storage.deliveries import LEAD_TIME_CHOICES, announce
+from storage.models import (
+    Chat,
+    Delivery,
+    DeliveryStatus,
+    DigestFrequency,
+    Event,
+    SubscriptionScope,
+)
+from storage.timezones import resolve_timezone
+from storage.views import ChatView
+
+log = logging.getLogger(__name__)
+
+LINKING = "linking_channel"  # user_data flag: the next message names a channel
+CHANNEL_ZONE = "channel_zone"  # user_data: the channel whose time zone comes next
+_USERNAME = re.compile(r"^@?([A-Za-z][A-Za-z0-9_]{3,31})$")
 
 
-def register(application: BotApplication) -> None:
-    """Add the channel handlers to ``application``."""
+def _state(context: BotContext) -> dict[Any, Any]:
+    """This user's conversation state (PTB keeps it per user, in memory)."""
+    state = context.user_data
+    if state is None:
+        raise RuntimeError("user data is only available in updates from a user")
+    return state
+
+
+class ChannelRefused(Exception):
+    """Linking refused; ``reason`` is for the person."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- linking --------------------------------------------------------------------------
+
+
+async def _check_channel(context: BotContext, target: int | str, user_id: int) -> tuple[int, str]:
+    """(channel id, title) if the bot may post there and the user administers it."""
+    _ = context.tr.gettext
+    bot = context.bot
+    try:
+        chat = await bot.get_chat(target)
+    except (BadRequest, Forbidden) as exc:
+        raise ChannelRefused(
+            _("I cannot see that channel. Add me to it as an administrator first.")
+        ) from exc
+    if chat.type != ChatType.CHANNEL:
+        raise ChannelRefused(_("That is not a channel."))
+    try:
+        me = await bot.get_chat_member(chat.id, bot.id)
+        member = await bot.get_chat_member(chat.id, user_id)
+    except TelegramError as exc:
+        raise ChannelRefused(
+            _("I cannot see that channel. Add me to it as an administrator first.")
+        ) from exc
+    if me.status != ChatMemberStatus.ADMINISTRATOR or not getattr(me, "can_post_messages", False):
+        raise ChannelRefused(
+            _("Make me an administrator of the channel with the right to post messages.")
+        )
+    if member.status not in ADMIN_STATUSES:
+        raise ChannelRefused(_("Only the channel's administrators can link it."))
+    return chat.id, chat.title or str(chat.id)
+
+
+async def _link(update: Update, context: BotContext, target: int | str) -> None:
+    user = update.effective_user
+    if user is None:
+        return
+    _state(context).pop(LINKING, None)
+    try:
+        channel_id, title = await _check_channel(context, target, user.id)
+    except ChannelRefused as exc:
+        await answer(update, context, render.Reply(render.esc(exc.reason)))
+        return
+    me = context.chat_view
+    async with context.services.database.transaction() as session:
+        await link_channel(
+            session, channel_id, title, user.id, me.language, me.timezone, context.clock.now()
+        )
+    log.info("user %s linked channel %s", user.id, channel_id)
+    await answer(update, context, await _menu(context, channel_id, linked=True))
+
+
+async def forwarded(update: Update, context: BotContext) -> None:
+    """A post forwarded from a channel into a private chat: link that channel."""
+    message = update.effective_message
+    origin = message.forward_origin if message else None
+    chat = getattr(origin, "chat", None)
+    if chat is None:
+        return
+    await _link(update, context, chat.id)
+
+
+async def typed(update: Update, context: BotContext) -> None:
+    """Text while linking a channel (its @username) or setting a channel's time zone."""
+    message = update.effective_message
+    text = (message.text or "").strip() if message else ""
+    zone_for = _state(context).pop(CHANNEL_ZONE, None)
+    if zone_for is not None:
+        await _set_zone(update, context, int(zone_for), text)
+        return
+    match = _USERNAME.match(text)
+    if not match:
+        _state(context).pop(LINKING, None)
+        _ = context.tr.gettext
+        await answer(
+            update,
+            context,
+            render.Reply(render.esc(_("That is not a channel's @username. Try /channels again."))),
+        )
+        return
+    await _link(update, context, "@" + match[1])
+
+
+class _Waiting(filters.MessageFilter):
+    """Only while this user is linking a channel or giving a channel's time zone."""
+
+    def __init__(self, application: BotApplication) -> None:
+        super().__init__(name="waiting_for_channel_input")
+        self.application = application
+
+    def filter(self, message: object) -> bool:
+        user = getattr(message, "from_user", None)
+        if user is None:
+            return False
+        data = self.application.user_data.get(user.id, {})
+        return bool(data.get(LINKING) or data.get(CHANNEL_ZONE))
+
+
+# --- /channels and its buttons ------------------------------------------------------------
+
+
+async def channels(update: Update, context: BotContext) -> None:
+    _ = context.tr.gettext
+    chat = update.effective_chat
+    user = update.effective_user
+    if chat is None or user is None:
+        return
+    if chat.type != ChatType.PRIVATE:
+        text = _("Link and manage channels in a private chat with me.")
+        await answer(update, context, render.Reply(render.esc(text)))
+        return
+    async with context.services.database.sessions() as session:
+        mine = [ChatView.of(c) for c in await linked_channels(session, user.id)]
+    await answer(update, context, render.channels_list(mine, context.tr))
+
+
+async def _menu(context: BotContext, channel_id: int, *, linked: bool = False) -> render.Reply:
+    subscriptions = await context.services.subscriptions.of_chat(channel_id)
+    async with context.services.database.sessions() as session:
+        chat = await session.get(Chat, channel_id)
+        view = ChatView.of(chat) if chat else None
+    orgs = await context.catalogue.organisations()
+    assert view is not None
+    return render.channel_menu(view, subscriptions, orgs, context.tr, linked=linked)
+
+
+async def _may_manage(update: Update, context: BotContext, channel_id: int) -> bool:
+    """The person who linked the channel, or any administrator of it."""
+    user = update.effective_user
+    if user is None:
+        return False
+    async with context.services.database.sessions() as session:
+        chat = await session.get(Chat, channel_id)
+    if chat is None or chat.linked_by is None:
+        return False
+    if chat.linked_by == user.id:
+        return True
+    try:
+        member = await context.bot.get_chat_member(channel_id, user.id)
+    except TelegramError:
+        return False
+    return member.status in ADMIN_STATUSES
 
 
 async def button(update: Update, context: BotContext, action: callbacks.ChannelAction) -> None:
     query = update.callback_query
-    if query is not None:
-        await query.answer(context.tr.gettext("This button has expired."), show_alert=True)
+    assert query is not None
+    _ = context.tr.gettext
+    if action.action == "link":
+        _state(context)[LINKING] = True
+        await query.answer()
+        text = _(
+            "Add me to the channel as an administrator who may post, then forward any post "
+            "from the channel here, or send its @username."
+        )
+        await answer(update, context, render.Reply(render.esc(text)))
+        return
+    channel_id = action.channel_id
+    if not await _may_manage(update, context, channel_id):
+        log.info("user %s refused managing channel %s", query.from_user.id, channel_id)
+        await query.answer(_("This button has expired."), show_alert=True)
+        return
+    now = context.clock.now()
+    services = context.services
+    argument = action.argument or ""
+    match action.action:
+        case "menu":
+            pass
+        case "all" | "org":
+            scope = (
+                SubscriptionScope.ALL if action.action == "all" else SubscriptionScope.ORGANISATION
+            )
+            key = None if scope is SubscriptionScope.ALL else argument
+            existing = [
+                s
+                for s in await services.subscriptions.of_chat(channel_id)
+                if s.scope is scope and (s.organisation.key if s.organisation else None) == key
+            ]
+            if existing:
+                await services.subscriptions.unfollow(channel_id, existing[0].id, now)
+            else:
+                await services.subscriptions.follow(channel_id, scope, key, now)
+        case "lead":
+            current = set(await services.subscriptions.default_lead_times(channel_id))
+            chosen = current ^ {int(argument)} if argument.isdigit() else current
+            if chosen and chosen <= set(LEAD_TIME_CHOICES):
+                await services.subscriptions.set_lead_times(channel_id, None, sorted(chosen), now)
+        case "lang" if argument in SUPPORTED_LANGUAGES:
+            await services.chats.set_language(channel_id, argument)
+        case "digest" if argument in {f.value for f in DigestFrequency}:
+            await services.chats.set_digest(channel_id, DigestFrequency(argument))
+        case "pause" | "resume":
+            await services.chats.set_paused(channel_id, action.action == "pause", now)
+        case "tz":
+            _state(context)[CHANNEL_ZONE] = channel_id
+            await query.answer()
+            text = _("Send the channel's time zone: a city, a zone such as Asia/Almaty, or UTC+5.")
+            await answer(update, context, render.Reply(render.esc(text)))
+            return
+        case "unlink":
+            await services.chats.unlink_channel(channel_id, now)
+            await query.answer()
+            await edit(update, context, render.Reply(render.esc(_("The channel is unlinked."))))
+            return
+        case _:
+            await query.answer(_("This button has expired."), show_alert=True)
+            return
+    await query.answer()
+    await services.dispatcher.poke()
+    await edit(update, context, await _menu(context, channel_id))
+
+
+async def _set_zone(update: Update, context: BotContext, channel_id: int, text: str) -> None:
+    _ = context.tr.gettext
+    if not await _may_manage(update, context, channel_id):
+        return
+    choice = resolve_timezone(text, context.clock.now())
+    if choice is None:
+        await answer(update, context, render.timezone_unknown(text, [], context.tr))
+        return
+    await context.services.chats.set_timezone(channel_id, choice.zone, context.clock.now())
+    await answer(update, context, await _menu(context, channel_id))
+
+
+# --- /announce -------------------------------------------------------------------------------
+
+
+async def announce_command(update: Update, context: BotContext) -> None:
+    """/announce EVENT_ID [@channel …]: post an event's card to linked channels, once each."""
+    _ = context.tr.gettext
+    if not is_operator(update, context):
+        user = update.effective_user
+        log.info("refused /announce from user %s", user.id if user else None)
+        await answer(update, context, render.Reply(render.esc(_("Only operators can do that."))))
+        return
+    words = joined(context.args).split()
+    if not words:
+        text = _("Which event? Write /announce EVENT_ID, optionally followed by @channels.")
+        await answer(update, context, render.Reply(render.esc(text)))
+        return
+    key, chosen = words[0].casefold(), {w.lstrip("@").casefold() for w in words[1:]}
+    services, now = context.services, context.clock.now()
+    async with services.database.transaction() as session:
+        event = await session.scalar(select(Event).where(Event.key == key))
+        if event is None:
+            await answer(update, context, render.not_found(key, [], context.tr))
+            return
+        channels_ = [
+            c
+            for c in await linked_channels(session)
+            if c.is_active
+            and not c.paused
+            and (not chosen or str(c.id) in chosen or (c.title or "").casefold() in chosen)
+        ]
+        rows = await announce(session, event, [c.id for c in channels_], now)
+        fresh = {chat_id for chat_id, row in rows.items() if row.status == DeliveryStatus.PENDING}
+    await services.dispatcher.sweep()
+    async with services.database.sessions() as session:
+        outcome = {
+            c.title or str(c.id): await session.get(Delivery, rows[c.id].id)
+            for c in channels_
+            if c.id in rows
+        }
+    names = {c.title or str(c.id) for c in channels_ if c.id in fresh}
+    await answer(update, context, render.announce_summary(outcome, names, context.tr))
+
+
+def register(application: BotApplication) -> None:
+    """Add the channel handlers to ``application`` (before plain-text search)."""
+    private = filters.ChatType.PRIVATE
+    application.add_handler(CommandHandler("channels", channels))
+    application.add_handler(CommandHandler("announce", announce_command))
+    application.add_handler(MessageHandler(private & filters.FORWARDED, forwarded))
+    application.add_handler(
+        MessageHandler(private & filters.TEXT & ~filters.COMMAND & _Waiting(application), typed)
+    )

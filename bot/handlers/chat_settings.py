@@ -14,6 +14,7 @@ from bot.i18n import translator
 from bot.messaging import answer, edit
 from bot.permissions import may_change_settings
 from config.languages import SUPPORTED_LANGUAGES, normalise_language
+from storage.models import DigestFrequency
 from storage.timezones import city_suggestions, nearest_city, resolve_timezone
 
 
@@ -100,3 +101,32 @@ async def location(update: Update, context: BotContext) -> None:
     await context.services.dispatcher.poke()
     reply = render.timezone_set_by_city(city, now, context.tr)
     await answer(update, context, replace(reply, keyboard=ReplyKeyboardRemove()))
+
+
+async def digest(update: Update, context: BotContext) -> None:
+    """/digest weekly|daily|off: a summary of the coming events this chat follows."""
+    _ = context.tr.gettext
+    wanted = joined(context.args).casefold()
+    try:
+        frequency = DigestFrequency(wanted)
+    except ValueError:
+        text = _(
+            "Write /digest weekly (Mondays at 09:00), /digest daily (every day at 09:00) "
+            "or /digest off. Now: {frequency}.",
+            frequency=render.digest_label(context.chat_view.digest, context.tr),
+        )
+        await answer(update, context, render.Reply(render.esc(text)))
+        return
+    if not await _allowed(update, context):
+        return
+    await context.services.chats.set_digest(context.chat_view.id, frequency)
+    if frequency is DigestFrequency.OFF:
+        text = _("No more digests here.")
+    else:
+        text = _(
+            "Done: a digest of the coming events this chat follows, {frequency} at 09:00 "
+            "({zone}). An empty one is not sent.",
+            frequency=_("every Monday") if frequency is DigestFrequency.WEEKLY else _("every day"),
+            zone=context.chat_view.timezone,
+        )
+    await answer(update, context, render.Reply(render.esc(text)))

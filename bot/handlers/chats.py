@@ -26,5 +26,11 @@ async def remember_chat(update: Update, context: BotContext) -> None:
         chat_type = ChatType.PRIVATE
     title = chat.title or chat.full_name or chat.username
     context.chat_view = await context.services.chats.ensure(
-        chat.id, chat_type, title, language, context.clock.now()
+        chat.id,
+        chat_type,
+        title,
+        language,
+        context.clock.now(),
+        # A membership change says itself whether the bot can write there.
+        reactivate=update.my_chat_member is None,
     )

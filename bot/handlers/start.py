@@ -29,6 +29,8 @@ def command_descriptions(tr: Translator) -> list[tuple[str, str]]:
         ("calendar", _("Everything this chat follows as a calendar file")),
         ("lang", _("The language of this chat")),
         ("tz", _("The time zone of this chat (/tz Almaty)")),
+        ("digest", _("A digest of coming events: /digest weekly, daily or off")),
+        ("channels", _("Link a channel and choose what it posts")),
         ("help", _("What this bot does")),
     ]
 
@@ -57,6 +59,13 @@ def help_text(tr: Translator) -> str:
 
 
 async def start(update: Update, context: BotContext) -> None:
+    """/start, also with a deep link from a channel post: /start e_<event id>."""
+    payload = context.args[0] if context.args else ""
+    if payload.startswith("e_") and len(payload) <= 42:
+        from bot.handlers.events import show_event
+
+        await show_event(update, context, payload[2:].casefold())
+        return
     await answer(update, context, Reply(help_text(context.tr)))
 
 

@@ -154,6 +154,20 @@ def decode_parameters(raw: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _admin_rights(can_post: bool) -> dict[str, Any]:
+    """The fields of a ChatMemberAdministrator in a channel."""
+    rights = dict.fromkeys(
+        (
+            "can_manage_chat", "can_delete_messages", "can_manage_video_chats",
+            "can_restrict_members", "can_promote_members", "can_change_info",
+            "can_invite_users", "can_post_stories", "can_edit_stories", "can_delete_stories",
+            "can_edit_messages",
+        ),
+        True,
+    )  # fmt: skip
+    return {**rights, "can_be_edited": False, "is_anonymous": False, "can_post_messages": can_post}
+
+
 @dataclass(frozen=True)
 class UploadedFile:
     filename: str
@@ -206,6 +220,8 @@ class BotApiEmulator:
     commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # chat id -> user ids who administer it (getChatMember answers "creator" for them)
     admins: dict[int, set[int]] = field(default_factory=dict)
+    # channel id -> (the bot's status there, whether it may post)
+    bot_rights: dict[int, tuple[str, bool]] = field(default_factory=dict)
     _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
     def chat(self, chat_id: int) -> dict[str, Any]:
@@ -266,16 +282,58 @@ class BotApiEmulator:
     def _close(self, _: dict[str, Any]) -> Any:
         return True
 
+    def add_channel(
+        self,
+        chat_id: int,
+        title: str,
+        username: str | None = None,
+        *,
+        admins: set[int] | None = None,
+        bot_status: str = "administrator",
+        bot_can_post: bool = True,
+    ) -> None:
+        """A channel the tests can link: who administers it, and what the bot may do there."""
+        chat: dict[str, Any] = {"id": chat_id, "type": "channel", "title": title}
+        if username:
+            chat["username"] = username
+        self.register_chat(chat)
+        self.admins[chat_id] = set(admins or ())
+        self.bot_rights[chat_id] = (bot_status, bot_can_post)
+
+    def _resolve_chat_id(self, value: Any) -> int:
+        if isinstance(value, str) and value.startswith("@"):
+            for chat in self.chats.values():
+                if str(chat.get("username", "")).casefold() == value[1:].casefold():
+                    return int(chat["id"])
+            raise ApiError(400, "Bad Request: chat not found")
+        chat_id = int(value)
+        if chat_id < 0 and chat_id not in self.chats and str(chat_id).startswith("-100"):
+            raise ApiError(400, "Bad Request: chat not found")
+        return chat_id
+
     def _getChat(self, parameters: dict[str, Any]) -> Any:
-        return self.chat(int(parameters["chat_id"]))
+        chat = self.chat(self._resolve_chat_id(parameters["chat_id"]))
+        return {**chat, "accent_color_id": 0, "max_reaction_count": 11}
 
     def _getChatMember(self, parameters: dict[str, Any]) -> Any:
-        chat_id, user_id = int(parameters["chat_id"]), int(parameters["user_id"])
+        chat_id = self._resolve_chat_id(parameters["chat_id"])
+        user_id = int(parameters["user_id"])
         user = {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
+        if user_id == BOT_USER["id"] and chat_id in self.bot_rights:
+            status, can_post = self.bot_rights[chat_id]
+            if status != "administrator":
+                return {
+                    "status": status,
+                    "user": BOT_USER,
+                    **({"until_date": 0} if status == "kicked" else {}),
+                }
+            return {"status": "administrator", "user": BOT_USER, **_admin_rights(can_post)}
         if chat_id > 0 and chat_id == user_id:
             return {"status": "member", "user": user}
         if user_id in self.admins.get(chat_id, set()):
             return {"status": "creator", "user": user, "is_anonymous": False}
+        if chat_id in self.bot_rights:  # a channel: readers are members
+            return {"status": "left", "user": user}
         return {"status": "member", "user": user}
 
     def _check_reachable(self, chat_id: int) -> None:
