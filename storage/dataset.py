@@ -803,6 +803,37 @@ def _local_literal(local: dt.datetime | None, precision: Precision | None) -> st
     return PartialDate.from_local(local, precision).literal
 
 
+def event_to_row(event: Event, organisation_key: str | None, place: Place | None) -> EventRow:
+    """An event as a data file writes it (the same fields ``summitbot export`` writes).
+
+    Country and time zone are left to the place when they are the place's, so a new
+    place brings its own.
+    """
+    recurrence_names = {rule: name for name, rule in RECURRENCES.items()}
+    values: dict[str, Any] = {
+        "id": event.key,
+        "organisation": organisation_key,
+        "kind": event.kind,
+        "title": dict(event.title),
+        "place": place.key if place else None,
+        "online": event.online,
+        "country": event.country if place is None or place.country != event.country else None,
+        "timezone": (event.timezone if place is None or place.timezone != event.timezone else None),
+        "start": PartialDate.from_local(event.start_local, event.date_precision),
+        "end": (
+            PartialDate.from_local(event.end_local, event.end_precision)
+            if event.end_local is not None and event.end_precision is not None
+            else None
+        ),
+        "status": event.status,
+        "recurrence": recurrence_names.get(event.recurrence or ""),
+        "note": dict(event.note),
+        "confidence": event.confidence,
+        "sources": list(event.sources),
+    }
+    return EventRow.model_validate(values)
+
+
 async def export_dataset(session: AsyncSession) -> str:
     """Everything in the database as one data file (the same format as the imports)."""
     places = (await session.scalars(select(Place).order_by(Place.key))).all()
@@ -817,7 +848,6 @@ async def export_dataset(session: AsyncSession) -> str:
         )
     ).all()
     events = (await session.scalars(select(Event).order_by(Event.starts_at, Event.key))).all()
-    recurrence_names = {rule: name for name, rule in RECURRENCES.items()}
 
     document: dict[str, Any] = {
         "places": [
@@ -867,30 +897,26 @@ async def export_dataset(session: AsyncSession) -> str:
     }
     for event in events:
         place = place_keys.get(event.place_id) if event.place_id else None
+        org_key = org_keys.get(event.organisation_id) if event.organisation_id else None
+        row = event_to_row(event, org_key, place)
         document["events"].append(
             _compact(
                 {
-                    "id": event.key,
-                    "organisation": org_keys.get(event.organisation_id)
-                    if event.organisation_id
-                    else None,
-                    "kind": event.kind,
-                    "title": _text_out(event.title),
-                    "place": place.key if place else None,
-                    "online": event.online or None,
-                    "country": event.country
-                    if place is None or place.country != event.country
-                    else None,
-                    "timezone": event.timezone
-                    if place is None or place.timezone != event.timezone
-                    else None,
-                    "start": _local_literal(event.start_local, event.date_precision),
-                    "end": _local_literal(event.end_local, event.end_precision),
-                    "status": event.status.value,
-                    "recurrence": recurrence_names.get(event.recurrence or ""),
-                    "note": _text_out(event.note),
-                    "confidence": event.confidence.value,
-                    "sources": list(event.sources),
+                    "id": row.id,
+                    "organisation": row.organisation,
+                    "kind": row.kind,
+                    "title": _text_out(row.title),
+                    "place": row.place,
+                    "online": row.online or None,
+                    "country": row.country,
+                    "timezone": row.timezone,
+                    "start": row.start.literal,
+                    "end": row.end.literal if row.end else None,
+                    "status": row.status.value,
+                    "recurrence": row.recurrence,
+                    "note": _text_out(row.note),
+                    "confidence": row.confidence.value,
+                    "sources": list(row.sources),
                 }
             )
         )

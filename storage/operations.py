@@ -27,6 +27,7 @@ from storage.dataset import (
     ImportReport,
     apply_dataset,
     check_references,
+    event_to_row,
     follow_up_import,
     import_text,
 )
@@ -60,37 +61,6 @@ class EventConflict(Exception):
 
 
 # --- events as data-file rows -----------------------------------------------------------
-
-
-def event_to_row(event: Event, organisation_key: str | None, place: Place | None) -> EventRow:
-    """An event as a data file writes it (the same fields ``summitbot export`` writes).
-
-    Country and time zone are left to the place when they are the place's, so a new
-    place brings its own.
-    """
-    recurrence_names = {rule: name for name, rule in RECURRENCES.items()}
-    values: dict[str, Any] = {
-        "id": event.key,
-        "organisation": organisation_key,
-        "kind": event.kind,
-        "title": dict(event.title),
-        "place": place.key if place else None,
-        "online": event.online,
-        "country": event.country if place is None or place.country != event.country else None,
-        "timezone": (event.timezone if place is None or place.timezone != event.timezone else None),
-        "start": PartialDate.from_local(event.start_local, event.date_precision),
-        "end": (
-            PartialDate.from_local(event.end_local, event.end_precision)
-            if event.end_local is not None and event.end_precision is not None
-            else None
-        ),
-        "status": event.status,
-        "recurrence": recurrence_names.get(event.recurrence or ""),
-        "note": dict(event.note),
-        "confidence": event.confidence,
-        "sources": list(event.sources),
-    }
-    return EventRow.model_validate(values)
 
 
 async def _load_event(session: AsyncSession, key: str, *, lock: bool = False) -> Event | None:

@@ -18,11 +18,18 @@ from sqlalchemy.orm import selectinload
 from bot.clock import FixedClock
 from bot.context import BotApplication
 from storage.database import Database
-from storage.dataset import EventRow, export_dataset, follow_up_import, import_text, parse_text
+from storage.dataset import (
+    EventRow,
+    event_to_row,
+    export_dataset,
+    follow_up_import,
+    import_text,
+    parse_text,
+)
 from storage.dates import PartialDate
 from storage.deliveries import Planner
 from storage.models import Event, EventChange, EventStatus
-from storage.operations import cancelled, event_to_row, postponed
+from storage.operations import cancelled, postponed
 from tests.botapi import ApiCall, LocalBotApi
 from tests.conftest import OPERATOR_ID, TEST_TOKEN, StartBot
 from tests.factories import plain
