@@ -13,7 +13,7 @@ from storage.models import Chat
 from tests.botapi import ApiCall, LocalBotApi
 from tests.conftest import OPERATOR_ID, StartBot
 from tests.factories import plain
-from tests.test_reminders import QUIET, TEST_EVENT, dispatcher, load
+from tests.test_reminders import QUIET, START, TEST_EVENT, dispatcher, load
 
 OWNER = 6100
 CHANNEL = -1006100
@@ -225,3 +225,40 @@ async def test_followers_of_an_organisation_hear_of_its_new_events(
     new = [plain(c.text) for c in bot_api.sent_to(6400) if "🆕" in c.text]
     assert len(new) == 1 and "Test summit" in new[0]
     assert [c for c in bot_api.sent_to(6401) if "🆕" in c.text] == []
+
+
+async def test_an_operators_postponement_reaches_channel_and_subscriber_once_and_moves_reminders(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str, channel: int
+) -> None:
+    """The issue's "done when": link a channel, postpone as an operator, one notice each."""
+    await load(database_url, TEST_EVENT, clock.now())
+    async with start_bot(**QUIET) as app:
+        menu = await link(bot_api)
+        await bot_api.reply_to(
+            bot_api.press(menu, menu.button("SCO")["callback_data"], user_id=OWNER),
+            method="editMessageText",
+        )
+        await bot_api.reply_to(bot_api.message("/subscribe test-summit", chat_id=6500))
+        preview = await bot_api.reply_to(
+            bot_api.message("/postpone test-summit 2026-12-08T10:00", chat_id=OPERATOR_ID)
+        )
+        assert "Status: confirmed → postponed" in plain(preview.text)
+        await bot_api.reply_to(
+            bot_api.press(preview, preview.button("Save")["callback_data"], user_id=OPERATOR_ID),
+            method="editMessageText",
+        )
+        await dispatcher(app).sweep()
+        await dispatcher(app).sweep()
+        for chat_id in (channel, 6500):
+            notices = [plain(c.text) for c in bot_api.sent_to(chat_id) if "📣" in c.text]
+            assert len(notices) == 1, chat_id
+            assert "1 December 2026, 10:00 → 8 December 2026, 10:00" in notices[0]
+        # Reminders moved: nothing at the old instant, the 1-day one before the new date.
+        clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+        await dispatcher(app).sweep()
+        clock.set(START + dt.timedelta(days=6, seconds=1))
+        await dispatcher(app).sweep()
+    for chat_id in (channel, 6500):
+        reminders = [plain(c.text) for c in bot_api.sent_to(chat_id) if "⏰" in c.text]
+        assert len(reminders) == 1, chat_id
+        assert "8 December 2026, 10:00" in reminders[0]
