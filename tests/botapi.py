@@ -82,6 +82,10 @@ class LocalBotApi:
         self._runner: web.AppRunner | None = None
         self._index_at_push: dict[int, int] = {}
         self._closing = False
+        # Documents "uploaded" by tests, served by getFile and /file/bot<token>/<path>.
+        self.files: dict[str, bytes] = {}
+        self.downloads: list[str] = []
+        self._file_ids = itertools.count(1)
         self.port = 0
 
     @property
@@ -91,6 +95,7 @@ class LocalBotApi:
     async def start(self) -> None:
         app = web.Application(client_max_size=60 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -267,6 +272,8 @@ class LocalBotApi:
     def _answer(
         self, method: str, raw: dict[str, Any], files: dict[str, UploadedFile]
     ) -> tuple[int, dict[str, Any]]:
+        if method == "getFile":
+            return self._get_file(str(raw.get("file_id", "")))
         faults = self._faults.get(method)
         if faults:
             fault = faults[0]
@@ -279,6 +286,48 @@ class LocalBotApi:
         except ApiError as exc:
             return exc.error_code, exc.payload()
         return 200, {"ok": True, "result": result}
+
+    def _get_file(self, file_id: str) -> tuple[int, dict[str, Any]]:
+        if file_id not in self.files:
+            error = ApiError(400, "Bad Request: invalid file_id")
+            return error.error_code, error.payload()
+        result = {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_size": len(self.files[file_id]),
+            "file_path": f"documents/{file_id}",
+        }
+        return 200, {"ok": True, "result": result}
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        file_id = request.match_info["path"].removeprefix("documents/")
+        if file_id not in self.files:
+            return web.Response(status=404)
+        self.downloads.append(file_id)
+        return web.Response(body=self.files[file_id])
+
+    def document(
+        self, name: str, content: bytes, *, user_id: int, size: int | None = None
+    ) -> dict[str, Any]:
+        """Push a document sent in a private chat (``size`` may claim another size)."""
+        file_id = f"file{next(self._file_ids)}"
+        self.files[file_id] = content
+        message = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": {"id": user_id, "type": "private", "first_name": "Tester"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "Tester", "language_code": "en"},
+            "document": {
+                "file_id": file_id,
+                "file_unique_id": f"u{file_id}",
+                "file_name": name,
+                "mime_type": "application/yaml",
+                "file_size": len(content) if size is None else size,
+            },
+        }
+        return self.push({"message": message})
 
     async def _get_updates(self, parameters: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(parameters.get("offset") or 0)

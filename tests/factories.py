@@ -6,7 +6,10 @@ import datetime as dt
 import re
 
 from bot.transports.emulator import parse_html
+from storage.database import Database
+from storage.dataset import follow_up_import, import_text
 from storage.dates import PartialDate, Span
+from storage.deliveries import Planner
 from storage.models import Confidence, EventStatus
 from storage.views import EventView, PlaceView
 
@@ -53,3 +56,31 @@ def make_event(
         sources=sources,
         updated_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     )
+
+
+# A timed summit used by the reminder, channel and operator tests:
+# 10:00 in Astana (UTC+5) on 1 December 2026 is 05:00 UTC.
+START = dt.datetime(2026, 12, 1, 5, 0, tzinfo=dt.UTC)
+TEST_EVENT = """
+events:
+  - id: test-summit
+    organisation: sco
+    title: {en: Test summit, ru: Тестовый саммит}
+    place: astana
+    start: 2026-12-01T10:00
+    status: confirmed
+    sources: [test]
+"""
+# The tests drive the dispatcher's sweeps; the periodic one would only add noise.
+QUIET = {"reminder_sweep_seconds": 3600}
+
+
+async def load(database_url: str, text: str, now: dt.datetime, name: str = "test.yaml") -> None:
+    """Import a data file the way `summitbot import` does, notices and re-planning included."""
+    database = Database(database_url)
+    try:
+        async with database.transaction() as session:
+            report = await import_text(session, text, name, changed_by="test")
+            await follow_up_import(session, report, now, Planner())
+    finally:
+        await database.dispose()

@@ -12,8 +12,8 @@ from storage.database import Database
 from storage.models import Chat
 from tests.botapi import ApiCall, LocalBotApi
 from tests.conftest import OPERATOR_ID, StartBot
-from tests.factories import plain
-from tests.test_reminders import QUIET, START, TEST_EVENT, dispatcher, load
+from tests.factories import QUIET, START, TEST_EVENT, load, plain
+from tests.test_reminders import dispatcher
 
 OWNER = 6100
 CHANNEL = -1006100

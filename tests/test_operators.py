@@ -5,13 +5,9 @@ else refused with nothing changed."""
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -22,134 +18,19 @@ from storage.dataset import (
     EventRow,
     event_to_row,
     export_dataset,
-    follow_up_import,
-    import_text,
     parse_text,
 )
 from storage.dates import PartialDate
-from storage.deliveries import Planner
 from storage.models import Event, EventChange, EventStatus
 from storage.operations import cancelled, postponed
 from tests.botapi import ApiCall, LocalBotApi
-from tests.conftest import OPERATOR_ID, TEST_TOKEN, StartBot
-from tests.factories import plain
+from tests.conftest import OPERATOR_ID, StartBot
+from tests.factories import QUIET, START, TEST_EVENT, load, plain
 
 UTC = dt.UTC
 OPERATOR = OPERATOR_ID  # writes from a private chat with the same id
 READER = 5001
-# 10:00 in Astana (UTC+5) on 1 December 2026 is 05:00 UTC.
-START = dt.datetime(2026, 12, 1, 5, 0, tzinfo=UTC)
-TEST_EVENT = """
-events:
-  - id: test-summit
-    organisation: sco
-    title: {en: Test summit, ru: Тестовый саммит}
-    place: astana
-    start: 2026-12-01T10:00
-    status: confirmed
-    sources: [test]
-"""
-QUIET = {"reminder_sweep_seconds": 3600}  # the tests drive the sweeps
-
-
-# --- a local Bot API server that also serves files --------------------------------------
-
-
-class FileServingBotApi(LocalBotApi):
-    """The local server plus getFile and ``/file/bot<token>/<path>`` downloads.
-
-    Documents a test "uploads" are kept here; the bot fetches them the way it fetches
-    them from Telegram.
-    """
-
-    def __init__(self, token: str) -> None:
-        super().__init__(token)
-        self.files: dict[str, bytes] = {}
-        self.downloads: list[str] = []
-        self._file_ids = itertools.count(1)
-
-    async def start(self) -> None:
-        app = web.Application(client_max_size=60 * 1024 * 1024)
-        app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def _answer(self, method: str, raw: dict[str, Any], files: Any) -> tuple[int, dict[str, Any]]:
-        if method != "getFile":
-            return super()._answer(method, raw, files)
-        file_id = str(raw.get("file_id", ""))
-        if file_id not in self.files:
-            return 400, {
-                "ok": False,
-                "error_code": 400,
-                "description": "Bad Request: invalid file_id",
-            }
-        result = {
-            "file_id": file_id,
-            "file_unique_id": f"u{file_id}",
-            "file_size": len(self.files[file_id]),
-            "file_path": f"documents/{file_id}.yaml",
-        }
-        return 200, {"ok": True, "result": result}
-
-    async def _download(self, request: web.Request) -> web.Response:
-        if request.match_info["token"] != self.token:
-            return web.Response(status=401)
-        file_id = request.match_info["path"].removeprefix("documents/").removesuffix(".yaml")
-        if file_id not in self.files:
-            return web.Response(status=404)
-        self.downloads.append(file_id)
-        return web.Response(body=self.files[file_id])
-
-    def document(
-        self, name: str, content: bytes, *, user_id: int = OPERATOR, size: int | None = None
-    ) -> dict[str, Any]:
-        """Push a document sent in a private chat (``size`` may claim another size)."""
-        file_id = f"file{next(self._file_ids)}"
-        self.files[file_id] = content
-        chat = {"id": user_id, "type": "private", "first_name": "Tester"}
-        message = {
-            "message_id": next(self._message_ids),
-            "date": int(time.time()),
-            "chat": chat,
-            "from": {"id": user_id, "is_bot": False, "first_name": "Tester", "language_code": "en"},
-            "document": {
-                "file_id": file_id,
-                "file_unique_id": f"u{file_id}",
-                "file_name": name,
-                "mime_type": "application/yaml",
-                "file_size": len(content) if size is None else size,
-            },
-        }
-        return self.push({"message": message})
-
-
-@pytest.fixture
-async def bot_api() -> AsyncIterator[FileServingBotApi]:
-    server = FileServingBotApi(TEST_TOKEN)
-    await server.start()
-    yield server
-    await server.stop()
-
-
 # --- helpers ----------------------------------------------------------------------------
-
-
-async def load(database_url: str, text: str, now: dt.datetime) -> None:
-    """Import a data file as `summitbot import` does."""
-    database = Database(database_url)
-    try:
-        async with database.transaction() as session:
-            report = await import_text(session, text, "test.yaml", changed_by="test")
-            await follow_up_import(session, report, now, Planner())
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture
@@ -225,7 +106,7 @@ async def sweep_at(app: BotApplication, clock: FixedClock, moment: dt.datetime) 
 
 
 async def test_an_operator_adds_an_event_in_a_dialogue_and_can_open_it(
-    bot_api: FileServingBotApi, start_bot: StartBot
+    bot_api: LocalBotApi, start_bot: StartBot
 ) -> None:
     async with start_bot(**QUIET):
         await say(bot_api, "/addevent", "Which organisation holds it?")
@@ -255,7 +136,7 @@ async def test_an_operator_adds_an_event_in_a_dialogue_and_can_open_it(
 
 
 async def test_an_event_without_a_city_asks_for_country_and_time_zone(
-    bot_api: FileServingBotApi, start_bot: StartBot
+    bot_api: LocalBotApi, start_bot: StartBot
 ) -> None:
     async with start_bot(**QUIET):
         await say(bot_api, "/addevent", "Which organisation holds it?")
@@ -280,7 +161,7 @@ async def test_an_event_without_a_city_asks_for_country_and_time_zone(
 
 
 async def test_cancel_leaves_the_dialogue_and_saves_nothing(
-    bot_api: FileServingBotApi, start_bot: StartBot, database_url: str
+    bot_api: LocalBotApi, start_bot: StartBot, database_url: str
 ) -> None:
     before = await events_table(database_url)
     async with start_bot(**QUIET):
@@ -299,7 +180,7 @@ async def test_cancel_leaves_the_dialogue_and_saves_nothing(
 
 @pytest.mark.usefixtures("with_test_event")
 async def test_postponing_notifies_a_follower_once_and_moves_the_reminders(
-    bot_api: FileServingBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
 ) -> None:
     async with start_bot(**QUIET) as app:
         await say(bot_api, "/subscribe test-summit", "You now follow", user_id=READER)
@@ -337,7 +218,7 @@ async def test_postponing_notifies_a_follower_once_and_moves_the_reminders(
 
 @pytest.mark.usefixtures("with_test_event")
 async def test_cancel_under_a_preview_changes_nothing(
-    bot_api: FileServingBotApi, start_bot: StartBot, database_url: str
+    bot_api: LocalBotApi, start_bot: StartBot, database_url: str
 ) -> None:
     before = await events_table(database_url)
     async with start_bot(**QUIET):
@@ -368,7 +249,7 @@ async def test_cancel_under_a_preview_changes_nothing(
 
 @pytest.mark.usefixtures("with_test_event")
 async def test_a_preview_left_for_a_quarter_of_an_hour_expires(
-    bot_api: FileServingBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
 ) -> None:
     before = await events_table(database_url)
     async with start_bot(**QUIET):
@@ -381,7 +262,7 @@ async def test_a_preview_left_for_a_quarter_of_an_hour_expires(
 
 @pytest.mark.usefixtures("with_test_event")
 async def test_cancelling_an_event_keeps_the_reason_as_its_note(
-    bot_api: FileServingBotApi, start_bot: StartBot, database_url: str
+    bot_api: LocalBotApi, start_bot: StartBot, database_url: str
 ) -> None:
     async with start_bot(**QUIET):
         shown = await say(bot_api, "/cancel test-summit Called off by the hosts", "Check")
@@ -400,7 +281,7 @@ async def test_cancelling_an_event_keeps_the_reason_as_its_note(
 
 @pytest.mark.usefixtures("with_test_event")
 async def test_a_non_operator_is_refused_everything_and_nothing_changes(
-    bot_api: FileServingBotApi, start_bot: StartBot, database_url: str, caplog: Any
+    bot_api: LocalBotApi, start_bot: StartBot, database_url: str, caplog: Any
 ) -> None:
     caplog.set_level("INFO", logger="bot.handlers.operators")
     before = await events_table(database_url)
@@ -464,14 +345,16 @@ events:
 
 
 async def test_a_data_file_with_problems_reports_each_line_and_writes_nothing(
-    bot_api: FileServingBotApi, start_bot: StartBot, database_url: str
+    bot_api: LocalBotApi, start_bot: StartBot, database_url: str
 ) -> None:
     before = await events_table(database_url)
     async with start_bot(**QUIET):
-        update = bot_api.document("broken.yaml", BROKEN.encode())
+        update = bot_api.document("broken.yaml", BROKEN.encode(), user_id=OPERATOR)
         text = plain((await bot_api.reply_to(update)).text)
         # Far over the limit: refused without downloading.
-        update = bot_api.document("huge.yaml", b"events: []\n", size=6 * 1024 * 1024)
+        update = bot_api.document(
+            "huge.yaml", b"events: []\n", user_id=OPERATOR, size=6 * 1024 * 1024
+        )
         huge = plain((await bot_api.reply_to(update)).text)
     assert text.startswith("⚠️ Nothing was imported: 2 problems.")
     assert "broken.yaml:2: unknown place 'atlantis'" in text
@@ -482,10 +365,10 @@ async def test_a_data_file_with_problems_reports_each_line_and_writes_nothing(
 
 
 async def test_a_valid_data_file_is_imported_and_reported(
-    bot_api: FileServingBotApi, start_bot: StartBot, database_url: str
+    bot_api: LocalBotApi, start_bot: StartBot, database_url: str
 ) -> None:
     async with start_bot(**QUIET):
-        update = bot_api.document("good.yaml", GOOD.encode())
+        update = bot_api.document("good.yaml", GOOD.encode(), user_id=OPERATOR)
         text = plain((await bot_api.reply_to(update)).text)
         assert text.startswith("✅ Imported good.yaml.")
         assert "Events: 1 added, 0 changed, 0 unchanged" in text
@@ -493,7 +376,7 @@ async def test_a_valid_data_file_is_imported_and_reported(
         card = plain((await say(bot_api, "/event test-forum-2026", "Test forum")).text)
         assert "20 December 2026" in card
         changed = GOOD.replace("2026-12-20", "2026-12-21")
-        update = bot_api.document("good.yaml", changed.encode())
+        update = bot_api.document("good.yaml", changed.encode(), user_id=OPERATOR)
         text = plain((await bot_api.reply_to(update)).text)
         assert "Events: 0 added, 1 changed, 0 unchanged" in text
         assert "✎ test-forum-2026" in text
@@ -507,7 +390,7 @@ async def test_a_valid_data_file_is_imported_and_reported(
 
 @pytest.mark.usefixtures("with_test_event")
 async def test_stats_counts_chats_subscriptions_and_deliveries(
-    bot_api: FileServingBotApi, start_bot: StartBot, clock: FixedClock
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
 ) -> None:
     group, admin, blocked = -4100, 42, 5003
     bot_api.emulator.admins[group] = {admin}

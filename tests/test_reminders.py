@@ -14,41 +14,15 @@ from bot.clock import FixedClock
 from bot.context import BotApplication
 from bot.dispatcher import Dispatcher
 from storage.database import Database
-from storage.dataset import follow_up_import, import_text
-from storage.deliveries import Planner, claim_due
+from storage.deliveries import claim_due
 from storage.models import Chat, Delivery, DeliveryStatus, Subscription
 from tests.botapi import ApiCall, LocalBotApi
 from tests.conftest import StartBot
-from tests.factories import plain
+from tests.factories import QUIET, START, TEST_EVENT, load, plain
 
 T = TypeVar("T")
 UTC = dt.UTC
 USER = 5001
-# 10:00 in Astana (UTC+5) on 1 December 2026 is 05:00 UTC.
-START = dt.datetime(2026, 12, 1, 5, 0, tzinfo=UTC)
-TEST_EVENT = """
-events:
-  - id: test-summit
-    organisation: sco
-    title: {en: Test summit, ru: Тестовый саммит}
-    place: astana
-    start: 2026-12-01T10:00
-    status: confirmed
-    sources: [test]
-"""
-# Sweeps are driven by the tests; the periodic one would only add noise.
-QUIET = {"reminder_sweep_seconds": 3600}
-
-
-async def load(database_url: str, text: str, now: dt.datetime, name: str = "test.yaml") -> None:
-    """Import a data file the way `summitbot import` does, notices and re-planning included."""
-    database = Database(database_url)
-    try:
-        async with database.transaction() as session:
-            report = await import_text(session, text, name, changed_by="test")
-            await follow_up_import(session, report, now, Planner())
-    finally:
-        await database.dispose()
 
 
 async def ledger(database_url: str, chat_id: int = USER) -> list[tuple[int, str]]:
