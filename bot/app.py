@@ -135,7 +135,11 @@ def register_handlers(application: BotApplication) -> None:
     )
     application.add_handler(
         MessageHandler(
-            filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND & filters.UpdateType.MESSAGE,
+            filters.ChatType.PRIVATE
+            & filters.TEXT
+            & ~filters.COMMAND
+            & ~filters.FORWARDED
+            & filters.UpdateType.MESSAGE,
             search.plain_text,
         )
     )

@@ -49,6 +49,7 @@ from config.settings import Settings
 from storage.chats import deactivate_chat, migrate_chat
 from storage.database import Database
 from storage.deliveries import (
+    DIGEST_DAYS,
     ClaimedDelivery,
     Planner,
     claim_due,
@@ -264,6 +265,15 @@ class Dispatcher:
                 await mark_skipped(session, delivery.id, reason, self.clock.now())
             result.skipped += 1
             return
+        if (
+            chat is not None
+            and delivery.kind is DeliveryKind.DIGEST
+            and DIGEST_DAYS.get(chat.digest) != delivery.slot
+        ):
+            async with self.database.transaction() as session:
+                await mark_skipped(session, delivery.id, "digest turned off", self.clock.now())
+            result.skipped += 1
+            return
         reply = await self._render(delivery, chat) if chat is not None else None
         if chat is not None and reply is None and delivery.kind is DeliveryKind.DIGEST:
             async with self.database.transaction() as session:
@@ -319,7 +329,8 @@ class Dispatcher:
         except Forbidden as exc:
             await self._chat_gone(delivery, chat_id, f"403: {exc.message}", result)
         except BadRequest as exc:
-            if "chat not found" in exc.message.lower():
+            lost = ("chat not found", "need administrator rights", "not enough rights")
+            if any(reason in exc.message.lower() for reason in lost):
                 await self._chat_gone(delivery, chat_id, f"400: {exc.message}", result)
             else:
                 async with self.database.transaction() as session:

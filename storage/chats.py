@@ -175,9 +175,10 @@ class Chats:
             else:
                 await deactivate_chat(session, chat_id, reason, now)
 
-    async def set_digest(self, chat_id: int, frequency: DigestFrequency) -> None:
+    async def set_digest(self, chat_id: int, frequency: DigestFrequency, now: dt.datetime) -> None:
         async with self.database.transaction() as session:
             await session.execute(update(Chat).where(Chat.id == chat_id).values(digest=frequency))
+            await self.planner.replan(session, now, chat_ids=[chat_id])
 
     async def set_paused(self, chat_id: int, paused: bool, now: dt.datetime) -> None:
         """A paused chat is sent nothing; its reminders are planned again on resume."""
@@ -217,7 +218,6 @@ async def link_channel(
     chat.title = title
     chat.linked_by = linked_by
     chat.is_active = True
-    chat.paused = False
     chat.updated_at = now
     await session.flush()
     return chat

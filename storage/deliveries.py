@@ -402,9 +402,21 @@ class Planner:
         chat_ids: Sequence[int] | None = None,
         event_ids: Sequence[int] | None = None,
     ) -> None:
-        """After a subscription or an event changed: drop what is unwanted, add what is due."""
+        """After a subscription, a chat's settings or an event changed: drop what is
+        unwanted, add what is due (a chat's digests too, at its zone and frequency)."""
         await self.prune(session, now, chat_ids=chat_ids, event_ids=event_ids)
         await self.plan(session, now, chat_ids=chat_ids, event_ids=event_ids)
+        if chat_ids is not None and event_ids is None:
+            await session.execute(
+                delete(Delivery).where(
+                    Delivery.chat_id.in_(chat_ids),
+                    Delivery.kind == DeliveryKind.DIGEST,
+                    Delivery.status == DeliveryStatus.PENDING,
+                    Delivery.due_at > now,
+                )
+            )
+            until = await self._watermark(session, now)
+            await plan_digests(session, now, until, now, chat_ids=chat_ids)
 
     async def _watermark(
         self, session: AsyncSession, now: dt.datetime, *, lock: bool = False
@@ -466,18 +478,24 @@ def digest_instants(
 
 
 async def plan_digests(
-    session: AsyncSession, since: dt.datetime, until: dt.datetime, now: dt.datetime
+    session: AsyncSession,
+    since: dt.datetime,
+    until: dt.datetime,
+    now: dt.datetime,
+    *,
+    chat_ids: Sequence[int] | None = None,
 ) -> int:
     """Ledger rows for the digests due in (``since``, ``until``]. Never commits.
 
     Whether a digest has anything to say is decided when it is due: an empty one is
     recorded as skipped, not sent.
     """
-    chats = await session.execute(
-        select(Chat.id, Chat.timezone, Chat.digest).where(
-            Chat.digest != DigestFrequency.OFF, Chat.is_active.is_(True), Chat.paused.is_(False)
-        )
+    statement = select(Chat.id, Chat.timezone, Chat.digest).where(
+        Chat.digest != DigestFrequency.OFF, Chat.is_active.is_(True), Chat.paused.is_(False)
     )
+    if chat_ids is not None:
+        statement = statement.where(Chat.id.in_(chat_ids))
+    chats = await session.execute(statement)
     rows = []
     for chat_id, zone, stored in chats.all():
         frequency = DigestFrequency(stored)
@@ -540,6 +558,25 @@ async def announce(
     """
     rows = [_notice_row(c, event, DeliveryKind.ANNOUNCEMENT, 0, now) for c in channel_ids]
     await _insert_new(session, rows)
+    # One that failed or was skipped (no rights then) is tried again; sent ones stay sent.
+    await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.kind == DeliveryKind.ANNOUNCEMENT,
+            Delivery.event_id == event.id,
+            Delivery.occurrence_at == event.starts_at,
+            Delivery.chat_id.in_(channel_ids),
+            Delivery.status.in_([DeliveryStatus.FAILED, DeliveryStatus.SKIPPED]),
+        )
+        .values(
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            not_before=None,
+            due_at=now,
+            expires_at=max(event.ends_at, now) + dt.timedelta(days=7),
+            error=None,
+        )
+    )
     found = await session.scalars(
         select(Delivery).where(
             Delivery.kind == DeliveryKind.ANNOUNCEMENT,

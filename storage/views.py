@@ -141,11 +141,11 @@ class EventView:
         return self.ends_at <= now
 
     def fits_digest(self, now: dt.datetime, window: dt.timedelta) -> bool:
-        """Whether a digest covering ``now`` .. ``now + window`` should list it: its day or
-        month begins in that span (a date known only to the year never does)."""
+        """Whether a digest covering ``now`` .. ``now + window`` should list it: it is not
+        over and begins before the span ends (a date known only to the year never fits)."""
         if self.start.precision is Precision.YEAR or self.status is EventStatus.CANCELLED:
             return False
-        return now <= self.starts_at < now + window
+        return not self.is_over(now) and self.starts_at < now + window
 
     def next_occurrence(self, now: dt.datetime) -> EventView | None:
         """This event if it is not over; for a recurring one, its next occurrence not over."""

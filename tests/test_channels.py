@@ -32,6 +32,11 @@ def forward_from_channel(bot_api: LocalBotApi, channel_id: int, user_id: int = O
 
 
 async def link(bot_api: LocalBotApi, channel_id: int = CHANNEL, user_id: int = OWNER) -> ApiCall:
+    """/channels → "Link a channel" → forward a post from it; the bot's answer."""
+    listing = await bot_api.reply_to(bot_api.message("/channels", chat_id=user_id))
+    await bot_api.reply_to(
+        bot_api.press(listing, listing.button("Link")["callback_data"], user_id=user_id)
+    )
     return await bot_api.reply_to(forward_from_channel(bot_api, channel_id, user_id))
 
 
@@ -262,3 +267,79 @@ async def test_an_operators_postponement_reaches_channel_and_subscriber_once_and
         reminders = [plain(c.text) for c in bot_api.sent_to(chat_id) if "⏰" in c.text]
         assert len(reminders) == 1, chat_id
         assert "8 December 2026, 10:00" in reminders[0]
+
+
+async def deliveries_count(database_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from storage.models import Delivery
+
+    database = Database(database_url)
+    try:
+        async with database.sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(Delivery)) or 0)
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.usefixtures("bot", "channel")
+async def test_a_former_admin_who_linked_the_channel_loses_control(
+    bot_api: LocalBotApi, database_url: str
+) -> None:
+    menu = await link(bot_api)
+    bot_api.emulator.admins[CHANNEL] = set()  # the owner removed them as admin
+    refusal = await bot_api.reply_to(
+        bot_api.press(menu, menu.button("Pause")["callback_data"], user_id=OWNER),
+        method="answerCallbackQuery",
+    )
+    assert refusal.parameters["text"] == "This button has expired."
+    stored = await stored_chat(database_url, CHANNEL)
+    assert stored is not None and not stored.paused
+
+
+@pytest.mark.usefixtures("bot", "channel")
+async def test_a_forwarded_post_links_nothing_unless_asked(
+    bot_api: LocalBotApi, database_url: str
+) -> None:
+    bot_api.push(forward_from_channel(bot_api, CHANNEL))
+    await bot_api.reply_to(bot_api.message("/help", chat_id=OWNER))  # processed after it
+    assert await stored_chat(database_url, CHANNEL) is None
+    assert len(bot_api.sent_to(OWNER)) == 1  # a forwarded post is not taken for a search
+
+
+@pytest.mark.usefixtures("channel")
+async def test_announce_names_channels_and_retries_after_a_failure(
+    bot_api: LocalBotApi, start_bot: StartBot, database_url: str
+) -> None:
+    bot_api.emulator.add_channel(-1006101, "Summit Digest", "summitdigest", admins={OWNER})
+    async with start_bot(**QUIET, delivery_max_attempts=1):
+        await link(bot_api)
+        await link(bot_api, -1006101)
+        before = await deliveries_count(database_url)
+        refused = await bot_api.reply_to(bot_api.message("/announce cica-2026-baku", chat_id=OWNER))
+        assert plain(refused.text) == "Only operators can do that."
+        assert await deliveries_count(database_url) == before
+        bot_api.fail("sendMessage", 502, "Bad Gateway")
+        command = "/announce cica-2026-baku @summitnews"
+        first = plain((await bot_api.reply_to(bot_api.message(command, chat_id=OPERATOR_ID))).text)
+        assert "Summit News — failed" in first
+        assert "Summit Digest" not in first  # only the channel named
+        second = plain((await bot_api.reply_to(bot_api.message(command, chat_id=OPERATOR_ID))).text)
+        assert "Summit News — posted" in second
+    assert len([c for c in bot_api.sent_to(CHANNEL) if "Baku" in plain(c.text)]) == 1
+    assert [c for c in bot_api.sent_to(-1006101) if "Baku" in plain(c.text)] == []
+
+
+async def test_turning_the_digest_off_stops_one_already_planned(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    await load(database_url, TEST_EVENT, clock.now())
+    clock.set(dt.datetime(2026, 11, 30, 1, 0, tzinfo=UTC))  # Monday, 06:00 in Almaty
+    async with start_bot(**QUIET) as app:
+        await bot_api.reply_to(bot_api.message("/subscribe sco", chat_id=6600))
+        await bot_api.reply_to(bot_api.message("/digest weekly", chat_id=6600))
+        await dispatcher(app).sweep()  # plans 09:00 Almaty (04:00 UTC)
+        await bot_api.reply_to(bot_api.message("/digest off", chat_id=6600))
+        clock.set(dt.datetime(2026, 11, 30, 4, 0, 1, tzinfo=UTC))
+        await dispatcher(app).sweep()
+    assert [c for c in bot_api.sent_to(6600) if "Coming up" in c.text] == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from sqlalchemy import select
@@ -40,8 +41,9 @@ from storage.views import ChatView
 
 log = logging.getLogger(__name__)
 
-LINKING = "linking_channel"  # user_data flag: the next message names a channel
-CHANNEL_ZONE = "channel_zone"  # user_data: the channel whose time zone comes next
+LINKING = "linking_channel"  # user_data: when the person asked to link a channel
+CHANNEL_ZONE = "channel_zone"  # user_data: (channel id, when) whose time zone comes next
+WAIT_SECONDS = 600  # after this a pending question is forgotten
 _USERNAME = re.compile(r"^@?([A-Za-z][A-Za-z0-9_]{3,31})$")
 
 
@@ -107,6 +109,8 @@ async def _link(update: Update, context: BotContext, target: int | str) -> None:
         await link_channel(
             session, channel_id, title, user.id, me.language, me.timezone, context.clock.now()
         )
+    # Reminders dropped while the channel could not be reached are planned again.
+    await context.services.chats.set_active(channel_id, True, "linked", context.clock.now())
     log.info("user %s linked channel %s", user.id, channel_id)
     await answer(update, context, await _menu(context, channel_id, linked=True))
 
@@ -127,7 +131,7 @@ async def typed(update: Update, context: BotContext) -> None:
     text = (message.text or "").strip() if message else ""
     zone_for = _state(context).pop(CHANNEL_ZONE, None)
     if zone_for is not None:
-        await _set_zone(update, context, int(zone_for), text)
+        await _set_zone(update, context, int(zone_for[0]), text)
         return
     match = _USERNAME.match(text)
     if not match:
@@ -154,7 +158,11 @@ class _Waiting(filters.MessageFilter):
         if user is None:
             return False
         data = self.application.user_data.get(user.id, {})
-        return bool(data.get(LINKING) or data.get(CHANNEL_ZONE))
+        return _fresh(data.get(LINKING)) or _fresh((data.get(CHANNEL_ZONE) or (0, None))[1])
+
+
+def _fresh(asked_at: float | None) -> bool:
+    return asked_at is not None and time.monotonic() - asked_at < WAIT_SECONDS
 
 
 # --- /channels and its buttons ------------------------------------------------------------
@@ -186,7 +194,8 @@ async def _menu(context: BotContext, channel_id: int, *, linked: bool = False) -
 
 
 async def _may_manage(update: Update, context: BotContext, channel_id: int) -> bool:
-    """The person who linked the channel, or any administrator of it."""
+    """A current administrator of a linked channel (asked of Telegram every time, so a
+    person removed as admin loses control at once, even the one who linked it)."""
     user = update.effective_user
     if user is None:
         return False
@@ -194,8 +203,6 @@ async def _may_manage(update: Update, context: BotContext, channel_id: int) -> b
         chat = await session.get(Chat, channel_id)
     if chat is None or chat.linked_by is None:
         return False
-    if chat.linked_by == user.id:
-        return True
     try:
         member = await context.bot.get_chat_member(channel_id, user.id)
     except TelegramError:
@@ -208,7 +215,7 @@ async def button(update: Update, context: BotContext, action: callbacks.ChannelA
     assert query is not None
     _ = context.tr.gettext
     if action.action == "link":
-        _state(context)[LINKING] = True
+        _state(context)[LINKING] = time.monotonic()
         await query.answer()
         text = _(
             "Add me to the channel as an administrator who may post, then forward any post "
@@ -249,11 +256,11 @@ async def button(update: Update, context: BotContext, action: callbacks.ChannelA
         case "lang" if argument in SUPPORTED_LANGUAGES:
             await services.chats.set_language(channel_id, argument)
         case "digest" if argument in {f.value for f in DigestFrequency}:
-            await services.chats.set_digest(channel_id, DigestFrequency(argument))
+            await services.chats.set_digest(channel_id, DigestFrequency(argument), now)
         case "pause" | "resume":
             await services.chats.set_paused(channel_id, action.action == "pause", now)
         case "tz":
-            _state(context)[CHANNEL_ZONE] = channel_id
+            _state(context)[CHANNEL_ZONE] = (channel_id, time.monotonic())
             await query.answer()
             text = _("Send the channel's time zone: a city, a zone such as Asia/Almaty, or UTC+5.")
             await answer(update, context, render.Reply(render.esc(text)))
@@ -299,7 +306,10 @@ async def announce_command(update: Update, context: BotContext) -> None:
         text = _("Which event? Write /announce EVENT_ID, optionally followed by @channels.")
         await answer(update, context, render.Reply(render.esc(text)))
         return
-    key, chosen = words[0].casefold(), {w.lstrip("@").casefold() for w in words[1:]}
+    key, chosen = words[0].casefold(), await _channel_ids(context, words[1:])
+    if chosen is None:
+        await answer(update, context, render.Reply(render.esc(_("Unknown channel."))))
+        return
     services, now = context.services, context.clock.now()
     async with services.database.transaction() as session:
         event = await session.scalar(select(Event).where(Event.key == key))
@@ -309,9 +319,7 @@ async def announce_command(update: Update, context: BotContext) -> None:
         channels_ = [
             c
             for c in await linked_channels(session)
-            if c.is_active
-            and not c.paused
-            and (not chosen or str(c.id) in chosen or (c.title or "").casefold() in chosen)
+            if c.is_active and not c.paused and (not chosen or c.id in chosen)
         ]
         rows = await announce(session, event, [c.id for c in channels_], now)
         fresh = {chat_id for chat_id, row in rows.items() if row.status == DeliveryStatus.PENDING}
@@ -326,12 +334,26 @@ async def announce_command(update: Update, context: BotContext) -> None:
     await answer(update, context, render.announce_summary(outcome, names, context.tr))
 
 
+async def _channel_ids(context: BotContext, names: list[str]) -> set[int] | None:
+    """The ids of channels named as @username or id; None if one is unknown."""
+    ids = set()
+    for name in names:
+        target: int | str = int(name) if name.lstrip("-").isdigit() else "@" + name.lstrip("@")
+        try:
+            ids.add((await context.bot.get_chat(target)).id)
+        except TelegramError:
+            return None
+    return ids
+
+
 def register(application: BotApplication) -> None:
     """Add the channel handlers to ``application`` (before plain-text search)."""
     private = filters.ChatType.PRIVATE
     application.add_handler(CommandHandler("channels", channels))
     application.add_handler(CommandHandler("announce", announce_command))
-    application.add_handler(MessageHandler(private & filters.FORWARDED, forwarded))
+    new_message = private & filters.UpdateType.MESSAGE  # an edit is not an answer
+    waiting = _Waiting(application)
+    application.add_handler(MessageHandler(new_message & filters.FORWARDED & waiting, forwarded))
     application.add_handler(
-        MessageHandler(private & filters.TEXT & ~filters.COMMAND & _Waiting(application), typed)
+        MessageHandler(new_message & filters.TEXT & ~filters.COMMAND & waiting, typed)
     )

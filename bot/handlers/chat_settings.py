@@ -119,7 +119,7 @@ async def digest(update: Update, context: BotContext) -> None:
         return
     if not await _allowed(update, context):
         return
-    await context.services.chats.set_digest(context.chat_view.id, frequency)
+    await context.services.chats.set_digest(context.chat_view.id, frequency, context.clock.now())
     if frequency is DigestFrequency.OFF:
         text = _("No more digests here.")
     else:

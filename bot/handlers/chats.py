@@ -32,5 +32,6 @@ async def remember_chat(update: Update, context: BotContext) -> None:
         language,
         context.clock.now(),
         # A membership change says itself whether the bot can write there.
-        reactivate=update.my_chat_member is None,
+        # In a channel only the bot's rights say that (a post can come while it may not post).
+        reactivate=update.my_chat_member is None and chat_type is not ChatType.CHANNEL,
     )

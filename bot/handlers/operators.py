@@ -1060,7 +1060,7 @@ def register(application: BotApplication) -> None:
     The dialogue comes first: while it runs, its answers are not taken for searches and
     /cancel leaves it; otherwise /cancel is the command that cancels an event.
     """
-    answers = filters.TEXT & ~filters.COMMAND
+    answers = filters.TEXT & ~filters.COMMAND & filters.UpdateType.MESSAGE  # an edit is no answer
     steps: dict[int, Step] = {
         ORGANISATION: _organisation_step,
         KIND: _kind_step,
