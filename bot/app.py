@@ -31,6 +31,7 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest, HTTPXRequest
 
+from bot.abuse import FloodGuard, ReplyCache
 from bot.clock import Clock, SystemClock
 from bot.context import BotApplication, BotContext, BotData, Services
 from bot.dispatcher import MAX_IN_FLIGHT, Dispatcher
@@ -41,6 +42,7 @@ from bot.handlers import (
     channels,
     chat_settings,
     events,
+    guard,
     inline,
     membership,
     operators,
@@ -87,13 +89,18 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         subscriptions=Subscriptions(database, planner),
         dispatcher=Dispatcher(database, catalogue, clock, settings, planner),
         clock=clock,
+        flood_guard=FloodGuard(settings.requests_per_minute, 60.0),
+        reply_cache=ReplyCache(settings.reply_cache_seconds),
     )
 
 
 def register_handlers(application: BotApplication) -> None:
-    # Group -1 runs first for every update: it stores the chat (language, time zone)
-    # that all later handlers render for.
-    application.add_handler(TypeHandler(Update, remember_chat), group=-1)
+    # Before any handler: group -3 drops a flooding user's updates before any database
+    # work; -2 stores the chat (language, time zone) all later handlers render for;
+    # -1 answers a repeated read-only request from the short reply cache.
+    application.add_handler(TypeHandler(Update, guard.flood_guard), group=-3)
+    application.add_handler(TypeHandler(Update, remember_chat), group=-2)
+    application.add_handler(TypeHandler(Update, guard.cached_reply), group=-1)
 
     # Conversations (an operator's /addevent, linking a channel) come first in group 0,
     # so their next message is not taken for a search.
@@ -121,6 +128,7 @@ def register_handlers(application: BotApplication) -> None:
         ("tz", chat_settings.tz),
         ("calendar", calendar.calendar),
         ("digest", chat_settings.digest),
+        ("forgetme", chat_settings.forgetme),
     ]
     for name, callback in commands:
         application.add_handler(CommandHandler(name, callback))

@@ -100,6 +100,11 @@ class CalendarFile:
 
 
 @dataclass(frozen=True)
+class ForgetMe:
+    confirmed: bool
+
+
+@dataclass(frozen=True)
 class OperationAnswer:
     """An operator's Save/Cancel under a preview; the operation itself waits server-side."""
 
@@ -130,6 +135,7 @@ Action = (
     | CalendarFile
     | OperationAnswer
     | ChannelAction
+    | ForgetMe
 )
 
 
@@ -201,6 +207,10 @@ def channel_action(channel_id: int, action: str, argument: str | None = None) ->
     return _checked(f"ch:{channel_id}:{action}" + (f":{argument}" if argument else ""))
 
 
+def forget_me(confirmed: bool) -> str:
+    return "fm:yes" if confirmed else "fm:no"
+
+
 def parse(data: str | None) -> Action:
     """The action a button asks for; :class:`ExpiredButton` for anything else."""
     if not data or len(data.encode()) > MAX_CALLBACK_BYTES:
@@ -236,6 +246,8 @@ def parse(data: str | None) -> Action:
         return SetLanguage(match[1])
     if match := _CALENDAR.match(data):
         return CalendarFile(match[1])
+    if data in ("fm:yes", "fm:no"):
+        return ForgetMe(data == "fm:yes")
     if match := _OPERATION.match(data):
         return OperationAnswer(match[1], match[2] == "ok")
     if match := _CHANNEL.match(data):

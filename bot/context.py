@@ -10,6 +10,7 @@ from typing import Any
 
 from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
+from bot.abuse import FloodGuard, ReplyCache
 from bot.clock import Clock
 from bot.dispatcher import Dispatcher
 from bot.i18n import Translator, translator
@@ -32,6 +33,8 @@ class Services:
     subscriptions: Subscriptions
     dispatcher: Dispatcher
     clock: Clock
+    flood_guard: FloodGuard
+    reply_cache: ReplyCache
 
 
 class BotData:
@@ -54,6 +57,8 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], B
         self._chat_view: ChatView | None = None
         # The forum topic replies go to (set by ``messaging.answer``).
         self.message_thread_id: int | None = None
+        # Where ``messaging.answer`` keeps this update's reply for repeats (``handlers.guard``).
+        self.cache_key: tuple[int, str] | None = None
 
     @property
     def services(self) -> Services:

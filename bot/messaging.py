@@ -39,7 +39,11 @@ async def answer(update: Update, context: BotContext, reply: Reply) -> Message |
     context.message_thread_id = (
         message.message_thread_id if message is not None and message.is_topic_message else None
     )
-    return await send_reply(context, chat.id, reply)
+    sent = await send_reply(context, chat.id, reply)
+    if context.cache_key is not None and context.cache_key[0] == chat.id:
+        context.services.reply_cache.put(context.cache_key, reply)
+        context.cache_key = None  # one reply per request is cached
+    return sent
 
 
 async def edit(update: Update, context: BotContext, reply: Reply) -> None:

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     delivery_rate_limit: bool = True
     delivery_max_attempts: int = Field(default=5, ge=1)
     delivery_lease_seconds: float = Field(default=300.0, gt=0)
+    # Abuse: updates one user may send per minute; how long identical read-only
+    # requests are answered from a cache.
+    requests_per_minute: int = Field(default=30, ge=1)
+    reply_cache_seconds: float = Field(default=30.0, ge=0)
 
     @field_validator("operator_ids", mode="before")
     @classmethod

@@ -229,3 +229,12 @@ async def linked_channels(session: AsyncSession, user_id: int | None = None) -> 
     if user_id is not None:
         statement = statement.where(Chat.linked_by == user_id)
     return list((await session.scalars(statement.order_by(Chat.title))).all())
+
+
+async def forget_chat(session: AsyncSession, chat_id: int) -> None:
+    """Delete everything stored about a chat (its settings, subscriptions, deliveries).
+
+    Channels the person linked stay linked, without their name on them. Never commits.
+    """
+    await session.execute(delete(Chat).where(Chat.id == chat_id))  # cascades
+    await session.execute(update(Chat).where(Chat.linked_by == chat_id).values(linked_by=None))

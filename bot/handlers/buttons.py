@@ -49,6 +49,8 @@ async def button(update: Update, context: BotContext) -> None:
             await operators.button(update, context, action)
         case callbacks.ChannelAction():
             await channels.button(update, context, action)
+        case callbacks.ForgetMe(confirmed):
+            await chat_settings.forget_me_button(update, context, confirmed)
         case _ if isinstance(action, SUBSCRIPTION_ACTIONS):
             await subscriptions.button(update, context, action)
         case callbacks.OpenEvent(key):

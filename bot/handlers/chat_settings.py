@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from telegram import KeyboardButton, ReplyKeyboardMarkup, ReplyKeyboardRemove, Update
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+    Update,
+)
 from telegram.constants import ChatType
 
 from bot import callbacks, render
@@ -14,6 +21,7 @@ from bot.i18n import translator
 from bot.messaging import answer, edit
 from bot.permissions import may_change_settings
 from config.languages import SUPPORTED_LANGUAGES, normalise_language
+from storage.chats import forget_chat
 from storage.models import DigestFrequency
 from storage.timezones import city_suggestions, nearest_city, resolve_timezone
 
@@ -48,6 +56,7 @@ async def set_language(update: Update, context: BotContext, language: str) -> No
     if not await _allowed(update, context):
         return
     await context.services.chats.set_language(context.chat_view.id, language)
+    context.services.reply_cache.clear_chat(context.chat_view.id)
     context.chat_view = replace(context.chat_view, language=language)  # confirm in it
     reply = render.language_set(translator(language))
     query = update.callback_query
@@ -86,6 +95,7 @@ async def tz(update: Update, context: BotContext) -> None:
         await answer(update, context, render.timezone_unknown(text, suggestions, context.tr))
         return
     await context.services.chats.set_timezone(context.chat_view.id, choice.zone, now)
+    context.services.reply_cache.clear_chat(context.chat_view.id)
     await context.services.dispatcher.poke()
     await answer(update, context, render.timezone_set(choice, now, context.tr))
 
@@ -98,6 +108,7 @@ async def location(update: Update, context: BotContext) -> None:
     now = context.clock.now()
     city = nearest_city(message.location.latitude, message.location.longitude)
     await context.services.chats.set_timezone(context.chat_view.id, city.timezone, now)
+    context.services.reply_cache.clear_chat(context.chat_view.id)
     await context.services.dispatcher.poke()
     reply = render.timezone_set_by_city(city, now, context.tr)
     await answer(update, context, replace(reply, keyboard=ReplyKeyboardRemove()))
@@ -130,3 +141,44 @@ async def digest(update: Update, context: BotContext) -> None:
             zone=context.chat_view.timezone,
         )
     await answer(update, context, render.Reply(render.esc(text)))
+
+
+async def forgetme(update: Update, context: BotContext) -> None:
+    """/forgetme: what would be deleted, with Delete / Keep buttons."""
+    if not await _allowed(update, context):
+        return
+    _ = context.tr.gettext
+    text = _(
+        "This deletes everything I store about this chat: its language, time zone and "
+        "digest setting, what it follows and the record of reminders sent. Delete it?"
+    )
+    keyboard = InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(_("🗑 Delete"), callback_data=callbacks.forget_me(True)),
+                InlineKeyboardButton(_("Keep"), callback_data=callbacks.forget_me(False)),
+            ]
+        ]
+    )
+    await answer(update, context, render.Reply(render.esc(text), keyboard))
+
+
+async def forget_me_button(update: Update, context: BotContext, confirmed: bool) -> None:
+    query = update.callback_query
+    assert query is not None
+    if not await _allowed(update, context):
+        return
+    _ = context.tr.gettext
+    await query.answer()
+    if not confirmed:
+        await edit(update, context, render.Reply(render.esc(_("Nothing was deleted."))))
+        return
+    chat_id = context.chat_view.id
+    async with context.services.database.transaction() as session:
+        await forget_chat(session, chat_id)
+    context.services.reply_cache.clear_chat(chat_id)
+    private = update.effective_chat is not None and update.effective_chat.type == ChatType.PRIVATE
+    if private and context.user_data is not None:
+        context.user_data.clear()  # the person's pending questions and operations
+    text = _("Done: everything about this chat is deleted. Writing to me again starts afresh.")
+    await edit(update, context, render.Reply(render.esc(text)))

@@ -31,6 +31,7 @@ def command_descriptions(tr: Translator) -> list[tuple[str, str]]:
         ("tz", _("The time zone of this chat (/tz Almaty)")),
         ("digest", _("A digest of coming events: /digest weekly, daily or off")),
         ("channels", _("Link a channel and choose what it posts")),
+        ("forgetme", _("Delete everything stored about this chat")),
         ("help", _("What this bot does")),
     ]
 
