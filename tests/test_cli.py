@@ -142,15 +142,22 @@ async def test_run_serves_telegram_and_never_logs_the_token(
         stderr=asyncio.subprocess.STDOUT,
     )
     try:
+        # A whole conversation, with a request Telegram fails, at DEBUG.
         reply = await bot_api.reply_to(bot_api.message("/chairs 2024"), timeout=60)
         assert "Who chaired what in 2024" in reply.text
+        for text in ("/subscribe sco", "/mysubs", "/tz Berlin", "ШОС"):
+            await bot_api.reply_to(bot_api.message(text))
+        bot_api.fail("sendMessage", 500, "Internal Server Error")
+        bot_api.message("/upcoming")
+        await bot_api.wait_for(lambda c: "something went wrong" in c.text, timeout=30)
     finally:
         process.send_signal(signal.SIGINT)
         await asyncio.wait_for(process.wait(), 30)
     logs = log_file.read_text(encoding="utf-8")
     assert process.returncode == 0, logs[-2000:]
     assert "getUpdates" in logs  # DEBUG logging was on
-    assert TEST_TOKEN not in logs
+    assert "Internal Server Error" in logs  # the failure was logged…
+    assert TEST_TOKEN not in logs  # …and the token nowhere
     assert TEST_TOKEN.split(":")[1] not in logs
 
 
