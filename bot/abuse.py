@@ -81,10 +81,11 @@ class ReplyCache:
             del self._entries[key]
 
 
-def cache_key(chat_id: int, text: str, private: bool) -> tuple[int, str] | None:
-    """The cache key of a message, if its reply may come from the cache."""
+def cache_key(chat_id: int, text: str) -> tuple[int, str] | None:
+    """The cache key of a message, if its reply may come from the cache: read-only
+    commands only (plain text may be the answer to a question in a dialogue)."""
     text = text.strip()
-    if text.startswith("/"):
-        command = text.split()[0][1:].split("@")[0].casefold()
-        return (chat_id, text) if command in CACHEABLE_COMMANDS else None
-    return (chat_id, text) if private and text else None
+    if not text.startswith("/"):
+        return None
+    command = text.split()[0][1:].split("@")[0].casefold()
+    return (chat_id, text) if command in CACHEABLE_COMMANDS else None

@@ -234,7 +234,8 @@ async def linked_channels(session: AsyncSession, user_id: int | None = None) -> 
 async def forget_chat(session: AsyncSession, chat_id: int) -> None:
     """Delete everything stored about a chat (its settings, subscriptions, deliveries).
 
-    Channels the person linked stay linked, without their name on them. Never commits.
+    Channels the person linked stay linked, without their id on them: ``linked_by``
+    then holds the channel's own id ("linked; who did it is forgotten"). Never commits.
     """
     await session.execute(delete(Chat).where(Chat.id == chat_id))  # cascades
-    await session.execute(update(Chat).where(Chat.linked_by == chat_id).values(linked_by=None))
+    await session.execute(update(Chat).where(Chat.linked_by == chat_id).values(linked_by=Chat.id))

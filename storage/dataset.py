@@ -684,7 +684,7 @@ async def apply_dataset(
 
 
 def event_snapshot(event: Event, place_keys: dict[int, str]) -> dict[str, Any]:
-    """What followers are told about when it changes: dates, place, status."""
+    """An event's fields as the change log records them (old and new)."""
     return {
         "start": PartialDate.from_local(event.start_local, event.date_precision).literal,
         "end": (
@@ -696,7 +696,19 @@ def event_snapshot(event: Event, place_keys: dict[int, str]) -> dict[str, Any]:
         "place": place_keys.get(event.place_id) if event.place_id else None,
         "online": event.online,
         "status": EventStatus(event.status).value,
+        "title": dict(event.title),
+        "note": dict(event.note),
+        "sources": list(event.sources),
     }
+
+
+# What followers are told about: a change of title, note or sources is logged, not announced.
+NOTICE_FIELDS = ("start", "end", "timezone", "place", "online", "status")
+
+
+def is_news(change: EventChange) -> bool:
+    """Whether a logged change is one followers get a notice of."""
+    return any(change.old.get(f) != change.new.get(f) for f in NOTICE_FIELDS)
 
 
 async def import_files(
@@ -728,7 +740,7 @@ async def follow_up_import(
     """Tell followers about changed events and re-plan their reminders. Never commits."""
     for change in report.event_changes:
         event = await session.get(Event, change.event_id)
-        if event is not None:
+        if event is not None and is_news(change):
             await plan_change_notices(session, change, event, now)
     for event_id in report.added_event_ids:
         event = await session.get(Event, event_id)

@@ -29,13 +29,13 @@ def test_the_flood_guard_is_a_sliding_window_per_user() -> None:
 
 def test_the_reply_cache_keeps_read_only_replies_briefly() -> None:
     cache = ReplyCache(ttl=30)
-    key = cache_key(5, "/upcoming", private=True)
+    key = cache_key(5, "/upcoming")
     assert key is not None
     cache.put(key, Reply("x"), now=0)
     assert cache.get(key, now=29) == Reply("x")
     assert cache.get(key, now=31) is None
-    assert cache_key(5, "/subscribe sco", private=True) is None  # changes state
-    assert cache_key(-5, "ШОС", private=False) is None  # plain text in groups is ignored
+    assert cache_key(5, "/subscribe sco") is None  # changes state
+    assert cache_key(5, "sco") is None  # plain text may answer a dialogue's question
 
 
 async def test_a_flood_from_one_user_is_cut_off_and_others_are_served(

@@ -281,6 +281,7 @@ async def button(update: Update, context: BotContext, action: callbacks.ChannelA
 async def _set_zone(update: Update, context: BotContext, channel_id: int, text: str) -> None:
     _ = context.tr.gettext
     if not await _may_manage(update, context, channel_id):
+        await answer(update, context, render.Reply(render.esc(_("This button has expired."))))
         return
     choice = resolve_timezone(text, context.clock.now())
     if choice is None:
@@ -300,6 +301,12 @@ async def announce_command(update: Update, context: BotContext) -> None:
         user = update.effective_user
         log.info("refused /announce from user %s", user.id if user else None)
         await answer(update, context, render.Reply(render.esc(_("Only operators can do that."))))
+        return
+    chat = update.effective_chat
+    if chat is None or chat.type != ChatType.PRIVATE:
+        # It would list the linked channels in a group: operators work in private.
+        text = _("Operator commands work only in a private chat with me.")
+        await answer(update, context, render.Reply(render.esc(text)))
         return
     words = joined(context.args).split()
     if not words:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 from telegram import (
@@ -25,10 +26,18 @@ from storage.chats import forget_chat
 from storage.models import DigestFrequency
 from storage.timezones import city_suggestions, nearest_city, resolve_timezone
 
+log = logging.getLogger(__name__)
+
 
 async def _allowed(update: Update, context: BotContext) -> bool:
     if await may_change_settings(update, context):
         return True
+    user, chat = update.effective_user, update.effective_chat
+    log.info(
+        "refused a settings change in chat %s from user %s",
+        chat.id if chat else None,
+        user.id if user else None,
+    )
     text = context.tr.gettext("Only the admins of this group can change its settings.")
     if update.callback_query is not None:
         await update.callback_query.answer(text, show_alert=True)

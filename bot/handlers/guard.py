@@ -45,7 +45,7 @@ async def cached_reply(update: Update, context: BotContext) -> None:
     chat = update.effective_chat
     if message is None or chat is None or not message.text or message.forward_origin:
         return
-    key = cache_key(chat.id, message.text, chat.type == ChatType.PRIVATE)
+    key = cache_key(chat.id, message.text)
     if key is None:
         return
     reply = context.services.reply_cache.get(key)

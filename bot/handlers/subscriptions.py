@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from telegram import Update
 
 from bot import callbacks, render
@@ -13,6 +15,8 @@ from storage.models import SubscriptionScope
 from storage.search import normalise
 from storage.subscriptions import SubscriptionError, SubscriptionView
 
+log = logging.getLogger(__name__)
+
 # "/subscribe all" in the five languages.
 ALL_WORDS = frozenset(
     {"all", "everything", "всё", "все", "барлығы", "бәрі", "全部", "所有", "الكل"}
@@ -22,6 +26,12 @@ ALL_WORDS = frozenset(
 async def _allowed(update: Update, context: BotContext) -> bool:
     if await may_change_settings(update, context):
         return True
+    user, chat = update.effective_user, update.effective_chat
+    log.info(
+        "refused a settings change in chat %s from user %s",
+        chat.id if chat else None,
+        user.id if user else None,
+    )
     if update.callback_query is not None:
         await update.callback_query.answer(
             context.tr.gettext("Only the admins of this group can change what it follows."),
