@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from telegram import Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 
 from bot.context import BotContext
+from bot.messaging import answer
+from bot.render import Reply, esc
+
+log = logging.getLogger(__name__)
 
 ADMIN_STATUSES = {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}
 
@@ -39,3 +45,21 @@ async def may_change_settings(update: Update, context: BotContext) -> bool:
     except TelegramError:
         return False
     return member.status in ADMIN_STATUSES
+
+
+async def allowed_or_refused(update: Update, context: BotContext, refusal: str) -> bool:
+    """Whether the sender may change this chat's settings; if not, ``refusal`` is shown
+    (as an alert under a button) and the attempt is logged."""
+    if await may_change_settings(update, context):
+        return True
+    user, chat = update.effective_user, update.effective_chat
+    log.info(
+        "refused a settings change in chat %s from user %s",
+        chat.id if chat else None,
+        user.id if user else None,
+    )
+    if update.callback_query is not None:
+        await update.callback_query.answer(refusal, show_alert=True)
+    else:
+        await answer(update, context, Reply(esc(refusal)))
+    return False

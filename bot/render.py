@@ -826,11 +826,6 @@ def _notice(
     return Reply(f"{header}\n\n{card.text}", InlineKeyboardMarkup(keyboard))
 
 
-def admins_only(tr: Translator) -> Reply:
-    _ = tr.gettext
-    return Reply(esc(_("Only the admins of this group can change what it follows.")))
-
-
 # --- language and time zone -------------------------------------------------
 
 

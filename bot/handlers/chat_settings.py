@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 
 from telegram import (
@@ -20,30 +19,16 @@ from bot.context import BotContext
 from bot.handlers.arguments import joined
 from bot.i18n import translator
 from bot.messaging import answer, edit
-from bot.permissions import may_change_settings
+from bot.permissions import allowed_or_refused
 from config.languages import SUPPORTED_LANGUAGES, normalise_language
 from storage.chats import forget_chat
 from storage.models import DigestFrequency
 from storage.timezones import city_suggestions, nearest_city, resolve_timezone
 
-log = logging.getLogger(__name__)
-
 
 async def _allowed(update: Update, context: BotContext) -> bool:
-    if await may_change_settings(update, context):
-        return True
-    user, chat = update.effective_user, update.effective_chat
-    log.info(
-        "refused a settings change in chat %s from user %s",
-        chat.id if chat else None,
-        user.id if user else None,
-    )
-    text = context.tr.gettext("Only the admins of this group can change its settings.")
-    if update.callback_query is not None:
-        await update.callback_query.answer(text, show_alert=True)
-    else:
-        await answer(update, context, render.Reply(render.esc(text)))
-    return False
+    refusal = context.tr.gettext("Only the admins of this group can change its settings.")
+    return await allowed_or_refused(update, context, refusal)
 
 
 async def lang(update: Update, context: BotContext) -> None:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
 from telegram import Update
 
 from bot import callbacks, render
 from bot.context import BotContext
 from bot.handlers.arguments import joined
 from bot.messaging import answer, edit
-from bot.permissions import may_change_settings
+from bot.permissions import allowed_or_refused
 from storage.models import SubscriptionScope
 from storage.search import normalise
 from storage.subscriptions import SubscriptionError, SubscriptionView
-
-log = logging.getLogger(__name__)
 
 # "/subscribe all" in the five languages.
 ALL_WORDS = frozenset(
@@ -24,22 +20,8 @@ ALL_WORDS = frozenset(
 
 
 async def _allowed(update: Update, context: BotContext) -> bool:
-    if await may_change_settings(update, context):
-        return True
-    user, chat = update.effective_user, update.effective_chat
-    log.info(
-        "refused a settings change in chat %s from user %s",
-        chat.id if chat else None,
-        user.id if user else None,
-    )
-    if update.callback_query is not None:
-        await update.callback_query.answer(
-            context.tr.gettext("Only the admins of this group can change what it follows."),
-            show_alert=True,
-        )
-    else:
-        await answer(update, context, render.admins_only(context.tr))
-    return False
+    refusal = context.tr.gettext("Only the admins of this group can change what it follows.")
+    return await allowed_or_refused(update, context, refusal)
 
 
 async def _resolve(
