@@ -6,9 +6,10 @@ application is composed, so tests and tools can build their own.
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator
@@ -50,6 +51,22 @@ class Settings(BaseSettings):
     # requests are answered from a cache.
     requests_per_minute: int = Field(default=30, ge=1)
     reply_cache_seconds: float = Field(default=30.0, ge=0)
+    # Transport to the Bot API: aiohttp (fast, the default) or PTB's own HTTPX.
+    telegram_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    # Paid broadcasts (Bot API allow_paid_broadcast): up to 1000 messages/s, for Stars.
+    allow_paid_broadcast: bool = False
+    paid_broadcast_rate_per_second: float = Field(default=1000.0, gt=0)
+    # Webhook mode (``summitbot webhook``): the public HTTPS URL Telegram posts to, the
+    # secret it sends back in X-Telegram-Bot-Api-Secret-Token, and where to listen.
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = Field(default=8080, ge=0, le=65535)
+    webhook_path: str = "/telegram"
+    webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Operations: JSON log lines for collectors; how long a stop may take (SIGTERM).
+    log_format: Literal["text", "json"] = "text"
+    shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
 
     @field_validator("operator_ids", mode="before")
     @classmethod
@@ -77,6 +94,25 @@ class Settings(BaseSettings):
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"DEFAULT_TIMEZONE {value!r} is not an IANA time zone") from exc
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram allows 1-256 characters A-Z, a-z, 0-9, _ and - in a secret token.
+        if value is not None:
+            secret = value.get_secret_value()
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+                raise ValueError(
+                    "WEBHOOK_SECRET must be 1-256 characters: letters, digits, _ and -"
+                )
+        return value
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        if not value.startswith("/") or value in {"/healthz", "/readyz", "/metrics"}:
+            raise ValueError("WEBHOOK_PATH must start with / and not be a health or metrics path")
         return value
 
     @field_validator("telegram_base_url")
