@@ -378,3 +378,31 @@ Index(
     Delivery.slot,
     unique=True,
 )
+
+
+class Dialogue(Base):
+    """What a person was last asked in a chat (an operator's /addevent, linking a channel),
+    kept here rather than in one process's memory so that any replica can take the answer.
+    """
+
+    __tablename__ = "dialogues"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class PendingOperation(Base):
+    """An operator's change shown under Save and Cancel, waiting behind a one-time token."""
+
+    __tablename__ = "pending_operations"
+
+    token: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
