@@ -8,6 +8,7 @@ synchronised in ``post_init``, and everything is closed in ``post_shutdown``
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -54,6 +55,7 @@ from bot.handlers import (
 from bot.handlers.chats import remember_chat
 from bot.handlers.errors import error_handler
 from bot.i18n import translator
+from bot.metrics import Metrics, update_type
 from config.languages import SUPPORTED_LANGUAGES
 from config.settings import Settings
 from storage.chats import Chats
@@ -81,29 +83,71 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     catalogue = Catalogue(database)
     planner = Planner()
+    metrics = Metrics()
     return Services(
         settings=settings,
         database=database,
         catalogue=catalogue,
         chats=Chats(database, settings.default_language, settings.default_timezone, planner),
         subscriptions=Subscriptions(database, planner),
-        dispatcher=Dispatcher(database, catalogue, clock, settings, planner),
+        dispatcher=Dispatcher(database, catalogue, clock, settings, planner, metrics=metrics),
         clock=clock,
         flood_guard=FloodGuard(settings.requests_per_minute, 60.0),
         reply_cache=ReplyCache(settings.reply_cache_seconds),
+        metrics=metrics,
+    )
+
+
+class SummitApplication(Application[Any, Any, Any, Any, Any, Any]):
+    """PTB's Application, timing every update for /metrics and logging one line for it."""
+
+    async def process_update(self, update: object) -> None:
+        started = time.perf_counter()
+        try:
+            await super().process_update(update)
+        finally:
+            elapsed = time.perf_counter() - started
+            kind = update_type(update)
+            metrics: Metrics = self.bot_data.services.metrics
+            metrics.updates.labels(kind).inc()
+            metrics.handler_seconds.labels(kind).observe(elapsed)
+            _log_update(update, kind, elapsed)
+
+
+def _log_update(update: object, kind: str, elapsed: float) -> None:
+    if not isinstance(update, Update) or not log.isEnabledFor(logging.INFO):
+        return
+    chat = update.effective_chat
+    user = update.effective_user
+    fields = {
+        "update_id": update.update_id,
+        "update_type": kind,
+        "chat_id": chat.id if chat else None,
+        "user_id": user.id if user else None,
+        "duration_ms": round(elapsed * 1000, 2),
+    }
+    log.info(
+        "update %s %s chat=%s user=%s %.1f ms",
+        update.update_id,
+        kind,
+        fields["chat_id"],
+        fields["user_id"],
+        elapsed * 1000,
+        extra=fields,
     )
 
 
 def register_handlers(application: BotApplication) -> None:
-    # Before any handler: group -3 drops a flooding user's updates before any database
-    # work; -2 stores the chat (language, time zone) all later handlers render for;
-    # -1 answers a repeated read-only request from the short reply cache.
-    application.add_handler(TypeHandler(Update, guard.flood_guard), group=-3)
-    application.add_handler(TypeHandler(Update, remember_chat), group=-2)
-    application.add_handler(TypeHandler(Update, guard.cached_reply), group=-1)
+    # Before any handler: group -4 drops a flooding user's updates before any database
+    # work; -3 stores the chat (language, time zone) all later handlers render for;
+    # -2 answers a repeated read-only request from the short reply cache; -1 takes the
+    # answer to a question the bot asked (an operator's /addevent, linking a channel),
+    # kept in the database so any replica can, before it is taken for a search.
+    application.add_handler(TypeHandler(Update, guard.flood_guard), group=-4)
+    application.add_handler(TypeHandler(Update, remember_chat), group=-3)
+    application.add_handler(TypeHandler(Update, guard.cached_reply), group=-2)
+    application.add_handler(TypeHandler(Update, operators.continue_dialogue), group=-1)
 
-    # Conversations (an operator's /addevent, linking a channel) come first in group 0,
-    # so their next message is not taken for a search.
     operators.register(application)
     channels.register(application)
 
@@ -174,17 +218,22 @@ async def _post_shutdown(application: BotApplication) -> None:
 
 
 @asynccontextmanager
-async def running(application: BotApplication, *, polling: bool) -> AsyncIterator[BotApplication]:
+async def running(
+    application: BotApplication, *, polling: bool, poll_timeout: int = 1
+) -> AsyncIterator[BotApplication]:
     """Run the application inside the current event loop, as ``run_polling`` would.
 
-    For the console (no polling) and the tests, which own their event loop.
+    For ``summitbot run``/``webhook`` (``bot.serve``), the console and the tests, which
+    own their event loop. On the way out: stop taking updates, let the dispatcher
+    finish and record its sends, then let PTB finish the handlers in flight.
     """
+    services = application.bot_data.services
     async with application:
         await _post_init(application)
         if polling:
             assert application.updater is not None
             await application.updater.start_polling(
-                poll_interval=0, timeout=1, allowed_updates=Update.ALL_TYPES
+                poll_interval=0, timeout=poll_timeout, allowed_updates=Update.ALL_TYPES
             )
         await application.start()
         try:
@@ -192,6 +241,7 @@ async def running(application: BotApplication, *, polling: bool) -> AsyncIterato
         finally:
             if application.updater is not None and application.updater.running:
                 await application.updater.stop()
+            await services.dispatcher.stop(services.settings.shutdown_timeout_seconds)
             await application.stop()
     # ``async with`` has shut the application down; close what post_init opened.
     await _post_shutdown(application)
@@ -226,6 +276,7 @@ def build_application(
         .defaults(defaults)
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
+        .application_class(SummitApplication)
     )
     if rate_limit:
         # Retries a 429 after Telegram's retry_after, and keeps to its flood limits.

@@ -1,4 +1,4 @@
-"""The ``summitbot`` command: run, console, db upgrade, import, export."""
+"""The ``summitbot`` command: run, webhook, console, db upgrade|backup, import, export."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
-from telegram import Update
+from pythonjsonlogger.json import JsonFormatter
 
 from bot.clock import Clock, FixedClock
 from bot.context import BotApplication
@@ -43,6 +43,12 @@ To try the bot without a token or a network, run `summitbot console`
 """
 
 
+def _redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "[REDACTED]")
+    return text
+
+
 class RedactingFormatter(logging.Formatter):
     """Formats as usual, then blots out secrets wherever they appear (URLs, tracebacks)."""
 
@@ -51,17 +57,33 @@ class RedactingFormatter(logging.Formatter):
         self.secrets = [secret for secret in secrets if secret]
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        for secret in self.secrets:
-            text = text.replace(secret, "[REDACTED]")
-        return text
+        return _redact(super().format(record), self.secrets)
 
 
-def configure_logging(level: str, secrets: Sequence[str] = ()) -> None:
+class RedactingJsonFormatter(JsonFormatter):
+    """One JSON object per line (``LOG_FORMAT=json``): time, level, logger, message and
+    the fields a line carries (update_id, chat_id, duration_ms…), secrets blotted out."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
+            json_ensure_ascii=False,
+        )
+        self.secrets = [secret for secret in secrets if secret]
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _redact(super().format(record), self.secrets)
+
+
+def configure_logging(level: str, secrets: Sequence[str] = (), log_format: str = "text") -> None:
     handler = logging.StreamHandler()
     # Libraries log request URLs, and Bot API URLs contain the token.
     handler.setFormatter(
-        RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
+        RedactingJsonFormatter(secrets)
+        if log_format == "json"
+        else RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
     )
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     # httpx logs every request URL at INFO, and Bot API URLs contain the token.
@@ -71,6 +93,11 @@ def configure_logging(level: str, secrets: Sequence[str] = ()) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # aiosqlite logs every statement and row fetch at DEBUG: noise, not insight.
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    # Uvicorn's own lines go through the same handler (no access log: one line per update
+    # is logged by the application itself).
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
 
 
 def _settings() -> Settings:
@@ -84,17 +111,55 @@ def _settings() -> Settings:
         raise SystemExit(f"The settings are not valid:\n{problems}") from None
 
 
-def command_run(settings: Settings) -> int:
+def _has_token(settings: Settings) -> bool:
     if settings.bot_token is None or not settings.bot_token.get_secret_value().strip():
         sys.stderr.write(NO_TOKEN_MESSAGE)
+        return False
+    return True
+
+
+def command_run(settings: Settings) -> int:
+    if not _has_token(settings):
         return 2
     from bot.app import build_application
+    from bot.serve import serve_polling
 
     application = build_application(settings)
     if not _hold_database(application):
         return 2
-    log.info("starting long polling against %s", settings.telegram_base_url.split("/bot")[0])
-    application.run_polling(allowed_updates=Update.ALL_TYPES)
+    asyncio.run(serve_polling(application, settings))
+    return 0
+
+
+WEBHOOK_SETTINGS_MESSAGE = """\
+Webhook mode needs WEBHOOK_URL (the public HTTPS address Telegram posts updates to,
+e.g. https://bot.example.org/telegram) and WEBHOOK_SECRET (1-256 letters, digits,
+_ or -; Telegram sends it back with every update so others cannot post fake ones).
+Missing: {missing}.
+"""
+
+
+def command_webhook(settings: Settings) -> int:
+    if not _has_token(settings):
+        return 2
+    missing = [
+        name
+        for name, value in (
+            ("WEBHOOK_URL", settings.webhook_url),
+            ("WEBHOOK_SECRET", settings.webhook_secret),
+        )
+        if not value
+    ]
+    if missing:
+        sys.stderr.write(WEBHOOK_SETTINGS_MESSAGE.format(missing=", ".join(missing)))
+        return 2
+    from bot.app import build_application
+    from bot.serve import serve_webhook
+
+    application = build_application(settings, with_updater=False)
+    if not _hold_database(application):
+        return 2
+    asyncio.run(serve_webhook(application, settings))
     return 0
 
 
@@ -126,6 +191,26 @@ def command_console(settings: Settings, language: str | None, now: str | None) -
     except DatabaseInUse as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
+    return 0
+
+
+async def _backup(settings: Settings, target: Path) -> int:
+    database = Database(settings.database_url)
+    try:
+        if not database.is_sqlite:
+            sys.stderr.write(
+                "`summitbot db backup` copies a SQLite database. For PostgreSQL use pg_dump, "
+                'e.g.: pg_dump --format=custom --file=summitbot.dump "$DATABASE_URL" '
+                "(with the URL in libpq form, without +asyncpg).\n"
+            )
+            return 2
+        pages = await database.backup_to(target)
+    except FileExistsError:
+        sys.stderr.write(f"{target} exists already; choose a new file name.\n")
+        return 1
+    finally:
+        await database.dispose()
+    sys.stdout.write(f"Backed up the database to {target} ({pages} pages).\n")
     return 0
 
 
@@ -179,6 +264,11 @@ def parser() -> argparse.ArgumentParser:
     )
     commands = main_parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start the bot with long polling (needs BOT_TOKEN)")
+    commands.add_parser(
+        "webhook",
+        help="serve Telegram's webhook, /healthz, /readyz and /metrics (needs BOT_TOKEN, "
+        "WEBHOOK_URL, WEBHOOK_SECRET)",
+    )
     console = commands.add_parser("console", help="chat with the bot in this terminal")
     console.add_argument(
         "--language", choices=SUPPORTED_LANGUAGES, help="your language (default: from $LANG)"
@@ -187,6 +277,10 @@ def parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="apply the schema migrations")
+    backup = db_commands.add_parser(
+        "backup", help="copy the SQLite database to a file while the bot runs"
+    )
+    backup.add_argument("file", type=Path, metavar="FILE", help="the new backup file")
     importer = commands.add_parser("import", help="import data files (all or nothing)")
     importer.add_argument("files", nargs="+", type=Path, metavar="FILE")
     exporter = commands.add_parser("export", help="write all data as a data file")
@@ -197,13 +291,21 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser().parse_args(argv)
     settings = _settings()
-    token = settings.bot_token.get_secret_value() if settings.bot_token else ""
-    configure_logging(settings.log_level if arguments.command == "run" else "WARNING", [token])
+    secrets = [
+        settings.bot_token.get_secret_value() if settings.bot_token else "",
+        settings.webhook_secret.get_secret_value() if settings.webhook_secret else "",
+    ]
+    serving = arguments.command in {"run", "webhook"}
+    configure_logging(settings.log_level if serving else "WARNING", secrets, settings.log_format)
     match arguments.command:
         case "run":
             return command_run(settings)
+        case "webhook":
+            return command_webhook(settings)
         case "console":
             return command_console(settings, arguments.language, arguments.now)
+        case "db" if arguments.db_command == "backup":
+            return asyncio.run(_backup(settings, arguments.file))
         case "db":
             asyncio.run(_upgrade(settings))
             sys.stdout.write("The database schema and the bundled dataset are up to date.\n")

@@ -14,6 +14,7 @@ from bot.abuse import FloodGuard, ReplyCache
 from bot.clock import Clock
 from bot.dispatcher import Dispatcher
 from bot.i18n import Translator, translator
+from bot.metrics import Metrics
 from config.settings import Settings
 from storage.chats import Chats
 from storage.database import Database
@@ -35,6 +36,7 @@ class Services:
     clock: Clock
     flood_guard: FloodGuard
     reply_cache: ReplyCache
+    metrics: Metrics
 
 
 class BotData:

@@ -24,6 +24,12 @@ Both are limited to the messages in flight (at most ``MAX_IN_FLIGHT``). Claims o
 a dead process are put back after ``DELIVERY_LEASE_SECONDS`` (at once when this
 process holds the SQLite database alone); a claim is renewed right before its
 send, so one that waited longer than the lease is never sent by two replicas.
+
+When the database cannot be reached, nothing is sent (a claim cannot be renewed),
+the sweep ends and the next one tries again: deliveries pause and resume by
+themselves. A message Telegram accepted is recorded as sent however long the
+database takes to come back, so it is never sent again. Claims this process could
+not send go back to the queue at its next sweep, or when it stops (``stop``).
 """
 
 from __future__ import annotations
@@ -33,10 +39,13 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
 from telegram.ext import CallbackContext, JobQueue
@@ -44,20 +53,23 @@ from telegram.ext import CallbackContext, JobQueue
 from bot import render
 from bot.clock import Clock
 from bot.i18n import directional, translator
+from bot.metrics import Metrics
 from bot.ratelimit import DeliveryRateLimiter
 from config.settings import Settings
 from storage.chats import deactivate_chat, migrate_chat
-from storage.database import Database
+from storage.database import Database, is_unavailable
 from storage.deliveries import (
     DIGEST_DAYS,
     ClaimedDelivery,
     Planner,
     claim_due,
+    count_due,
     mark_failed,
     mark_sent,
     mark_skipped,
     move_delivery,
     next_due_at,
+    release_claims,
     renew_claim,
     requeue_abandoned,
     retry_later,
@@ -74,6 +86,8 @@ BATCH_SIZE = 200
 MAX_IN_FLIGHT = 16
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 600.0
+# Recording an outcome while the database is away: wait this long between tries.
+RECORD_RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 
 @dataclass
@@ -85,6 +99,9 @@ class SweepResult:
     requeued: int = 0
     planned: int = 0
     errors: list[str] = field(default_factory=list)
+
+    def counts(self) -> tuple[int, int, int, int]:
+        return self.sent, self.failed, self.skipped, self.retried
 
 
 def _worker_name() -> str:
@@ -102,12 +119,15 @@ class Dispatcher:
         settings: Settings,
         planner: Planner | None = None,
         limiter: DeliveryRateLimiter | None = None,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.database = database
         self.catalogue = catalogue
         self.clock = clock
         self.settings = settings
         self.planner = planner or Planner()
+        self.metrics = metrics or Metrics()
         self.limiter = limiter or DeliveryRateLimiter(
             overall_per_second=settings.delivery_rate_per_second,
             enabled=settings.delivery_rate_limit,
@@ -122,6 +142,9 @@ class Dispatcher:
         # True when this process is known to be the database's only user (``summitbot run``
         # on SQLite holds a lock): then claims left at start-up are abandoned for sure.
         self.sole_process = False
+        self.database_available = True
+        self._stopping = False
+        self._stop_deadline: float | None = None
 
     # --- scheduling ---------------------------------------------------------------
 
@@ -165,40 +188,159 @@ class Dispatcher:
         With ``wait=False`` (the timed jobs) it returns at once if a sweep is running.
         """
         result = SweepResult()
-        if not wait and self._lock.locked():
+        if self._stopping or (not wait and self._lock.locked()):
             return result
         async with self._lock:
-            now = self.clock.now()
+            try:
+                await self._sweep(result)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                self._database_lost(exc)
+            else:
+                self._database_back()
+        return result
+
+    async def _sweep(self, result: SweepResult) -> None:
+        now = self.clock.now()
+        try:
+            async with self.database.transaction() as session:
+                result.planned = await self.planner.advance(session, now)
+        except Exception as exc:  # a planning fault must not stop what is already planned
+            if is_unavailable(exc):
+                raise
+            log.exception("planning reminders failed; sending what is planned")
+        async with self.database.transaction() as session:
+            lease = dt.timedelta(seconds=self.settings.delivery_lease_seconds)
+            cutoff = now if (self.sole_process and not self._started) else now - lease
+            result.requeued = await requeue_abandoned(session, cutoff)
+            # Nothing of ours is in flight between sweeps: claims left from an outage
+            # go back now rather than after the lease.
+            result.requeued += await release_claims(session, self.worker)
+        self._started = True
+        while not self._stopping:
+            async with self.database.transaction() as session:
+                batch = await claim_due(session, self.clock.now(), self.worker, self.batch_size)
+            result.skipped += batch.skipped
+            if not batch.candidates:
+                break
+            before = result.counts()
+            started = time.perf_counter()
+            await asyncio.gather(*(self._deliver(d, result) for d in batch.deliveries))
+            self._batch_done(batch.candidates, len(batch.deliveries), before, result, started)
+            if not self.database_available:
+                return  # the next sweep tries again
+        async with self.database.sessions() as session:
+            due = await next_due_at(session)
+            self.metrics.queue_depth.set(await count_due(session, self.clock.now()))
+        self._schedule_wakeup(due)
+
+    def _batch_done(
+        self,
+        candidates: int,
+        claimed: int,
+        before: tuple[int, int, int, int],
+        result: SweepResult,
+        started: float,
+    ) -> None:
+        sent, failed, skipped, retried = (
+            now - then for now, then in zip(result.counts(), before, strict=True)
+        )
+        self.metrics.record_deliveries(sent=sent, failed=failed, skipped=skipped, retried=retried)
+        fields = {
+            "worker": self.worker,
+            "due": candidates,
+            "claimed": claimed,
+            "sent": sent,
+            "failed": failed,
+            "skipped": skipped,
+            "retried": retried,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        log.info(
+            "delivery batch: %d due, %d claimed, %d sent, %d failed, %d skipped, %d to retry",
+            candidates,
+            claimed,
+            sent,
+            failed,
+            skipped,
+            retried,
+            extra=fields,
+        )
+
+    # --- the database going away --------------------------------------------------
+
+    def _database_lost(self, error: BaseException) -> None:
+        self.metrics.database_up.set(0)
+        if self.database_available:
+            log.warning("database unavailable (%r): deliveries paused", error)
+        self.database_available = False
+
+    def _database_back(self) -> None:
+        self.metrics.database_up.set(1)
+        if not self.database_available:
+            log.warning("database reachable again: deliveries resumed")
+        self.database_available = True
+
+    async def _record(
+        self, delivery_id: int, write: Callable[[AsyncSession], Awaitable[Any]]
+    ) -> None:
+        """Record what happened to a message Telegram has seen, waiting for the database
+        if it is away: a sent message left unrecorded would be sent again."""
+        attempt = 0
+        while True:
             try:
                 async with self.database.transaction() as session:
-                    result.planned = await self.planner.advance(session, now)
-            except Exception:  # a planning fault must not stop what is already planned
-                log.exception("planning reminders failed; sending what is planned")
+                    await write(session)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                self._database_lost(exc)
+                if self._stop_deadline is not None and time.monotonic() > self._stop_deadline:
+                    log.error(
+                        "delivery %s: Telegram has it, but the database is unavailable and "
+                        "the process is stopping; its claim stays until the lease ends",
+                        delivery_id,
+                    )
+                    raise
+                await asyncio.sleep(
+                    RECORD_RETRY_SECONDS[min(attempt, len(RECORD_RETRY_SECONDS) - 1)]
+                )
+                attempt += 1
+            else:
+                return
+
+    # --- stopping -----------------------------------------------------------------
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop sweeping: finish the sends in flight, record them, put back the rest.
+
+        Marks nothing sent that was not; returns within about ``grace_seconds``.
+        """
+        self._stopping = True
+        self._stop_deadline = time.monotonic() + grace_seconds
+        if self._job_queue is not None:
+            for job in (
+                *self._job_queue.get_jobs_by_name(SWEEP_JOB),
+                *self._job_queue.get_jobs_by_name(WAKEUP_JOB),
+            ):
+                job.schedule_removal()
+        try:
+            await asyncio.wait_for(self._lock.acquire(), grace_seconds)
+        except TimeoutError:
+            log.warning("deliveries still in flight after %.0f s; stopping anyway", grace_seconds)
+            return
+        try:
             async with self.database.transaction() as session:
-                lease = dt.timedelta(seconds=self.settings.delivery_lease_seconds)
-                cutoff = now if (self.sole_process and not self._started) else now - lease
-                result.requeued = await requeue_abandoned(session, cutoff)
-            self._started = True
-            while True:
-                async with self.database.transaction() as session:
-                    batch = await claim_due(session, self.clock.now(), self.worker, self.batch_size)
-                result.skipped += batch.skipped
-                if not batch.candidates:
-                    break
-                await asyncio.gather(*(self._deliver(d, result) for d in batch.deliveries))
-            async with self.database.sessions() as session:
-                due = await next_due_at(session)
-            self._schedule_wakeup(due)
-        if result.sent or result.failed or result.skipped or result.retried:
-            log.info(
-                "delivery sweep: %d sent, %d failed, %d skipped, %d to retry, %d planned",
-                result.sent,
-                result.failed,
-                result.skipped,
-                result.retried,
-                result.planned,
-            )
-        return result
+                released = await release_claims(session, self.worker)
+            if released:
+                log.info("stopping: %d claimed deliveries put back for other replicas", released)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.warning("stopping without the database: claims return after the lease")
+        finally:
+            self._lock.release()
 
     # --- one delivery -------------------------------------------------------------
 
@@ -249,6 +391,11 @@ class Dispatcher:
             try:
                 await self._deliver_once(delivery, result, delivery.chat_id, migrated=False)
             except Exception as exc:  # a bug must not stop the other deliveries
+                if is_unavailable(exc):
+                    # Not sent (or recorded as far as the stop allowed): the claim goes
+                    # back at the next sweep.
+                    self._database_lost(exc)
+                    return
                 log.exception("delivery %s failed unexpectedly", delivery.id)
                 async with self.database.transaction() as session:
                     await mark_failed(session, delivery.id, f"error: {exc!r}", self.clock.now())
@@ -306,26 +453,31 @@ class Dispatcher:
         except RetryAfter as exc:
             seconds = _seconds(exc.retry_after)
             self.limiter.pause(seconds)
-            async with self.database.transaction() as session:
-                await retry_later(
+            again = self.clock.now() + dt.timedelta(seconds=seconds)
+            await self._record(
+                delivery.id,
+                lambda session: retry_later(
                     session,
                     delivery.id,
-                    self.clock.now() + dt.timedelta(seconds=seconds),
+                    again,
                     f"429: retry after {seconds:g}s",
                     count_attempt=False,
-                )
+                ),
+            )
             result.retried += 1
-            self._schedule_wakeup(self.clock.now() + dt.timedelta(seconds=seconds))
+            self._schedule_wakeup(again)
         except ChatMigrated as exc:
             if migrated:
                 raise
-            async with self.database.transaction() as session:
-                await migrate_chat(session, chat_id, exc.new_chat_id)
-                await move_delivery(session, delivery.id, exc.new_chat_id)
-            log.info(
-                "chat %s became %s; delivery %s follows", chat_id, exc.new_chat_id, delivery.id
-            )
-            await self._deliver_once(delivery, result, exc.new_chat_id, migrated=True)
+            new_chat_id = exc.new_chat_id
+
+            async def follow(session: AsyncSession) -> None:
+                await migrate_chat(session, chat_id, new_chat_id)
+                await move_delivery(session, delivery.id, new_chat_id)
+
+            await self._record(delivery.id, follow)
+            log.info("chat %s became %s; delivery %s follows", chat_id, new_chat_id, delivery.id)
+            await self._deliver_once(delivery, result, new_chat_id, migrated=True)
         except Forbidden as exc:
             await self._chat_gone(delivery, chat_id, f"403: {exc.message}", result)
         except BadRequest as exc:
@@ -333,22 +485,35 @@ class Dispatcher:
             if any(reason in exc.message.lower() for reason in lost):
                 await self._chat_gone(delivery, chat_id, f"400: {exc.message}", result)
             else:
-                async with self.database.transaction() as session:
-                    await mark_failed(session, delivery.id, f"400: {exc.message}", self.clock.now())
+                reason = f"400: {exc.message}"
+                await self._record(
+                    delivery.id,
+                    lambda session: mark_failed(session, delivery.id, reason, self.clock.now()),
+                )
                 result.failed += 1
         except NetworkError as exc:  # 5xx, connection errors and time-outs
             await self._retry_or_fail(delivery, f"{type(exc).__name__}: {exc.message}", result)
         else:
-            async with self.database.transaction() as session:
-                await mark_sent(session, delivery.id, message.message_id, self.clock.now())
+            sent_at = self.clock.now()
+            await self._record(
+                delivery.id,
+                lambda session: mark_sent(session, delivery.id, message.message_id, sent_at),
+            )
             result.sent += 1
+            if delivery.due_at is not None:
+                lag = (sent_at - delivery.due_at).total_seconds()
+                self.metrics.dispatcher_lag.observe(max(lag, 0.0))
 
     async def _chat_gone(
         self, delivery: ClaimedDelivery, chat_id: int, reason: str, result: SweepResult
     ) -> None:
-        async with self.database.transaction() as session:
-            await mark_failed(session, delivery.id, reason, self.clock.now())
-            await deactivate_chat(session, chat_id, f"chat inactive ({reason})", self.clock.now())
+        now = self.clock.now()
+
+        async def gone(session: AsyncSession) -> None:
+            await mark_failed(session, delivery.id, reason, now)
+            await deactivate_chat(session, chat_id, f"chat inactive ({reason})", now)
+
+        await self._record(delivery.id, gone)
         log.info("chat %s is gone (%s): marked inactive", chat_id, reason)
         result.failed += 1
 
@@ -357,15 +522,20 @@ class Dispatcher:
     ) -> None:
         attempts = delivery.attempts + 1
         now = self.clock.now()
-        async with self.database.transaction() as session:
-            if attempts >= self.settings.delivery_max_attempts:
-                await mark_failed(session, delivery.id, f"gave up after {attempts}: {reason}", now)
-                result.failed += 1
-                return
-            backoff = min(BACKOFF_BASE_SECONDS * 2 ** (attempts - 1), BACKOFF_MAX_SECONDS)
-            await retry_later(session, delivery.id, now + dt.timedelta(seconds=backoff), reason)
+        if attempts >= self.settings.delivery_max_attempts:
+            message = f"gave up after {attempts}: {reason}"
+            await self._record(
+                delivery.id, lambda session: mark_failed(session, delivery.id, message, now)
+            )
+            result.failed += 1
+            return
+        backoff = min(BACKOFF_BASE_SECONDS * 2 ** (attempts - 1), BACKOFF_MAX_SECONDS)
+        again = now + dt.timedelta(seconds=backoff)
+        await self._record(
+            delivery.id, lambda session: retry_later(session, delivery.id, again, reason)
+        )
         result.retried += 1
-        self._schedule_wakeup(now + dt.timedelta(seconds=backoff))
+        self._schedule_wakeup(again)
 
 
 def _seconds(value: float | dt.timedelta) -> float:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
+import sqlite3
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,8 +13,10 @@ from typing import Any, TextIO
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,6 +25,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# The PostgreSQL advisory lock that lets one replica at a time migrate and load data.
+SETUP_LOCK_KEY = zlib.crc32(b"summitbot:setup")
 
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -49,6 +56,36 @@ def alembic_config() -> Config:
 
 class DatabaseInUse(RuntimeError):
     """Another process holds the SQLite database."""
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot be reached right now (as opposed to a
+    bug or a constraint): the connection was refused, lost or timed out."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, OperationalError | InterfaceError | PoolTimeoutError):
+            return True
+        if isinstance(current, ConnectionError | TimeoutError | asyncio.TimeoutError):
+            return True
+        if isinstance(current, OSError) and current.errno is not None:
+            return True  # e.g. "connect call failed", host unreachable
+        # asyncpg's connection errors, without importing the driver here.
+        if type(current).__name__ in {
+            "ConnectionDoesNotExistError",
+            "CannotConnectNowError",
+            "PostgresConnectionError",
+            "ConnectionFailureError",
+            "AdminShutdownError",
+            "CrashShutdownError",
+            "TooManyConnectionsError",
+        }:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class Database:
@@ -89,6 +126,59 @@ class Database:
 
         async with self.engine.begin() as connection:
             await connection.run_sync(run)
+
+    @asynccontextmanager
+    async def setup_lock(self) -> AsyncIterator[None]:
+        """Let one process at a time migrate the schema and load the bundled dataset.
+
+        On PostgreSQL an advisory lock (replicas starting together wait for the first
+        one, then find nothing to do); SQLite's writers queue on the file already.
+        """
+        if self.is_sqlite:
+            yield
+            return
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SETUP_LOCK_KEY})
+            await connection.commit()
+            try:
+                yield
+            finally:
+                await connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": SETUP_LOCK_KEY}
+                )
+                await connection.commit()
+
+    async def backup_to(self, target: Path) -> int:
+        """Copy a SQLite database to ``target`` with SQLite's online backup (consistent
+        while the bot writes). Returns the number of pages copied."""
+        database = str(self.url.database)
+
+        def copy() -> int:
+            destination_path = target.expanduser()
+            if destination_path.exists():
+                raise FileExistsError(destination_path)
+            source = sqlite3.connect(Path(database).expanduser())
+            destination = sqlite3.connect(destination_path)
+            pages = 0
+
+            def progress(_status: int, remaining: int, total: int) -> None:
+                nonlocal pages
+                pages = total
+
+            try:
+                with destination:
+                    source.backup(destination, pages=1024, progress=progress)
+            finally:
+                destination.close()
+                source.close()
+            return pages
+
+        return await asyncio.to_thread(copy)
+
+    async def ping(self) -> None:
+        """Raise unless the database answers a trivial query."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     def lock_exclusively(self) -> bool:
         """Hold the SQLite file for this process alone (until it exits).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ EVENT_KINDS = (
     "observance",
 )
 BUNDLED_DIGEST_KEY = "bundled_dataset_digest"
+CATALOGUE_VERSION_KEY = "catalogue_version"
 _SLUG = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 
@@ -680,7 +682,26 @@ async def apply_dataset(
     await session.flush()
     report.touched_event_ids = [row.id for row in touched]
     report.added_event_ids = [row.id for row in added]
+    if not report.is_empty:
+        await _new_catalogue_version(session)
     return report
+
+
+async def _new_catalogue_version(session: AsyncSession) -> None:
+    # A random value, not a counter: two concurrent writers still leave a value that
+    # differs from what either saw before, so every replica's reply cache notices.
+    version = secrets.token_hex(8)
+    stored = await session.get(Meta, CATALOGUE_VERSION_KEY)
+    if stored is None:
+        session.add(Meta(key=CATALOGUE_VERSION_KEY, value=version))
+    else:
+        stored.value = version
+
+
+async def catalogue_version(session: AsyncSession) -> str:
+    """Changes whenever places, organisations, chairs or events change (any process)."""
+    stored = await session.get(Meta, CATALOGUE_VERSION_KEY)
+    return stored.value if stored is not None else ""
 
 
 def event_snapshot(event: Event, place_keys: dict[int, str]) -> dict[str, Any]:
@@ -784,12 +805,13 @@ async def prepare_database(
 
     Every entry point calls this first, so a new machine needs no set-up step.
     """
-    await database.upgrade()
-    async with database.transaction() as session:
-        report = await sync_bundled_dataset(session, dataset_dir)
-        if report is not None:
-            await follow_up_import(session, report, now or dt.datetime.now(dt.UTC), Planner())
-        return report
+    async with database.setup_lock():
+        await database.upgrade()
+        async with database.transaction() as session:
+            report = await sync_bundled_dataset(session, dataset_dir)
+            if report is not None:
+                await follow_up_import(session, report, now or dt.datetime.now(dt.UTC), Planner())
+            return report
 
 
 # ---------------------------------------------------------------------------

@@ -628,6 +628,7 @@ class ClaimedDelivery:
     occurrence_at: dt.datetime
     attempts: int
     change_id: int | None
+    due_at: dt.datetime | None = None  # for the dispatcher-lag metric
 
 
 @dataclass(frozen=True)
@@ -727,6 +728,7 @@ async def claim_due(
             r.occurrence_at,
             r.attempts,
             r.change_id,
+            r.due_at,
         )
         for r in claimed_rows
         if r.id not in stale
@@ -826,3 +828,29 @@ async def next_due_at(session: AsyncSession) -> dt.datetime | None:
     """When the next pending delivery comes due (for the dispatcher's wake-up)."""
     earliest = func.min(func.coalesce(Delivery.not_before, Delivery.due_at), type_=UTCDateTime())
     return await session.scalar(select(earliest).where(Delivery.status == DeliveryStatus.PENDING))
+
+
+async def release_claims(session: AsyncSession, worker: str) -> int:
+    """Put back every claim ``worker`` holds. Never commits.
+
+    For a dispatcher that has nothing in flight (between sweeps, or stopping): claims
+    it could not send, e.g. because the database went away mid-batch, become pending
+    again at once instead of waiting for the lease to expire.
+    """
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.status == DeliveryStatus.CLAIMED, Delivery.claimed_by == worker)
+        .values(status=DeliveryStatus.PENDING, claimed_by=None, claimed_at=None)
+    )
+    return max(getattr(result, "rowcount", 0) or 0, 0)
+
+
+async def count_due(session: AsyncSession, now: dt.datetime) -> int:
+    """Deliveries due now and not yet sent or claimed (the queue depth)."""
+    due = func.coalesce(Delivery.not_before, Delivery.due_at, type_=UTCDateTime())
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.status == DeliveryStatus.PENDING, due <= now)
+    )
+    return int(count or 0)

@@ -13,6 +13,7 @@ from bot.context import BotContext
 from bot.i18n import translator
 from bot.messaging import answer
 from config.languages import normalise_language
+from storage.dataset import catalogue_version
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +41,26 @@ async def flood_guard(update: Update, context: BotContext) -> None:
 
 
 async def cached_reply(update: Update, context: BotContext) -> None:
-    """Answer a repeated read-only request from the cache (the chat is known by now)."""
+    """Answer a repeated read-only request from the cache (the chat is known by now).
+
+    The key holds the catalogue's version and the chat's settings, both as stored in
+    the database: an edit or a /lang made through any replica retires cached replies
+    everywhere at once.
+    """
     message = update.message
     chat = update.effective_chat
-    if message is None or chat is None or not message.text or message.forward_origin:
+    cache = context.services.reply_cache
+    if cache.ttl <= 0 or message is None or chat is None or not message.text:
+        return
+    if message.forward_origin:
         return
     key = cache_key(chat.id, message.text)
     if key is None:
         return
-    reply = context.services.reply_cache.get(key)
+    async with context.services.database.sessions() as session:
+        version = await catalogue_version(session)
+    key = (key[0], f"{version}\x1f{context.chat_view!r}\x1f{key[1]}")
+    reply = cache.get(key)
     if reply is None:
         context.cache_key = key  # ``messaging.answer`` stores the reply under it
         return

@@ -222,6 +222,8 @@ class BotApiEmulator:
     admins: dict[int, set[int]] = field(default_factory=dict)
     # channel id -> (the bot's status there, whether it may post)
     bot_rights: dict[int, tuple[str, bool]] = field(default_factory=dict)
+    # setWebhook's parameters as last registered (url, secret_token, allowed_updates)
+    webhook: dict[str, Any] = field(default_factory=dict)
     _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
     def chat(self, chat_id: int) -> dict[str, Any]:
@@ -273,11 +275,30 @@ class BotApiEmulator:
         self.commands.pop(parameters.get("language_code", ""), None)
         return True
 
+    def _setWebhook(self, parameters: dict[str, Any]) -> Any:
+        url = str(parameters.get("url") or "")
+        if not url.startswith(("https://", "http://")):
+            raise ApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided")
+        self.webhook = {
+            "url": url,
+            "secret_token": parameters.get("secret_token"),
+            "allowed_updates": parameters.get("allowed_updates"),
+        }
+        return True
+
     def _deleteWebhook(self, _: dict[str, Any]) -> Any:
+        self.webhook = {}
         return True
 
     def _getWebhookInfo(self, _: dict[str, Any]) -> Any:
-        return {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
+        info: dict[str, Any] = {
+            "url": self.webhook.get("url", ""),
+            "has_custom_certificate": False,
+            "pending_update_count": 0,
+        }
+        if self.webhook.get("allowed_updates"):
+            info["allowed_updates"] = self.webhook["allowed_updates"]
+        return info
 
     def _close(self, _: dict[str, Any]) -> Any:
         return True

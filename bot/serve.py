@@ -1,0 +1,162 @@
+"""A bot process from start to stop: ``summitbot run`` (long polling) and
+``summitbot webhook`` (behind a reverse proxy, any number of replicas on PostgreSQL).
+
+Start: migrate and load the bundled dataset (one replica at a time), start the
+dispatcher, then take updates. SIGTERM or SIGINT: stop taking updates (the webhook
+answers 503, so Telegram retries elsewhere), finish the handlers and sends in flight
+and record them, put back unsent claims, and exit, all within
+``SHUTDOWN_TIMEOUT_SECONDS``; past that the process exits anyway (what it had not
+recorded is re-sent by another replica after the lease, and logged here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+from telegram import Update
+
+from bot.app import running
+from bot.context import BotApplication
+from bot.webhook import WebhookEndpoint
+from config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Long polling: how long one getUpdates call waits for news.
+POLL_TIMEOUT_SECONDS = 30
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn without its own signal handling: this module decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _on_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+
+    def requested(signum: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("%s again: exiting now", signum.name)
+            os._exit(1)
+        log.info("%s: stopping", signum.name)
+        stop.set()
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, requested, signum)
+
+
+def _exit_if_stuck(seconds: float) -> asyncio.TimerHandle:
+    """The safety net behind the graceful stop."""
+
+    def give_up() -> None:
+        log.error("not stopped after %.0f s: exiting without waiting further", seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    return asyncio.get_running_loop().call_later(seconds, give_up)
+
+
+async def serve_polling(application: BotApplication, settings: Settings) -> None:
+    stop = asyncio.Event()
+    _on_stop_signals(stop)
+    async with running(application, polling=True, poll_timeout=POLL_TIMEOUT_SECONDS):
+        log.info("polling %s for updates", settings.telegram_base_url.split("/bot")[0])
+        await stop.wait()
+        _exit_if_stuck(settings.shutdown_timeout_seconds + 5)
+    log.info("stopped")
+
+
+class WebhookServer:
+    """Uvicorn serving the webhook endpoint of a running application."""
+
+    def __init__(self, application: BotApplication, settings: Settings) -> None:
+        assert settings.webhook_secret is not None
+        self.application = application
+        self.settings = settings
+        self.endpoint = WebhookEndpoint(
+            application,
+            settings.webhook_secret.get_secret_value(),
+            settings.webhook_path,
+            settings.webhook_max_body_bytes,
+        )
+        self.server = _Server(
+            uvicorn.Config(
+                self.endpoint.app,
+                host=settings.webhook_host,
+                port=settings.webhook_port,
+                lifespan="off",
+                log_config=None,  # our logging configuration (redacted, text or JSON)
+                access_log=False,  # the application logs one line per update
+                timeout_graceful_shutdown=max(int(settings.shutdown_timeout_seconds / 2), 1),
+                server_header=False,
+            )
+        )
+        self._serving: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        sockets = self.server.servers[0].sockets if self.server.servers else ()
+        return int(sockets[0].getsockname()[1]) if sockets else self.settings.webhook_port
+
+    async def start(self, *, register: bool = True) -> None:
+        """Listen, then (``register``) tell Telegram where to post updates."""
+        self._serving = asyncio.create_task(self.server.serve(), name="webhook-server")
+        while not self.server.started:
+            if self._serving.done():
+                self._serving.result()  # raises what stopped it (e.g. the port is taken)
+                raise RuntimeError("the webhook server did not start")
+            await asyncio.sleep(0.02)
+        if register:
+            assert self.settings.webhook_url and self.settings.webhook_secret
+            # Registered only once the server listens, so Telegram's first post is answered.
+            await self.application.bot.set_webhook(
+                url=self.settings.webhook_url,
+                secret_token=self.settings.webhook_secret.get_secret_value(),
+                allowed_updates=Update.ALL_TYPES,
+            )
+        log.info(
+            "webhook server on %s:%s%s",
+            self.settings.webhook_host,
+            self.port,
+            self.settings.webhook_path,
+        )
+
+    async def wait(self) -> None:
+        """Until the server stops on its own (which it should not)."""
+        assert self._serving is not None
+        await self._serving
+
+    async def stop(self) -> None:
+        """Refuse new updates (503), then wait for the requests, and so the handlers, in
+        flight (at most ``SHUTDOWN_TIMEOUT_SECONDS / 2``)."""
+        self.endpoint.stopping = True
+        self.server.should_exit = True
+        if self._serving is not None:
+            await self._serving
+
+
+async def serve_webhook(application: BotApplication, settings: Settings) -> None:
+    stop = asyncio.Event()
+    _on_stop_signals(stop)
+    webhook = WebhookServer(application, settings)
+    async with running(application, polling=False):
+        await webhook.start()
+        serving = asyncio.create_task(webhook.wait())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not stop.is_set():
+            stopped.cancel()
+            raise RuntimeError("the webhook server stopped on its own")
+        _exit_if_stuck(settings.shutdown_timeout_seconds + 5)
+        await webhook.stop()
+    log.info("stopped")

@@ -1,0 +1,152 @@
+"""The HTTP side of webhook mode: Telegram's updates, /healthz, /readyz and /metrics.
+
+A small Starlette app served by Uvicorn (``bot.serve``). Telegram posts each update
+to ``WEBHOOK_PATH`` with the secret token in ``X-Telegram-Bot-Api-Secret-Token``;
+the update is handled before the response, so Telegram sees a 200 only for an update
+that was processed, and a replica that is stopping answers 503 (Telegram retries,
+and a load balancer sends the retry to another replica).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from telegram import Update
+
+from bot.context import BotApplication, Services
+from bot.metrics import CONTENT_TYPE
+from storage.database import is_unavailable
+from storage.deliveries import count_due
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# /readyz must answer quickly even when the database hangs.
+READY_TIMEOUT_SECONDS = 2.0
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class WebhookEndpoint:
+    """The ASGI app of one process, and whether it still takes updates."""
+
+    def __init__(self, application: BotApplication, secret: str, path: str, max_body: int):
+        self.application = application
+        self.secret = secret.encode()
+        self.max_body = max_body
+        self.stopping = False
+        self.app = Starlette(
+            routes=[
+                Route(path, self.telegram_update, methods=["POST"]),
+                Route("/healthz", self.healthz, methods=["GET"]),
+                Route("/readyz", self.readyz, methods=["GET"]),
+                Route("/metrics", self.metrics, methods=["GET"]),
+            ]
+        )
+
+    @property
+    def services(self) -> Services:
+        return self.application.bot_data.services
+
+    # --- Telegram -----------------------------------------------------------------
+
+    async def telegram_update(self, request: Request) -> Response:
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not hmac.compare_digest(given, self.secret):
+            log.warning("webhook request without the right secret token from %s", _peer(request))
+            return PlainTextResponse("forbidden", status_code=403)
+        if self.stopping:
+            return PlainTextResponse("stopping; try again", status_code=503)
+        try:
+            body = await self._read_body(request)
+        except BodyTooLarge:
+            return PlainTextResponse("request body too large", status_code=413)
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return PlainTextResponse("the body is not JSON", status_code=400)
+        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+            return PlainTextResponse("the body is not a Telegram update", status_code=400)
+        try:
+            update = Update.de_json(data, self.application.bot)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("webhook update %s could not be read: %r", data.get("update_id"), exc)
+            return PlainTextResponse("the body is not a Telegram update", status_code=400)
+        # Handler errors are answered by the error handler; the update is done either way.
+        await self.application.process_update(update)
+        return PlainTextResponse("ok")
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # --- operations ---------------------------------------------------------------
+
+    async def healthz(self, _: Request) -> Response:
+        """The process is up and serving HTTP."""
+        return PlainTextResponse("ok")
+
+    async def readyz(self, _: Request) -> Response:
+        """Ready for traffic: the database answers, the scheduler runs, not stopping."""
+        checks: dict[str, str] = {}
+        services = self.services
+        try:
+            await asyncio.wait_for(services.database.ping(), READY_TIMEOUT_SECONDS)
+        except Exception as exc:
+            if not (is_unavailable(exc) or isinstance(exc, TimeoutError)):
+                log.exception("readiness check failed")
+            checks["database"] = "unavailable"
+            services.metrics.database_up.set(0)
+        else:
+            checks["database"] = "ok"
+            services.metrics.database_up.set(1)
+        job_queue = self.application.job_queue
+        scheduler_running = job_queue is not None and job_queue.scheduler.running
+        checks["scheduler"] = "running" if scheduler_running else "stopped"
+        checks["updates"] = "stopping" if self.stopping else "accepting"
+        ready = (
+            checks["database"] == "ok"
+            and scheduler_running
+            and not self.stopping
+            and self.application.running
+        )
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    async def metrics(self, _: Request) -> Response:
+        services = self.services
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                async with services.database.sessions() as session:
+                    depth = await count_due(session, services.clock.now())
+        except Exception as exc:
+            if not (is_unavailable(exc) or isinstance(exc, TimeoutError)):
+                raise
+            services.metrics.database_up.set(0)
+        else:
+            services.metrics.queue_depth.set(depth)
+        return Response(services.metrics.exposition(), media_type=CONTENT_TYPE)
+
+
+def _peer(request: Request) -> str:
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded:
+        return forwarded.split(",")[0].strip()
+    return request.client.host if request.client else "?"
