@@ -5,20 +5,23 @@ then, in a private chat, presses /channels → "Link a channel" and forwards any
 post from the channel (or sends its @username). The bot checks that it can post
 there and that the person administers the channel. Linked channels then get
 reminders, notices and digests like any chat.
+
+What the person was asked (a channel to link, a channel's time zone) is kept in the
+database, so whichever bot process gets the answer takes it (``handlers.operators``
+routes it here).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
-import time
-from typing import Any
 
 from sqlalchemy import select
 from telegram import Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import BadRequest, Forbidden, TelegramError
-from telegram.ext import CommandHandler, MessageHandler, filters
+from telegram.ext import CommandHandler, filters
 
 from bot import callbacks, render
 from bot.context import BotApplication, BotContext
@@ -28,6 +31,7 @@ from bot.permissions import ADMIN_STATUSES, is_operator
 from config.languages import SUPPORTED_LANGUAGES
 from storage.chats import link_channel, linked_channels
 from storage.deliveries import LEAD_TIME_CHOICES, announce
+from storage.dialogues import DialogueKind, DialogueState, end_dialogue, start_dialogue
 from storage.models import (
     Chat,
     Delivery,
@@ -41,18 +45,9 @@ from storage.views import ChatView
 
 log = logging.getLogger(__name__)
 
-LINKING = "linking_channel"  # user_data: when the person asked to link a channel
-CHANNEL_ZONE = "channel_zone"  # user_data: (channel id, when) whose time zone comes next
-WAIT_SECONDS = 600  # after this a pending question is forgotten
+WAIT = dt.timedelta(minutes=10)  # after this a pending question is forgotten
 _USERNAME = re.compile(r"^@?([A-Za-z][A-Za-z0-9_]{3,31})$")
-
-
-def _state(context: BotContext) -> dict[Any, Any]:
-    """This user's conversation state (PTB keeps it per user, in memory)."""
-    state = context.user_data
-    if state is None:
-        raise RuntimeError("user data is only available in updates from a user")
-    return state
+_TYPED = filters.TEXT & ~filters.COMMAND
 
 
 class ChannelRefused(Exception):
@@ -94,11 +89,33 @@ async def _check_channel(context: BotContext, target: int | str, user_id: int) -
     return chat.id, chat.title or str(chat.id)
 
 
+async def _ask(
+    update: Update, context: BotContext, kind: DialogueKind, channel_id: int | None = None
+) -> None:
+    """Remember that the person's next message answers ``kind`` (about ``channel_id``)."""
+    user, chat = update.effective_user, update.effective_chat
+    assert user is not None and chat is not None
+    now = context.clock.now()
+    data = {} if channel_id is None else {"channel_id": channel_id}
+    async with context.services.database.transaction() as session:
+        await start_dialogue(session, user.id, chat.id, kind, kind.value, data, now + WAIT, now)
+
+
+async def _stop_asking(
+    update: Update, context: BotContext, kind: DialogueKind
+) -> DialogueState | None:
+    """The question of ``kind`` is answered; what it was about, if it was still open."""
+    user, chat = update.effective_user, update.effective_chat
+    assert user is not None and chat is not None
+    async with context.services.database.transaction() as session:
+        return await end_dialogue(session, user.id, chat.id, context.clock.now(), kind)
+
+
 async def _link(update: Update, context: BotContext, target: int | str) -> None:
     user = update.effective_user
     if user is None:
         return
-    _state(context).pop(LINKING, None)
+    await _stop_asking(update, context, DialogueKind.LINK_CHANNEL)
     try:
         channel_id, title = await _check_channel(context, target, user.id)
     except ChannelRefused as exc:
@@ -125,17 +142,18 @@ async def forwarded(update: Update, context: BotContext) -> None:
     await _link(update, context, chat.id)
 
 
-async def typed(update: Update, context: BotContext) -> None:
+async def typed(update: Update, context: BotContext, dialogue: DialogueState) -> None:
     """Text while linking a channel (its @username) or setting a channel's time zone."""
     message = update.effective_message
     text = (message.text or "").strip() if message else ""
-    zone_for = _state(context).pop(CHANNEL_ZONE, None)
-    if zone_for is not None:
-        await _set_zone(update, context, int(zone_for[0]), text)
+    if dialogue.kind is DialogueKind.CHANNEL_TIMEZONE:
+        asked = await _stop_asking(update, context, DialogueKind.CHANNEL_TIMEZONE)
+        if asked is not None:
+            await _set_zone(update, context, int(asked.data["channel_id"]), text)
         return
     match = _USERNAME.match(text)
     if not match:
-        _state(context).pop(LINKING, None)
+        await _stop_asking(update, context, DialogueKind.LINK_CHANNEL)
         _ = context.tr.gettext
         await answer(
             update,
@@ -146,23 +164,19 @@ async def typed(update: Update, context: BotContext) -> None:
     await _link(update, context, "@" + match[1])
 
 
-class _Waiting(filters.MessageFilter):
-    """Only while this user is linking a channel or giving a channel's time zone."""
-
-    def __init__(self, application: BotApplication) -> None:
-        super().__init__(name="waiting_for_channel_input")
-        self.application = application
-
-    def filter(self, message: object) -> bool:
-        user = getattr(message, "from_user", None)
-        if user is None:
-            return False
-        data = self.application.user_data.get(user.id, {})
-        return _fresh(data.get(LINKING)) or _fresh((data.get(CHANNEL_ZONE) or (0, None))[1])
-
-
-def _fresh(asked_at: float | None) -> bool:
-    return asked_at is not None and time.monotonic() - asked_at < WAIT_SECONDS
+async def continue_dialogue(update: Update, context: BotContext, dialogue: DialogueState) -> bool:
+    """A private message while the person is linking a channel or giving a channel's time
+    zone: a forwarded post links its channel, text is an @username or the zone. False for
+    anything else (a command, a sticker), which is handled as usual while the question waits.
+    """
+    message = update.effective_message
+    if message is not None and message.forward_origin is not None:
+        await forwarded(update, context)
+        return True
+    if not _TYPED.check_update(update):
+        return False
+    await typed(update, context, dialogue)
+    return True
 
 
 # --- /channels and its buttons ------------------------------------------------------------
@@ -215,7 +229,7 @@ async def button(update: Update, context: BotContext, action: callbacks.ChannelA
     assert query is not None
     _ = context.tr.gettext
     if action.action == "link":
-        _state(context)[LINKING] = time.monotonic()
+        await _ask(update, context, DialogueKind.LINK_CHANNEL)
         await query.answer()
         text = _(
             "Add me to the channel as an administrator who may post, then forward any post "
@@ -260,7 +274,7 @@ async def button(update: Update, context: BotContext, action: callbacks.ChannelA
         case "pause" | "resume":
             await services.chats.set_paused(channel_id, action.action == "pause", now)
         case "tz":
-            _state(context)[CHANNEL_ZONE] = (channel_id, time.monotonic())
+            await _ask(update, context, DialogueKind.CHANNEL_TIMEZONE, channel_id)
             await query.answer()
             text = _("Send the channel's time zone: a city, a zone such as Asia/Almaty, or UTC+5.")
             await answer(update, context, render.Reply(render.esc(text)))
@@ -354,13 +368,7 @@ async def _channel_ids(context: BotContext, names: list[str]) -> set[int] | None
 
 
 def register(application: BotApplication) -> None:
-    """Add the channel handlers to ``application`` (before plain-text search)."""
-    private = filters.ChatType.PRIVATE
+    """Add the channel handlers to ``application`` (answers to the bot's questions are
+    taken earlier, by ``handlers.operators.continue_dialogue``)."""
     application.add_handler(CommandHandler("channels", channels))
     application.add_handler(CommandHandler("announce", announce_command))
-    new_message = private & filters.UpdateType.MESSAGE  # an edit is not an answer
-    waiting = _Waiting(application)
-    application.add_handler(MessageHandler(new_message & filters.FORWARDED & waiting, forwarded))
-    application.add_handler(
-        MessageHandler(new_message & filters.TEXT & ~filters.COMMAND & waiting, typed)
-    )

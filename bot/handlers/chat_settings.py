@@ -22,6 +22,7 @@ from bot.messaging import answer, edit
 from bot.permissions import allowed_or_refused
 from config.languages import SUPPORTED_LANGUAGES, normalise_language
 from storage.chats import forget_chat
+from storage.dialogues import forget_person
 from storage.models import DigestFrequency
 from storage.timezones import city_suggestions, nearest_city, resolve_timezone
 
@@ -168,11 +169,11 @@ async def forget_me_button(update: Update, context: BotContext, confirmed: bool)
         await edit(update, context, render.Reply(render.esc(_("Nothing was deleted."))))
         return
     chat_id = context.chat_view.id
+    private = update.effective_chat is not None and update.effective_chat.type == ChatType.PRIVATE
     async with context.services.database.transaction() as session:
         await forget_chat(session, chat_id)
+        if private:  # the person's pending questions and operations
+            await forget_person(session, query.from_user.id)
     context.services.reply_cache.clear_chat(chat_id)
-    private = update.effective_chat is not None and update.effective_chat.type == ChatType.PRIVATE
-    if private and context.user_data is not None:
-        context.user_data.clear()  # the person's pending questions and operations
     text = _("Done: everything about this chat is deleted. Writing to me again starts afresh.")
     await edit(update, context, render.Reply(render.esc(text)))

@@ -4,20 +4,23 @@ data files sent as documents, and /stats.
 Operators are the user ids in ``OPERATOR_IDS``; anyone else is refused politely and
 nothing changes. These commands work in a private chat with the bot. A change is first
 shown (the would-be card, or old → new) under Save and Cancel buttons; the change itself
-waits here, in the operator's ``user_data`` under a random token, so a button carries
-only ``op:<token>:ok|no``, and a forged or stale one finds nothing. Saving goes through
-``storage.operations``, which writes as an import does: the same checks, the change log
-(who and when), re-planned reminders and notices to followers.
+waits in the database (``storage.dialogues``) under a random one-time token, so a button
+carries only ``op:<token>:ok|no``, and a forged or stale one finds nothing. Saving goes
+through ``storage.operations``, which writes as an import does: the same checks, the change
+log (who and when), re-planned reminders and notices to followers.
+
+The /addevent answers so far are kept in the database too, not in one process's memory:
+several bot processes may serve one database, and the next answer may reach any of them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import logging
 import re
-import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,10 +37,11 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatType as TelegramChatType
-from telegram.ext import CommandHandler, ConversationHandler, MessageHandler, filters
+from telegram.ext import ApplicationHandlerStop, CommandHandler, MessageHandler, filters
 
 from bot import callbacks, render
 from bot.context import BotApplication, BotContext
+from bot.handlers import channels
 from bot.i18n import Translator
 from bot.messaging import answer, edit
 from bot.permissions import is_operator
@@ -51,6 +55,16 @@ from storage.dataset import (
     ImportReport,
 )
 from storage.dates import InvalidDate, PartialDate, Precision, Span
+from storage.dialogues import (
+    DialogueKind,
+    DialogueState,
+    add_pending_operation,
+    advance_dialogue,
+    claim_pending_operation,
+    current_dialogue,
+    end_dialogue,
+    start_dialogue,
+)
 from storage.models import ChatType, EventStatus, SubscriptionScope
 from storage.operations import (
     MAX_NOTE,
@@ -76,12 +90,10 @@ from storage.operations import (
 )
 from storage.search import normalise
 from storage.timezones import city_suggestions, resolve_timezone
-from storage.views import EventView, OrganisationRef, PlaceView
+from storage.views import EventView, PlaceView
 
 log = logging.getLogger(__name__)
 
-OPERATIONS = "operations"  # user_data: token -> PendingOperation
-DRAFT = "event_draft"  # user_data: the /addevent dialogue's answers so far
 OPERATION_TTL = dt.timedelta(minutes=15)
 DIALOGUE_TIMEOUT = dt.timedelta(minutes=30)
 MAX_PENDING = 20
@@ -90,9 +102,20 @@ MAX_KEYS_SHOWN = 20
 EDITABLE_FIELDS = ("title", "start", "end", "place", "status", "note", "source")
 _DATE_SEPARATORS = re.compile(r"\s+|\s*[–—]\s*|\.\.")
 
-# The /addevent dialogue, one state per question.
-ORGANISATION, KIND, TITLE, PLACE, COUNTRY, DATES, ZONE, STATUS, SOURCE = range(9)
-_DONE = SOURCE + 1  # not a state: the answers are complete, show the preview
+
+class Question(enum.StrEnum):
+    """The /addevent questions; the dialogue's step is the one to answer next."""
+
+    ORGANISATION = "organisation"
+    KIND = "kind"
+    TITLE = "title"
+    PLACE = "place"
+    COUNTRY = "country"
+    DATES = "dates"
+    ZONE = "zone"
+    STATUS = "status"
+    SOURCE = "source"
+    DONE = "done"  # not asked: the answers are complete, show the preview
 
 
 class _Invalid(ValueError):
@@ -107,10 +130,10 @@ class _Invalid(ValueError):
 class Draft:
     """The answers of an /addevent dialogue so far."""
 
-    organisation: OrganisationRef | None = None
+    organisation: str | None = None  # an organisation's key
     kind: str = "summit"
     title: str = ""
-    place: PlaceView | None = None
+    place: str | None = None  # a known place's key
     country: str | None = None
     start: PartialDate | None = None
     end: PartialDate | None = None
@@ -118,16 +141,57 @@ class Draft:
     status: EventStatus = EventStatus.PLANNED
     sources: list[str] = field(default_factory=list)
 
+    def to_json(self) -> dict[str, Any]:
+        """As stored with the dialogue (dates as they are written in data files)."""
+        return {
+            **asdict(self),
+            "start": self.start.literal if self.start else None,
+            "end": self.end.literal if self.end else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Draft:
+        start, end = data.get("start"), data.get("end")
+        return cls(
+            **{
+                **data,
+                "start": PartialDate.parse(start) if start else None,
+                "end": PartialDate.parse(end) if end else None,
+                "status": EventStatus(data.get("status", EventStatus.PLANNED)),
+            }
+        )
+
+
+def _row_to_json(row: EventRow) -> dict[str, Any]:
+    """An event row as stored with a pending operation; ``EventRow.model_validate`` reads
+    it back equal (dates as they are written in data files)."""
+    return {
+        **row.model_dump(mode="json"),
+        "start": row.start.literal,
+        "end": row.end.literal if row.end else None,
+    }
+
 
 @dataclass(frozen=True)
 class PendingOperation:
     """A change shown to an operator, waiting for Save or Cancel."""
 
-    chat_id: int
-    created_at: dt.datetime
     row: EventRow
     before: EventRow | None  # the event as shown; None for a new event
     preview: str  # the preview's HTML, kept to mark it saved or cancelled
+
+    def to_json(self) -> dict[str, Any]:
+        before = _row_to_json(self.before) if self.before else None
+        return {"row": _row_to_json(self.row), "before": before, "preview": self.preview}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PendingOperation:
+        before = data["before"]
+        return cls(
+            EventRow.model_validate(data["row"]),
+            None if before is None else EventRow.model_validate(before),
+            data["preview"],
+        )
 
 
 # --- who may ----------------------------------------------------------------------------
@@ -158,38 +222,22 @@ async def _allowed(update: Update, context: BotContext, what: str) -> bool:
     return True
 
 
-def _user_data(context: BotContext) -> dict[Any, Any]:
-    data = context.user_data
-    if data is None:
-        raise RuntimeError("user data is only available in updates from a user")
-    return data
-
-
 # --- pending operations -----------------------------------------------------------------
-
-
-def _operations(context: BotContext) -> dict[str, PendingOperation]:
-    """This operator's pending operations, the expired ones dropped."""
-    operations: dict[str, PendingOperation] = _user_data(context).setdefault(OPERATIONS, {})
-    now = context.clock.now()
-    for token in [t for t, op in operations.items() if now - op.created_at > OPERATION_TTL]:
-        del operations[token]
-    return operations
 
 
 async def _ask_to_save(
     update: Update, context: BotContext, text: str, row: EventRow, before: EventRow | None
 ) -> None:
-    """Show ``text`` with Save and Cancel; the change waits under a fresh token."""
-    chat = update.effective_chat
-    assert chat is not None
-    operations = _operations(context)
-    while len(operations) >= MAX_PENDING:  # the oldest previews go first
-        del operations[min(operations, key=lambda t: operations[t].created_at)]
-    token = secrets.token_hex(4)
-    while token in operations:
-        token = secrets.token_hex(4)
-    operations[token] = PendingOperation(chat.id, context.clock.now(), row, before, text)
+    """Show ``text`` with Save and Cancel; the change waits under a fresh token (the
+    operator's oldest waiting changes go beyond ``MAX_PENDING``)."""
+    chat, user = update.effective_chat, update.effective_user
+    assert chat is not None and user is not None
+    now = context.clock.now()
+    operation = PendingOperation(row, before, text)
+    async with context.services.database.transaction() as session:
+        token = await add_pending_operation(
+            session, user.id, chat.id, operation.to_json(), now, now + OPERATION_TTL, MAX_PENDING
+        )
     _ = context.tr.gettext
     keyboard = InlineKeyboardMarkup(
         [
@@ -215,12 +263,18 @@ async def button(update: Update, context: BotContext, action: callbacks.Operatio
     if not is_operator(update, context):
         await _refuse(update, context, "an operation button")
         return
-    operation = _operations(context).pop(action.token, None)
     chat = update.effective_chat
-    if operation is None or chat is None or chat.id != operation.chat_id:
+    claimed = None
+    if chat is not None:
+        async with context.services.database.transaction() as session:
+            claimed = await claim_pending_operation(
+                session, action.token, query.from_user.id, chat.id, context.clock.now()
+            )
+    if claimed is None:
         log.info("operation button %s from user %s: expired", action.token, query.from_user.id)
         await query.answer(_("This button has expired."), show_alert=True)
         return
+    operation = PendingOperation.from_json(claimed)
     await query.answer()
     if not action.confirmed:
         done = "✖ " + esc(_("Cancelled; nothing was changed."))
@@ -575,48 +629,43 @@ def _keyboard(options: Sequence[str], columns: int = 3) -> ReplyKeyboardMarkup:
     return ReplyKeyboardMarkup(rows, resize_keyboard=True, one_time_keyboard=True)
 
 
-def _draft(context: BotContext) -> Draft | None:
-    draft = _user_data(context).get(DRAFT)
-    return draft if isinstance(draft, Draft) else None
-
-
 async def _prompt(
-    update: Update, context: BotContext, state: int, draft: Draft, error: str | None = None
+    update: Update, context: BotContext, state: Question, draft: Draft, error: str | None = None
 ) -> None:
     """Ask the question of ``state`` (after what was wrong with the last answer)."""
     tr = context.tr
     _ = tr.gettext
     none = _("none")
     options: list[str] = []
-    if state == ORGANISATION:
+    if state == Question.ORGANISATION:
         text = _(
             "Which organisation holds it? Send its key or name (sco, ШОС), or “{none}”.",
             none=none,
         )
         orgs = await context.catalogue.organisations()
         options = [render.organisation_short(org, tr) for org in orgs] + [none]
-    elif state == KIND:
+    elif state == Question.KIND:
         text = _("What kind of event is it?")
         options = [render.kind_label(kind, tr) for kind in EVENT_KINDS]
-    elif state == TITLE:
+    elif state == Question.TITLE:
         text = _("Its title in English (up to {limit} characters)?", limit=MAX_TITLE)
-    elif state == PLACE:
+    elif state == Question.PLACE:
         text = _(
             "In which city? Send a city I know (Astana, Baku) or its key, or “{none}” "
             "when there is no city (online, or not known yet).",
             none=none,
         )
         options = [none]
-    elif state == COUNTRY:
+    elif state == Question.COUNTRY:
         text = _("Which country? Send its ISO code (KZ) or its name, or “{none}”.", none=none)
         options = [none]
-    elif state == DATES:
+    elif state == Question.DATES:
         text = _(
             "When? Send the start, and the end after a space if it lasts longer: "
             "2026-10-12 2026-10-14. A month (2026-10), a year (2026) or a time of day "
             "at the venue (2026-10-12T10:00) work too."
         )
-    elif state == ZONE:
+    elif state == Question.ZONE:
         if draft.start is not None and draft.start.precision is Precision.TIME:
             text = _("Which time zone is the venue in? Send a zone (Asia/Almaty) or a city.")
         else:
@@ -626,10 +675,10 @@ async def _prompt(
                 none=none,
             )
             options = [none]
-    elif state == STATUS:
+    elif state == Question.STATUS:
         text = _("What is its status?")
         options = [render.status_label(status, tr) for status in EventStatus]
-    else:  # SOURCE
+    else:  # Question.SOURCE
         text = _(
             "Where is this from? Send a source (a link or a short reference, up to "
             "{limit} characters), or “{none}”.",
@@ -644,24 +693,35 @@ async def _prompt(
     await answer(update, context, Reply(body, keyboard))
 
 
-async def addevent(update: Update, context: BotContext) -> int:
-    """/addevent: start the dialogue that adds an event."""
+async def addevent(update: Update, context: BotContext) -> None:
+    """/addevent: start the dialogue that adds an event (again, if one was under way)."""
     if not await _allowed(update, context, "/addevent"):
-        return ConversationHandler.END
-    draft = Draft()
-    _user_data(context)[DRAFT] = draft
+        return
+    chat, user = update.effective_chat, update.effective_user
+    assert chat is not None and user is not None
+    draft, now = Draft(), context.clock.now()
+    async with context.services.database.transaction() as session:
+        await start_dialogue(
+            session,
+            user.id,
+            chat.id,
+            DialogueKind.ADD_EVENT,
+            Question.ORGANISATION,
+            draft.to_json(),
+            now + DIALOGUE_TIMEOUT,
+            now,
+        )
     _ = context.tr.gettext
     intro = "➕ " + bold(_("New event")) + "\n" + esc(_("Answer a few questions; /cancel stops."))
     await answer(update, context, Reply(intro))
-    await _prompt(update, context, ORGANISATION, draft)
-    return ORGANISATION
+    await _prompt(update, context, Question.ORGANISATION, draft)
 
 
-async def _organisation_step(context: BotContext, draft: Draft, text: str) -> int:
+async def _organisation_step(context: BotContext, draft: Draft, text: str) -> Question:
     tr = context.tr
     if _is_none(text, tr):
         draft.organisation = None
-        return KIND
+        return Question.KIND
     org = await context.catalogue.find_organisation(text)
     if org is None:
         _ = tr.gettext
@@ -671,39 +731,40 @@ async def _organisation_step(context: BotContext, draft: Draft, text: str) -> in
             names = ", ".join(render.suggestion_label(s, tr) for s in suggestions)
             message += "\n" + _("Did you mean: {names}?", names=names)
         raise _Invalid(message)
-    draft.organisation = org
-    return KIND
+    draft.organisation = org.key
+    return Question.KIND
 
 
-async def _kind_step(context: BotContext, draft: Draft, text: str) -> int:
+async def _kind_step(context: BotContext, draft: Draft, text: str) -> Question:
     draft.kind = _parse_kind(text, context.tr)
-    return TITLE
+    return Question.TITLE
 
 
-async def _title_step(context: BotContext, draft: Draft, text: str) -> int:
+async def _title_step(context: BotContext, draft: Draft, text: str) -> Question:
     draft.title = _parse_text(text, MAX_TITLE, context.tr)
-    return PLACE
+    return Question.PLACE
 
 
-async def _place_step(context: BotContext, draft: Draft, text: str) -> int:
-    draft.place = await _parse_place(context, text)
-    if draft.place is None:
-        return COUNTRY
-    draft.country, draft.timezone = draft.place.country, draft.place.timezone
-    return DATES
+async def _place_step(context: BotContext, draft: Draft, text: str) -> Question:
+    place = await _parse_place(context, text)
+    if place is None:
+        draft.place = None
+        return Question.COUNTRY
+    draft.place, draft.country, draft.timezone = place.key, place.country, place.timezone
+    return Question.DATES
 
 
-async def _country_step(context: BotContext, draft: Draft, text: str) -> int:
+async def _country_step(context: BotContext, draft: Draft, text: str) -> Question:
     draft.country = None if _is_none(text, context.tr) else _parse_country(text, context.tr)
-    return DATES
+    return Question.DATES
 
 
-async def _dates_step(context: BotContext, draft: Draft, text: str) -> int:
+async def _dates_step(context: BotContext, draft: Draft, text: str) -> Question:
     draft.start, draft.end = _parse_dates(text, context.tr)
-    return ZONE if draft.place is None else STATUS
+    return Question.ZONE if draft.place is None else Question.STATUS
 
 
-async def _zone_step(context: BotContext, draft: Draft, text: str) -> int:
+async def _zone_step(context: BotContext, draft: Draft, text: str) -> Question:
     tr = context.tr
     _ = tr.gettext
     timed = draft.start is not None and draft.start.precision is Precision.TIME
@@ -711,65 +772,88 @@ async def _zone_step(context: BotContext, draft: Draft, text: str) -> int:
         if timed:
             raise _Invalid(esc(_("An event with a time of day needs a time zone.")))
         draft.timezone = None
-        return STATUS
+        return Question.STATUS
     choice = resolve_timezone(text, context.clock.now())
     if choice is None:
         suggestions = city_suggestions(text, tr.language)
         raise _Invalid(render.timezone_unknown(text, suggestions, tr).text)
     draft.timezone = choice.zone
-    return STATUS
+    return Question.STATUS
 
 
-async def _status_step(context: BotContext, draft: Draft, text: str) -> int:
+async def _status_step(context: BotContext, draft: Draft, text: str) -> Question:
     draft.status = _parse_status(text, context.tr)
-    return SOURCE
+    return Question.SOURCE
 
 
-async def _source_step(context: BotContext, draft: Draft, text: str) -> int:
+async def _source_step(context: BotContext, draft: Draft, text: str) -> Question:
     tr = context.tr
     draft.sources = [] if _is_none(text, tr) else [_parse_text(text, MAX_SOURCE, tr)]
-    return _DONE
+    return Question.DONE
 
 
-Step = Callable[[BotContext, Draft, str], Awaitable[int]]
+Step = Callable[[BotContext, Draft, str], Awaitable[Question]]
+_STEPS: dict[Question, Step] = {
+    Question.ORGANISATION: _organisation_step,
+    Question.KIND: _kind_step,
+    Question.TITLE: _title_step,
+    Question.PLACE: _place_step,
+    Question.COUNTRY: _country_step,
+    Question.DATES: _dates_step,
+    Question.ZONE: _zone_step,
+    Question.STATUS: _status_step,
+    Question.SOURCE: _source_step,
+}
+_ANSWERS = filters.TEXT & ~filters.COMMAND
 
 
-def _dialogue_step(
-    state: int, step: Step
-) -> Callable[[Update, BotContext], Coroutine[Any, Any, int]]:
-    """A handler for one question: check the answer, then ask the next (or this one again)."""
+async def _answer_question(update: Update, context: BotContext, dialogue: DialogueState) -> None:
+    """An answer to the question the dialogue is at: check it, then ask the next (or this
+    one again, after what was wrong)."""
+    message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+    assert message is not None and chat is not None and user is not None
+    asked, error = Question(dialogue.step), None
+    draft = Draft.from_json(dialogue.data)
+    try:
+        following = await _STEPS[asked](context, draft, (message.text or "").strip())
+    except _Invalid as exc:
+        following, error = asked, exc.text
+        draft = Draft.from_json(dialogue.data)  # as it was before the wrong answer
+    now = context.clock.now()
+    async with context.services.database.transaction() as session:
+        if following is Question.DONE:
+            ended = await end_dialogue(session, user.id, chat.id, now, DialogueKind.ADD_EVENT)
+            going_on = ended is not None
+        else:
+            going_on = await advance_dialogue(
+                session,
+                user.id,
+                chat.id,
+                DialogueKind.ADD_EVENT,
+                following,
+                draft.to_json(),
+                now + DIALOGUE_TIMEOUT,
+            )
+    if not going_on:  # left or started afresh meanwhile, through another process
+        return
+    if following is Question.DONE:
+        await _show_new_event(update, context, draft)
+    else:
+        await _prompt(update, context, following, draft, error=error)
 
-    async def handle(update: Update, context: BotContext) -> int:
-        draft = _draft(context)
-        message = update.effective_message
-        if draft is None or message is None:
-            return ConversationHandler.END
-        try:
-            following = await step(context, draft, (message.text or "").strip())
-        except _Invalid as exc:
-            await _prompt(update, context, state, draft, error=exc.text)
-            return state
-        if following == _DONE:
-            return await _show_new_event(update, context, draft)
-        await _prompt(update, context, following, draft)
-        return following
 
-    return handle
-
-
-async def _show_new_event(update: Update, context: BotContext, draft: Draft) -> int:
-    """The would-be card under Save and Cancel; the dialogue ends here."""
-    _user_data(context).pop(DRAFT, None)
+async def _show_new_event(update: Update, context: BotContext, draft: Draft) -> None:
+    """The would-be card under Save and Cancel (the dialogue has ended)."""
     _ = context.tr.gettext
     assert draft.start is not None
-    org_key = draft.organisation.key if draft.organisation else None
-    place_key = draft.place.key if draft.place else None
     values = {
-        "id": proposed_event_id(org_key, draft.start, place_key, draft.title, draft.kind),
-        "organisation": org_key,
+        "id": proposed_event_id(
+            draft.organisation, draft.start, draft.place, draft.title, draft.kind
+        ),
+        "organisation": draft.organisation,
         "kind": draft.kind,
         "title": {"en": draft.title},
-        "place": place_key,
+        "place": draft.place,
         "country": None if draft.place else draft.country,
         "timezone": None if draft.place else draft.timezone,
         "start": draft.start,
@@ -782,17 +866,16 @@ async def _show_new_event(update: Update, context: BotContext, draft: Draft) -> 
     except ValidationError as exc:
         problems = [str(error["msg"]) for error in exc.errors()]
         await _cannot_save(update, context, problems)
-        return ConversationHandler.END
+        return
     async with context.services.database.sessions() as session:
         row = row.model_copy(update={"id": await free_event_id(session, row.id)})
         problems = await check_event(session, row)
         view = await preview(session, row, context.clock.now())
     if problems:
         await _cannot_save(update, context, problems)
-        return ConversationHandler.END
+        return
     heading = "🆕 " + bold(_("New event: check it, then save it"))
     await _ask_to_save(update, context, f"{heading}\n\n{_card_text(view, context)}", row, None)
-    return ConversationHandler.END
 
 
 async def _cannot_save(update: Update, context: BotContext, problems: Sequence[str]) -> None:
@@ -801,13 +884,55 @@ async def _cannot_save(update: Update, context: BotContext, problems: Sequence[s
     await answer(update, context, Reply("⚠️ " + text, ReplyKeyboardRemove()))
 
 
-async def cancel_dialogue(update: Update, context: BotContext) -> int:
+async def cancel_dialogue(update: Update, context: BotContext) -> None:
     """/cancel inside the /addevent dialogue: leave it, nothing saved."""
-    _user_data(context).pop(DRAFT, None)
+    chat, user = update.effective_chat, update.effective_user
+    assert chat is not None and user is not None
+    async with context.services.database.transaction() as session:
+        await end_dialogue(session, user.id, chat.id, context.clock.now(), DialogueKind.ADD_EVENT)
     _ = context.tr.gettext
     text = esc(_("The new event is discarded; nothing was saved."))
     await answer(update, context, Reply(text, ReplyKeyboardRemove()))
-    return ConversationHandler.END
+
+
+_CANCEL = CommandHandler("cancel", cancel_dialogue)
+
+
+async def _continue_addevent(update: Update, context: BotContext, dialogue: DialogueState) -> bool:
+    """/cancel, or the answer to the question asked; False for anything else (another
+    command, a sticker), which is handled as usual while the dialogue waits."""
+    if _CANCEL.check_update(update):
+        await cancel_dialogue(update, context)
+        return True
+    if not _ANSWERS.check_update(update):
+        return False
+    await _answer_question(update, context, dialogue)
+    return True
+
+
+async def continue_dialogue(update: Update, context: BotContext) -> None:
+    """A person's new message in a private chat while they are in a dialogue: the answer to
+    its question, whichever process asked it (the dialogue is kept in the database). An
+    operator's /addevent is continued here, linking a channel in ``handlers.channels``; an
+    answer goes no further (it is not taken for a search, or /cancel for the command).
+
+    Registered by ``bot.app`` in a group of its own, after the chat is remembered.
+    """
+    message, chat, user = update.message, update.effective_chat, update.effective_user
+    if message is None or chat is None or user is None or chat.type != TelegramChatType.PRIVATE:
+        return  # an edit is no answer; dialogues are private
+    if message.text is None and message.forward_origin is None:
+        return
+    async with context.services.database.sessions() as session:
+        dialogue = await current_dialogue(session, user.id, chat.id, context.clock.now())
+    if dialogue is None:
+        return
+    if dialogue.kind is DialogueKind.ADD_EVENT:
+        answered = await _continue_addevent(update, context, dialogue)
+    else:
+        answered = await channels.continue_dialogue(update, context, dialogue)
+    if answered:
+        raise ApplicationHandlerStop
 
 
 # --- /editevent, /postpone, /cancel, /setstatus -----------------------------------------
@@ -1057,34 +1182,11 @@ async def stats(update: Update, context: BotContext) -> None:
 def register(application: BotApplication) -> None:
     """Add the operator handlers to ``application`` (group 0, before plain-text search).
 
-    The dialogue comes first: while it runs, its answers are not taken for searches and
-    /cancel leaves it; otherwise /cancel is the command that cancels an event.
+    Answers within the /addevent dialogue, and /cancel there, are taken earlier, by
+    :func:`continue_dialogue`; otherwise /cancel is the command that cancels an event.
     """
-    answers = filters.TEXT & ~filters.COMMAND & filters.UpdateType.MESSAGE  # an edit is no answer
-    steps: dict[int, Step] = {
-        ORGANISATION: _organisation_step,
-        KIND: _kind_step,
-        TITLE: _title_step,
-        PLACE: _place_step,
-        COUNTRY: _country_step,
-        DATES: _dates_step,
-        ZONE: _zone_step,
-        STATUS: _status_step,
-        SOURCE: _source_step,
-    }
-    dialogue: ConversationHandler[BotContext] = ConversationHandler(
-        entry_points=[CommandHandler("addevent", addevent)],
-        states={
-            state: [MessageHandler(answers, _dialogue_step(state, step))]
-            for state, step in steps.items()
-        },
-        fallbacks=[CommandHandler("cancel", cancel_dialogue)],
-        allow_reentry=True,
-        conversation_timeout=DIALOGUE_TIMEOUT,
-        name="addevent",
-    )
-    application.add_handler(dialogue)
     commands: list[tuple[str, Callable[[Update, BotContext], Coroutine[Any, Any, None]]]] = [
+        ("addevent", addevent),
         ("editevent", editevent),
         ("postpone", postpone),
         ("cancel", cancel_event),
