@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
@@ -38,6 +38,15 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
     # The driver's own implicit BEGIN is turned off; ``_begin_immediately`` begins instead.
     dbapi_connection.isolation_level = None
+
+
+def _network_errors_are_disconnects(context: ExceptionContext) -> None:
+    # A connection cut under asyncpg surfaces as a bare OSError (e.g. connection reset),
+    # which SQLAlchemy does not count as a disconnect: the pool would hand out the dead
+    # connection again, once per pooled connection. Counted as one, it is discarded, and
+    # the pre-ping on checkout replaces it.
+    if is_unavailable(context.original_exception):
+        context.is_disconnect = True
 
 
 def _begin_immediately(connection: Connection) -> None:
@@ -103,6 +112,8 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _enable_sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _begin_immediately)
+        else:
+            event.listen(self.engine.sync_engine, "handle_error", _network_errors_are_disconnects)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._lock_file: TextIO | None = None
 

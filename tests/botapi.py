@@ -85,6 +85,8 @@ class LocalBotApi:
         # Documents "uploaded" by tests, served by getFile and /file/bot<token>/<path>.
         self.files: dict[str, bytes] = {}
         self.downloads: list[str] = []
+        # Called with every recorded call (after it was answered): a test's trigger.
+        self.on_call: Callable[[ApiCall], None] | None = None
         self._file_ids = itertools.count(1)
         self.port = 0
 
@@ -265,8 +267,11 @@ class LocalBotApi:
         if method == "getUpdates":
             return _json(200, {"ok": True, "result": await self._get_updates(parameters)})
         status, body = self._answer(method, raw, files)
-        self.calls.append(ApiCall(method, parameters, status))
+        call = ApiCall(method, parameters, status)
+        self.calls.append(call)
         self._new_call.set()
+        if self.on_call is not None:
+            self.on_call(call)
         return _json(status, body)
 
     def _answer(

@@ -191,7 +191,8 @@ def start_bot(bot_api: LocalBotApi, database_url: str, clock: FixedClock) -> Sta
 
     @asynccontextmanager
     async def start(polling: bool = True, **overrides: object) -> AsyncIterator[BotApplication]:
-        settings = make_settings(database_url, bot_api.base_url, **overrides)
+        url = str(overrides.pop("database_url", database_url))  # e.g. through a proxy
+        settings = make_settings(url, bot_api.base_url, **overrides)
         application = build_application(settings, clock=clock)
         async with running(application, polling=polling):
             yield application

@@ -12,6 +12,7 @@ import logging
 
 from telegram import Update
 from telegram.error import Forbidden, TelegramError
+from telegram.ext import ApplicationHandlerStop
 
 from bot.context import BotContext
 from bot.i18n import translator
@@ -59,3 +60,5 @@ async def error_handler(update: object, context: BotContext) -> None:
             await context.bot.send_message(update.effective_chat.id, text)
     except TelegramError:
         log.warning("could not tell update %s about the error", update.update_id)
+    # Later handler groups would run on half-prepared state (e.g. no chat remembered).
+    raise ApplicationHandlerStop
