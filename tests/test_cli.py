@@ -113,6 +113,29 @@ async def test_db_upgrade_is_repeatable(tmp_path: Path) -> None:
         assert "up to date" in out
 
 
+async def test_db_backup_copies_the_sqlite_database_and_never_overwrites(tmp_path: Path) -> None:
+    import sqlite3
+
+    assert (await summitbot(tmp_path, "db", "upgrade"))[0] == 0
+    target = tmp_path / "backups" / "summitbot-copy.sqlite3"
+    target.parent.mkdir()
+    code, out, err = await summitbot(tmp_path, "db", "backup", str(target))
+    assert code == 0, err
+    assert f"Backed up the database to {target}" in out
+    with sqlite3.connect(target) as copy:
+        (events,) = copy.execute("SELECT count(*) FROM events").fetchone()
+        (organisation,) = copy.execute("SELECT key FROM organisations WHERE key = 'sco'").fetchone()
+    assert events > 40 and organisation == "sco"
+    again = await summitbot(tmp_path, "db", "backup", str(target))
+    assert again[0] == 1 and "exists already" in again[2]
+
+
+async def test_db_backup_on_postgresql_points_to_pg_dump(tmp_path: Path) -> None:
+    url = "postgresql+asyncpg://summitbot@127.0.0.1:1/none"
+    code, _, err = await summitbot(tmp_path, "db", "backup", "x.dump", DATABASE_URL=url)
+    assert code == 2 and "pg_dump" in err
+
+
 @pytest.mark.parametrize("setting", ["DEFAULT_TIMEZONE=Mars/Olympus", "OPERATOR_IDS=alice"])
 async def test_bad_settings_are_named(tmp_path: Path, setting: str) -> None:
     name, value = setting.split("=")
