@@ -32,11 +32,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import make_url
 
 from bot.dispatcher import MAX_IN_FLIGHT
+from config.settings import DATASET_DIR
 from storage.database import Database
+from storage.dataset import prepare_database
 from storage.dates import Precision
 from storage.deliveries import Planner
 from storage.models import (
@@ -52,7 +54,7 @@ from storage.models import (
     SubscriptionScope,
 )
 from tests.botapi import LocalBotApi
-from tests.conftest import TEST_TOKEN
+from tests.conftest import TEST_TOKEN, _pg_admin
 from tests.tcpproxy import TcpProxy
 
 CHATS = int(os.environ.get("REPLICA_TEST_CHATS", "2000"))
@@ -305,3 +307,31 @@ async def test_a_killed_replica_loses_nothing(
     assert len(twice) <= MAX_IN_FLIGHT and max(received.values()) <= 2
     assert outcome["stopped_exit"] == -signal.SIGKILL
     assert len(outcome["workers"]) == REPLICAS
+
+
+async def test_replicas_starting_together_on_a_new_database_migrate_it_once(
+    database_factory: Any,
+) -> None:
+    if database_factory.backend != "postgresql":
+        pytest.skip("the advisory lock is PostgreSQL's")
+    keep = len(database_factory.created)
+    name = f"summitbot_test_new_{os.getpid()}_{time.monotonic_ns() % 10**8}"
+    await _pg_admin(f'CREATE DATABASE "{name}"')
+    database_factory.created.append(name)
+    url = database_factory._pg_url(name)
+    databases = [Database(url) for _ in range(REPLICAS)]
+    try:
+        # Without the lock, concurrent migrations block each other (or fail on duplicates).
+        reports = await asyncio.wait_for(
+            asyncio.gather(*(prepare_database(database, DATASET_DIR) for database in databases)),
+            120,
+        )
+        async with databases[0].sessions() as session:
+            events = await session.scalar(select(func.count()).select_from(Event))
+    finally:
+        for database in databases:
+            await database.dispose()
+        await database_factory.drop_created(keep)
+    # One of them loaded the bundled dataset; the others found it there.
+    assert sum(report is not None for report in reports) == 1
+    assert events and events > 40
