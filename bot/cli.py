@@ -208,6 +208,9 @@ async def _backup(settings: Settings, target: Path) -> int:
     except FileExistsError:
         sys.stderr.write(f"{target} exists already; choose a new file name.\n")
         return 1
+    except FileNotFoundError as exc:
+        sys.stderr.write(f"There is no database at {exc}; check DATABASE_URL.\n")
+        return 1
     finally:
         await database.dispose()
     sys.stdout.write(f"Backed up the database to {target} ({pages} pages).\n")

@@ -219,13 +219,13 @@ class Dispatcher:
             result.requeued += await release_claims(session, self.worker)
         self._started = True
         while not self._stopping:
-            async with self.database.transaction() as session:
-                batch = await claim_due(session, self.clock.now(), self.worker, self.batch_size)
-            result.skipped += batch.skipped
-            if not batch.candidates:
-                break
             before = result.counts()
             started = time.perf_counter()
+            async with self.database.transaction() as session:
+                batch = await claim_due(session, self.clock.now(), self.worker, self.batch_size)
+            result.skipped += batch.skipped  # stale ones, skipped as they were claimed
+            if not batch.candidates:
+                break
             await asyncio.gather(*(self._deliver(d, result) for d in batch.deliveries))
             self._batch_done(batch.candidates, len(batch.deliveries), before, result, started)
             if not self.database_available:

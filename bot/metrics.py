@@ -18,6 +18,8 @@ LAG_BUCKETS = (0.1, 0.5, 1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 def update_type(update: object) -> str:
     """``message``, ``callback_query``, ``my_chat_member``…: the kind of an update."""
+    if update is None:
+        return "job"  # an error in a scheduled job, not in an update
     if isinstance(update, Update):
         for name in Update.ALL_TYPES:
             if getattr(update, name, None) is not None:

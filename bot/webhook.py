@@ -78,7 +78,7 @@ class WebhookEndpoint:
             return PlainTextResponse("the body is not a Telegram update", status_code=400)
         try:
             update = Update.de_json(data, self.application.bot)
-        except (KeyError, TypeError, ValueError) as exc:
+        except Exception as exc:  # any shape PTB cannot read is the sender's fault: 400
             log.warning("webhook update %s could not be read: %r", data.get("update_id"), exc)
             return PlainTextResponse("the body is not a Telegram update", status_code=400)
         # Handler errors are answered by the error handler; the update is done either way.

@@ -99,12 +99,14 @@ class Settings(BaseSettings):
     @field_validator("webhook_secret")
     @classmethod
     def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        # Telegram allows 1-256 characters A-Z, a-z, 0-9, _ and - in a secret token.
+        # Telegram allows 1-256 characters A-Z, a-z, 0-9, _ and -; a short one could be
+        # guessed (and would be blotted out of every log line that happens to contain it).
         if value is not None:
             secret = value.get_secret_value()
-            if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            if not re.fullmatch(r"[A-Za-z0-9_-]{32,256}", secret):
                 raise ValueError(
-                    "WEBHOOK_SECRET must be 1-256 characters: letters, digits, _ and -"
+                    "WEBHOOK_SECRET must be 32-256 characters: letters, digits, _ and - "
+                    "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
                 )
         return value
 

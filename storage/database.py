@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
+import socket
 import sqlite3
 import zlib
 from collections.abc import AsyncIterator
@@ -27,6 +29,8 @@ from sqlalchemy.ext.asyncio import (
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # The PostgreSQL advisory lock that lets one replica at a time migrate and load data.
 SETUP_LOCK_KEY = zlib.crc32(b"summitbot:setup")
+CONNECT_TIMEOUT_SECONDS = 10
+POOL_TIMEOUT_SECONDS = 10
 
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -67,31 +71,54 @@ class DatabaseInUse(RuntimeError):
     """Another process holds the SQLite database."""
 
 
+# Socket errors that mean "the server is not there (now)".
+_NETWORK_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ETIMEDOUT,
+    errno.EPIPE,
+}
+# asyncpg's connection errors, by name (the driver is not imported here).
+_ASYNCPG_CONNECTION_ERRORS = {
+    "ConnectionDoesNotExistError",
+    "CannotConnectNowError",
+    "PostgresConnectionError",
+    "ConnectionFailureError",
+    "ClientCannotConnectError",
+    "AdminShutdownError",
+    "CrashShutdownError",
+    "TooManyConnectionsError",
+}
+# SQLite: the file cannot be used right now (not a schema or a programming fault).
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database file", "disk i/o error")
+
+
 def is_unavailable(error: BaseException) -> bool:
     """Whether ``error`` means the database cannot be reached right now (as opposed to a
-    bug or a constraint): the connection was refused, lost or timed out."""
+    bug, a constraint, or a Telegram failure): the connection was refused, lost or
+    timed out."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if type(current).__module__.startswith("telegram"):
+            return False  # PTB wraps Telegram's network failures; those are not ours
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True
-        if isinstance(current, OperationalError | InterfaceError | PoolTimeoutError):
+        if isinstance(current, PoolTimeoutError | InterfaceError):
             return True
-        if isinstance(current, ConnectionError | TimeoutError | asyncio.TimeoutError):
+        if isinstance(current, OperationalError):
+            if "sqlite" not in type(current.orig).__module__:
+                return True
+            return any(reason in str(current.orig).lower() for reason in _SQLITE_UNAVAILABLE)
+        if type(current).__name__ in _ASYNCPG_CONNECTION_ERRORS:
             return True
-        if isinstance(current, OSError) and current.errno is not None:
-            return True  # e.g. "connect call failed", host unreachable
-        # asyncpg's connection errors, without importing the driver here.
-        if type(current).__name__ in {
-            "ConnectionDoesNotExistError",
-            "CannotConnectNowError",
-            "PostgresConnectionError",
-            "ConnectionFailureError",
-            "AdminShutdownError",
-            "CrashShutdownError",
-            "TooManyConnectionsError",
-        }:
+        if isinstance(current, ConnectionError | TimeoutError | socket.gaierror):
+            return True
+        if isinstance(current, OSError) and current.errno in _NETWORK_ERRNOS:
             return True
         current = current.__cause__ or current.__context__
     return False
@@ -108,7 +135,17 @@ class Database:
             ":memory:",
         ):
             Path(self.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = create_async_engine(self.url, echo=echo, pool_pre_ping=True)
+        options: dict[str, Any] = {}
+        if not self.is_sqlite:
+            # A database that hangs (packets dropped, not refused) must fail fast too:
+            # a connection attempt, a statement and a wait for a pooled connection.
+            options = {
+                "connect_args": {"timeout": CONNECT_TIMEOUT_SECONDS, "command_timeout": 60},
+                "pool_timeout": POOL_TIMEOUT_SECONDS,
+            }
+        self.engine: AsyncEngine = create_async_engine(
+            self.url, echo=echo, pool_pre_ping=True, **options
+        )
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _enable_sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _begin_immediately)
@@ -168,7 +205,11 @@ class Database:
             destination_path = target.expanduser()
             if destination_path.exists():
                 raise FileExistsError(destination_path)
-            source = sqlite3.connect(Path(database).expanduser())
+            source_path = Path(database).expanduser()
+            if not source_path.is_file():
+                raise FileNotFoundError(source_path)
+            # Read-only: a wrong path must not create an empty database to "back up".
+            source = sqlite3.connect(f"{source_path.as_uri()}?mode=ro", uri=True)
             destination = sqlite3.connect(destination_path)
             pages = 0
 
@@ -178,7 +219,9 @@ class Database:
 
             try:
                 with destination:
-                    source.backup(destination, pages=1024, progress=progress)
+                    # All pages in one step: with WAL the bot keeps writing meanwhile, and
+                    # a step-wise copy would restart on every write.
+                    source.backup(destination, pages=-1, progress=progress)
             finally:
                 destination.close()
                 source.close()

@@ -59,7 +59,7 @@ from tests.tcpproxy import TcpProxy
 
 CHATS = int(os.environ.get("REPLICA_TEST_CHATS", "2000"))
 REPLICAS = 3
-SECRET = "replica-test-secret"
+SECRET = "replica-test-secret_0123456789abcdef"
 FIRST_CHAT = 20_000_000
 EVENT_KEY = "replica-summit"
 # The one-hour reminder comes due this long after seeding: time for the replicas to start.

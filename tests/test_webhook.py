@@ -7,6 +7,7 @@ Bot API server records what the bot sends, as in the other end-to-end tests.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import AsyncIterator, Callable
@@ -16,15 +17,18 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pydantic import ValidationError
 
 from bot.cli import main
+from bot.clock import FixedClock
 from bot.context import BotApplication
 from bot.serve import WebhookServer
+from config.settings import Settings
 from tests.botapi import LocalBotApi
 from tests.conftest import StartBot
-from tests.factories import QUIET, plain
+from tests.factories import QUIET, START, TEST_EVENT, load, plain
 
-SECRET = "s3cret-Token_for-tests"
+SECRET = "s3cret-Token_for-tests_0123456789abcdef"
 PATH = "/telegram"
 
 
@@ -133,6 +137,8 @@ async def test_an_update_without_the_right_secret_is_refused_and_not_handled(
         (b'{"update_id": "7"}', 400),
         (b'{"update_id": 7, "message": {"message_id": 1, "text": "hi"}}', 400),  # no chat
         (b"", 400),
+        (b'{"update_id": 8, "message": "not an object"}', 400),
+        (b'{"update_id": 9, "message": {"message_id": 1, "date": 1e300, "chat": {}}}', 400),
     ],
 )
 async def test_a_malformed_body_gets_a_client_error_and_the_bot_keeps_working(
@@ -195,6 +201,26 @@ async def test_health_readiness_and_metrics(
     assert "summitbot_dispatcher_lag_seconds_bucket" in text
 
 
+async def test_metrics_count_a_reminder_sent_its_lag_and_the_superseded_ones(
+    bot_api: LocalBotApi, start_webhook: StartWebhook, database_url: str, clock: FixedClock
+) -> None:
+    await load(database_url, TEST_EVENT, clock.now())
+    async with start_webhook() as (application, webhook):
+        update = bot_api.message("/subscribe test-summit", chat_id=8107)
+        assert (await webhook.post(update))[0] == 200
+        # Two seconds after the one-hour reminder came due: the 7-day and 1-day ones,
+        # due as well, are superseded (skipped), the one-hour one is sent.
+        clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=2))
+        await application.bot_data.services.dispatcher.sweep()
+        _status, _type, text = await webhook.get("/metrics")
+    assert len([c for c in bot_api.sent_to(8107) if "⏰" in c.text]) == 1
+    assert sample(text, "summitbot_deliveries_total", outcome="sent") == 1
+    assert sample(text, "summitbot_deliveries_total", outcome="skipped") == 2
+    assert sample(text, "summitbot_dispatcher_lag_seconds_count") == 1
+    assert sample(text, "summitbot_dispatcher_lag_seconds_sum") == pytest.approx(2.0)
+    assert sample(text, "summitbot_delivery_queue_depth") == 0
+
+
 async def test_a_stopping_replica_refuses_new_updates_and_is_not_ready(
     bot_api: LocalBotApi, start_bot: StartBot
 ) -> None:
@@ -212,6 +238,12 @@ async def test_a_stopping_replica_refuses_new_updates_and_is_not_ready(
     assert status == 503  # Telegram retries, and a load balancer picks another replica
     assert ready[0] == 503 and json.loads(ready[2])["checks"]["updates"] == "stopping"
     assert bot_api.sent_to(8106) == []
+
+
+@pytest.mark.parametrize("secret", ["e", "short-secret", "x" * 31, "with spaces " * 4])
+def test_a_weak_or_invalid_webhook_secret_is_refused(secret: str) -> None:
+    with pytest.raises(ValidationError, match="WEBHOOK_SECRET must be 32-256 characters"):
+        Settings(_env_file=None, webhook_secret=secret)  # type: ignore[call-arg]
 
 
 def test_webhook_mode_refuses_to_start_without_a_secret_token(

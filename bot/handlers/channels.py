@@ -13,6 +13,8 @@ routes it here).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -45,6 +47,8 @@ from storage.views import ChatView
 
 log = logging.getLogger(__name__)
 
+# How long /announce waits for its posts before it reports (the rest follow).
+ANNOUNCE_WAIT_SECONDS = 20.0
 WAIT = dt.timedelta(minutes=10)  # after this a pending question is forgotten
 _USERNAME = re.compile(r"^@?([A-Za-z][A-Za-z0-9_]{3,31})$")
 _TYPED = filters.TEXT & ~filters.COMMAND
@@ -344,7 +348,12 @@ async def announce_command(update: Update, context: BotContext) -> None:
         ]
         rows = await announce(session, event, [c.id for c in channels_], now)
         fresh = {chat_id for chat_id, row in rows.items() if row.status == DeliveryStatus.PENDING}
-    await services.dispatcher.sweep()
+    # The sweep sends whatever is due, which may take long: the reply waits a while, then
+    # reports what is posted so far. The sweep goes on (and is never cut off half-way
+    # by this update's end: the application waits for it when stopping).
+    sweeping = context.application.create_task(services.dispatcher.sweep(), update=update)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(sweeping), ANNOUNCE_WAIT_SECONDS)
     async with services.database.sessions() as session:
         outcome = {
             c.title or str(c.id): await session.get(Delivery, rows[c.id].id)
