@@ -35,6 +35,7 @@ not send go back to the queue at its next sweep, or when it stops (``stop``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -87,7 +88,7 @@ MAX_IN_FLIGHT = 16
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 600.0
 # Recording an outcome while the database is away: wait this long between tries.
-RECORD_RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
+RECORD_RETRY_SECONDS = (0.25, 0.5, 1.0)
 
 
 @dataclass
@@ -145,6 +146,10 @@ class Dispatcher:
         self.database_available = True
         self._stopping = False
         self._stop_deadline: float | None = None
+        # Deliveries whose claim was renewed for sending and whose outcome is not recorded
+        # yet: Telegram may have them, so their claims are never handed back early.
+        self._unrecorded: set[int] = set()
+        self._stop_requested = asyncio.Event()
 
     # --- scheduling ---------------------------------------------------------------
 
@@ -216,7 +221,7 @@ class Dispatcher:
             result.requeued = await requeue_abandoned(session, cutoff)
             # Nothing of ours is in flight between sweeps: claims left from an outage
             # go back now rather than after the lease.
-            result.requeued += await release_claims(session, self.worker)
+            result.requeued += await release_claims(session, self.worker, self._unrecorded)
         self._started = True
         while not self._stopping:
             before = result.counts()
@@ -226,7 +231,13 @@ class Dispatcher:
             result.skipped += batch.skipped  # stale ones, skipped as they were claimed
             if not batch.candidates:
                 break
-            await asyncio.gather(*(self._deliver(d, result) for d in batch.deliveries))
+            # Every delivery ends before the batch does (none is left sending unseen).
+            outcomes = await asyncio.gather(
+                *(self._deliver(d, result) for d in batch.deliveries), return_exceptions=True
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException) and not is_unavailable(outcome):
+                    log.error("a delivery failed unexpectedly", exc_info=outcome)
             self._batch_done(batch.candidates, len(batch.deliveries), before, result, started)
             if not self.database_available:
                 return  # the next sweep tries again
@@ -308,17 +319,47 @@ class Dispatcher:
                 )
                 attempt += 1
             else:
+                self._unrecorded.discard(delivery_id)
                 return
 
     # --- stopping -----------------------------------------------------------------
 
+    async def _paced(self, chat_id: int) -> bool:
+        """Wait for the rate limiter's turn; False if the dispatcher stops meanwhile."""
+        if self._stopping:
+            return False
+        if not self.limiter.enabled:
+            return True
+        turn = asyncio.ensure_future(self.limiter.acquire(chat_id))
+        stop = asyncio.ensure_future(self._stop_requested.wait())
+        await asyncio.wait({turn, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if turn.done() and not self._stopping:
+            return True
+        turn.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await turn
+        return False
+
+    def begin_stop(self, grace_seconds: float) -> None:
+        """From now on claim nothing and start no send; ``stop`` ends by the deadline.
+
+        Called as soon as the process is asked to stop (before the web server drains).
+        """
+        self._stopping = True
+        self._stop_requested.set()
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + grace_seconds
+
     async def stop(self, grace_seconds: float) -> None:
         """Stop sweeping: finish the sends in flight, record them, put back the rest.
 
-        Marks nothing sent that was not; returns within about ``grace_seconds``.
+        Marks nothing sent that was not; returns by the deadline ``begin_stop`` set
+        (or ``grace_seconds`` from now).
         """
-        self._stopping = True
-        self._stop_deadline = time.monotonic() + grace_seconds
+        self.begin_stop(grace_seconds)
+        assert self._stop_deadline is not None
+        grace_seconds = max(self._stop_deadline - time.monotonic(), 0.1)
         if self._job_queue is not None:
             for job in (
                 *self._job_queue.get_jobs_by_name(SWEEP_JOB),
@@ -332,7 +373,7 @@ class Dispatcher:
             return
         try:
             async with self.database.transaction() as session:
-                released = await release_claims(session, self.worker)
+                released = await release_claims(session, self.worker, self._unrecorded)
             if released:
                 log.info("stopping: %d claimed deliveries put back for other replicas", released)
         except Exception as exc:
@@ -392,13 +433,14 @@ class Dispatcher:
                 await self._deliver_once(delivery, result, delivery.chat_id, migrated=False)
             except Exception as exc:  # a bug must not stop the other deliveries
                 if is_unavailable(exc):
-                    # Not sent (or recorded as far as the stop allowed): the claim goes
-                    # back at the next sweep.
+                    # Not sent, or sent and not recorded (then it stays claimed until the
+                    # lease ends); other claims go back at the next sweep.
                     self._database_lost(exc)
                     return
                 log.exception("delivery %s failed unexpectedly", delivery.id)
                 async with self.database.transaction() as session:
                     await mark_failed(session, delivery.id, f"error: {exc!r}", self.clock.now())
+                self._unrecorded.discard(delivery.id)
                 result.failed += 1
 
     async def _deliver_once(
@@ -441,12 +483,14 @@ class Dispatcher:
                     delivery.event_key, username, translator(chat.language)
                 ),
             )
-        await self.limiter.acquire(chat_id)
+        if not await self._paced(chat_id):
+            return  # stopping: not sent, the claim goes back when the dispatcher stops
         async with self.database.transaction() as session:
             still_ours = await renew_claim(session, delivery.id, self.worker, self.clock.now())
         if not still_ours:
             log.warning("delivery %s was taken over while waiting; not sending", delivery.id)
             return
+        self._unrecorded.add(delivery.id)
         try:
             text = directional(reply.text, translator(chat.language))
             message = await self.bot.send_message(chat_id, text, reply_markup=reply.keyboard)

@@ -66,13 +66,21 @@ def _exit_if_stuck(seconds: float) -> asyncio.TimerHandle:
     return asyncio.get_running_loop().call_later(seconds, give_up)
 
 
+def _stopping(application: BotApplication, settings: Settings) -> None:
+    """The moment a stop is asked for: one deadline for every phase that follows."""
+    grace = settings.shutdown_timeout_seconds
+    # No new batch and no new send from here on; sends in flight finish and are recorded.
+    application.bot_data.services.dispatcher.begin_stop(grace)
+    _exit_if_stuck(grace + 2)
+
+
 async def serve_polling(application: BotApplication, settings: Settings) -> None:
     stop = asyncio.Event()
     _on_stop_signals(stop)
     async with running(application, polling=True, poll_timeout=POLL_TIMEOUT_SECONDS):
         log.info("polling %s for updates", settings.telegram_base_url.split("/bot")[0])
         await stop.wait()
-        _exit_if_stuck(settings.shutdown_timeout_seconds + 5)
+        _stopping(application, settings)
     log.info("stopped")
 
 
@@ -157,6 +165,6 @@ async def serve_webhook(application: BotApplication, settings: Settings) -> None
         if not stop.is_set():
             stopped.cancel()
             raise RuntimeError("the webhook server stopped on its own")
-        _exit_if_stuck(settings.shutdown_timeout_seconds + 5)
+        _stopping(application, settings)
         await webhook.stop()
     log.info("stopped")

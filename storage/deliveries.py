@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -830,17 +830,21 @@ async def next_due_at(session: AsyncSession) -> dt.datetime | None:
     return await session.scalar(select(earliest).where(Delivery.status == DeliveryStatus.PENDING))
 
 
-async def release_claims(session: AsyncSession, worker: str) -> int:
-    """Put back every claim ``worker`` holds. Never commits.
+async def release_claims(session: AsyncSession, worker: str, keep: Collection[int] = ()) -> int:
+    """Put back the claims ``worker`` holds, except ``keep``. Never commits.
 
     For a dispatcher that has nothing in flight (between sweeps, or stopping): claims
     it could not send, e.g. because the database went away mid-batch, become pending
-    again at once instead of waiting for the lease to expire.
+    again at once instead of waiting for the lease to expire. ``keep``: deliveries
+    Telegram may have although their outcome is not recorded; those wait for the lease.
     """
+    statement = update(Delivery).where(
+        Delivery.status == DeliveryStatus.CLAIMED, Delivery.claimed_by == worker
+    )
+    if keep:
+        statement = statement.where(Delivery.id.not_in(list(keep)))
     result = await session.execute(
-        update(Delivery)
-        .where(Delivery.status == DeliveryStatus.CLAIMED, Delivery.claimed_by == worker)
-        .values(status=DeliveryStatus.PENDING, claimed_by=None, claimed_at=None)
+        statement.values(status=DeliveryStatus.PENDING, claimed_by=None, claimed_at=None)
     )
     return max(getattr(result, "rowcount", 0) or 0, 0)
 
