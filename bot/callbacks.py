@@ -100,6 +100,11 @@ class CalendarFile:
 
 
 @dataclass(frozen=True)
+class NewFeedAddress:
+    """Replace the chat's calendar feed address (the old one stops working)."""
+
+
+@dataclass(frozen=True)
 class ForgetMe:
     confirmed: bool
 
@@ -133,6 +138,7 @@ Action = (
     | SubscribeMenu
     | SetLanguage
     | CalendarFile
+    | NewFeedAddress
     | OperationAnswer
     | ChannelAction
     | ForgetMe
@@ -199,6 +205,10 @@ def calendar_file(key: str) -> str:
     return _checked(f"c:{key}")
 
 
+def new_feed_address() -> str:
+    return "cf:new"
+
+
 def operation_answer(token: str, confirmed: bool) -> str:
     return f"op:{token}:{'ok' if confirmed else 'no'}"
 
@@ -246,6 +256,8 @@ def parse(data: str | None) -> Action:
         return SetLanguage(match[1])
     if match := _CALENDAR.match(data):
         return CalendarFile(match[1])
+    if data == "cf:new":
+        return NewFeedAddress()
     if data in ("fm:yes", "fm:no"):
         return ForgetMe(data == "fm:yes")
     if match := _OPERATION.match(data):

@@ -1093,3 +1093,26 @@ def announce_summary(outcome: dict[str, Any], fresh: set[str], tr: Translator) -
             state = _("not posted yet ({status})", status=status.value if status else "?")
         lines.append(f"• {esc(name)} — {esc(state)}")
     return Reply("\n".join(lines))
+
+
+def calendar_feed(url: str, tr: Translator, *, new: bool = False) -> Reply:
+    """The chat's calendar feed address, with a button that replaces it."""
+    _ = tr.gettext
+    lines = [
+        "📅 " + bold(_("Calendar feed")),
+        esc(
+            _(
+                "Add this address to your calendar app (in Google Calendar: "
+                "“From URL”; in Apple Calendar: “New Calendar Subscription”) and it "
+                "stays up to date with what this chat follows:"
+            )
+        ),
+        f"<code>{esc(url)}</code>",
+        esc(_("Anyone with the address can read the list: share it with care.")),
+    ]
+    if new:
+        lines.append(esc(_("The old link no longer works.")))
+    keyboard = InlineKeyboardMarkup(
+        [[InlineKeyboardButton(_("🔄 New link"), callback_data=callbacks.new_feed_address())]]
+    )
+    return Reply("\n".join(lines), keyboard)

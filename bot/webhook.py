@@ -20,10 +20,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from telegram import Update
 
+from bot import ics
 from bot.context import BotApplication, Services
+from bot.i18n import translator
 from bot.metrics import CONTENT_TYPE
 from storage.database import is_unavailable
 from storage.deliveries import count_due
+from storage.feeds import chat_of_feed
+from storage.models import Chat
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,7 @@ class WebhookEndpoint:
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/readyz", self.readyz, methods=["GET"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
+                Route("/calendar/{token}.ics", self.calendar_feed, methods=["GET"]),
             ]
         )
 
@@ -143,6 +148,26 @@ class WebhookEndpoint:
         else:
             services.metrics.queue_depth.set(depth)
         return Response(services.metrics.exposition(), media_type=CONTENT_TYPE)
+
+    # --- calendar feeds -----------------------------------------------------------
+
+    async def calendar_feed(self, request: Request) -> Response:
+        """A chat's followed events as an .ics feed, for calendar apps that poll it."""
+        services = self.services
+        async with services.database.sessions() as session:
+            chat_id = await chat_of_feed(session, request.path_params["token"])
+            chat = await session.get(Chat, chat_id) if chat_id is not None else None
+        if chat is None:
+            return PlainTextResponse("no such calendar", status_code=404)
+        tr = translator(chat.language)
+        events = [e for e in await services.catalogue.followed_events(chat.id) if ics.can_export(e)]
+        leads = await services.subscriptions.default_lead_times(chat.id)
+        body = ics.calendar_file(events, leads, tr, services.clock.now())
+        return Response(
+            body,
+            media_type="text/calendar; charset=utf-8",
+            headers={"Cache-Control": "private, max-age=300"},
+        )
 
 
 def _peer(request: Request) -> str:

@@ -406,3 +406,16 @@ class PendingOperation(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class CalendarFeed(Base):
+    """The secret address of a chat's calendar feed (``/calendar/<token>.ics``): a new
+    token replaces the old one, which then stops working."""
+
+    __tablename__ = "calendar_feeds"
+
+    chat_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True
+    )
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

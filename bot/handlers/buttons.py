@@ -45,6 +45,8 @@ async def button(update: Update, context: BotContext) -> None:
             await chat_settings.language_button(update, context, action)
         case callbacks.CalendarFile(key):
             await calendar.event_file(update, context, key)
+        case callbacks.NewFeedAddress():
+            await calendar.new_feed_address(update, context)
         case callbacks.OperationAnswer():
             await operators.button(update, context, action)
         case callbacks.ChannelAction():

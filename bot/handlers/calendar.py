@@ -1,14 +1,25 @@
-"""Calendar files: "Add to calendar" on an event card, and /calendar for all a chat follows."""
+"""Calendar files: "Add to calendar" on an event card, and /calendar for all a chat follows.
+
+In webhook mode /calendar also gives the chat's feed address (``/calendar/<token>.ics``
+on the bot's public host, served by ``bot.webhook``): a calendar app subscribed to it
+stays up to date; "New link" replaces the address.
+"""
 
 from __future__ import annotations
 
 import io
+from urllib.parse import urlsplit
 
 from telegram import InputFile, Update
 
 from bot import ics, render
 from bot.context import BotContext
-from bot.messaging import answer
+from bot.messaging import answer, edit
+from bot.permissions import allowed_or_refused
+from storage.feeds import feed_token
+
+# Feeds live at <public origin>/calendar/<token>.ics (bot.webhook serves them).
+FEED_PATH_PREFIX = "/calendar/"
 
 
 async def _send(
@@ -51,8 +62,46 @@ async def calendar(update: Update, context: BotContext) -> None:
     if not events:
         text = _("This chat follows no event with known dates yet. Use /subscribe first.")
         await answer(update, context, render.Reply(render.esc(text)))
+    else:
+        leads = await context.services.subscriptions.default_lead_times(chat_id)
+        data = ics.calendar_file(events, leads, context.tr, context.clock.now())
+        caption = context.tr.ngettext("{count} event", "{count} events", len(events))
+        await _send(update, context, data, "summitbot.ics", caption)
+    base = feed_base_url(context)
+    if base is not None:
+        async with context.services.database.transaction() as session:
+            token = await feed_token(session, chat_id, context.clock.now())
+        await answer(update, context, render.calendar_feed(feed_url(base, token), context.tr))
+
+
+def feed_base_url(context: BotContext) -> str | None:
+    """Where feeds are served: the public origin of the webhook, when there is one."""
+    webhook_url = context.services.settings.webhook_url
+    if not webhook_url:
+        return None
+    parts = urlsplit(webhook_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def feed_url(base: str, token: str) -> str:
+    return f"{base}{FEED_PATH_PREFIX}{token}.ics"
+
+
+async def new_feed_address(update: Update, context: BotContext) -> None:
+    """The "New link" button: a new feed address; the old one stops working."""
+    query = update.callback_query
+    base = feed_base_url(context)
+    _ = context.tr.gettext
+    if query is None:
         return
-    leads = await context.services.subscriptions.default_lead_times(chat_id)
-    data = ics.calendar_file(events, leads, context.tr, context.clock.now())
-    caption = context.tr.ngettext("{count} event", "{count} events", len(events))
-    await _send(update, context, data, "summitbot.ics", caption)
+    if base is None:
+        await query.answer(_("This button has expired."), show_alert=True)
+        return
+    if not await allowed_or_refused(
+        update, context, _("Only the admins of this group can change its settings.")
+    ):
+        return
+    async with context.services.database.transaction() as session:
+        token = await feed_token(session, context.chat_view.id, context.clock.now(), replace=True)
+    await query.answer(_("The old link no longer works."))
+    await edit(update, context, render.calendar_feed(feed_url(base, token), context.tr, new=True))
