@@ -25,9 +25,13 @@ from bot.app import running
 from bot.context import BotApplication
 from bot.webhook import WebhookEndpoint
 from config.settings import Settings
+from storage.database import is_unavailable
+from storage.updates import forget_old_updates
 
 log = logging.getLogger(__name__)
 
+# Hourly: forget processed update ids no repeat can match any more.
+FORGET_UPDATES_JOB = "forget-old-updates"
 # Long polling: how long one getUpdates call waits for news.
 POLL_TIMEOUT_SECONDS = 30
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -111,6 +115,16 @@ class WebhookServer:
         )
         self._serving: asyncio.Task[None] | None = None
 
+    async def _forget_old_updates(self, _: object) -> None:
+        services = self.application.bot_data.services
+        try:
+            async with services.database.transaction() as session:
+                await forget_old_updates(session, services.clock.now())
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.warning("could not prune the processed-updates record: %r", exc)
+
     @property
     def port(self) -> int:
         sockets = self.server.servers[0].sockets if self.server.servers else ()
@@ -124,6 +138,11 @@ class WebhookServer:
                 self._serving.result()  # raises what stopped it (e.g. the port is taken)
                 raise RuntimeError("the webhook server did not start")
             await asyncio.sleep(0.02)
+        job_queue = self.application.job_queue
+        if job_queue is not None:
+            job_queue.run_repeating(
+                self._forget_old_updates, interval=3600, first=60, name=FORGET_UPDATES_JOB
+            )
         if register:
             assert self.settings.webhook_url and self.settings.webhook_secret
             # Registered only once the server listens, so Telegram's first post is answered.

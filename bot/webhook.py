@@ -28,6 +28,7 @@ from storage.database import is_unavailable
 from storage.deliveries import count_due
 from storage.feeds import chat_of_feed
 from storage.models import Chat
+from storage.updates import take_update
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,24 @@ class WebhookEndpoint:
         except Exception as exc:  # any shape PTB cannot read is the sender's fault: 400
             log.warning("webhook update %s could not be read: %r", data.get("update_id"), exc)
             return PlainTextResponse("the body is not a Telegram update", status_code=400)
+        if not await self._first_time(update.update_id):
+            # Telegram posted it again (a time-out, a lost response): another replica, or
+            # this one, has it already.
+            log.info("update %s was taken before; not handled again", update.update_id)
+            return PlainTextResponse("ok")
         # Handler errors are answered by the error handler; the update is done either way.
         await self.application.process_update(update)
         return PlainTextResponse("ok")
+
+    async def _first_time(self, update_id: int) -> bool:
+        services = self.services
+        try:
+            async with services.database.transaction() as session:
+                return await take_update(session, update_id, services.clock.now())
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            return True  # handled without the record; its handlers report the outage
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")

@@ -7,6 +7,7 @@ Bot API server records what the bot sends, as in the other end-to-end tests.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import re
@@ -219,6 +220,25 @@ async def test_metrics_count_a_reminder_sent_its_lag_and_the_superseded_ones(
     assert sample(text, "summitbot_dispatcher_lag_seconds_count") == 1
     assert sample(text, "summitbot_dispatcher_lag_seconds_sum") == pytest.approx(2.0)
     assert sample(text, "summitbot_delivery_queue_depth") == 0
+
+
+async def test_an_update_posted_again_to_another_replica_is_handled_once(
+    bot_api: LocalBotApi, start_webhook: StartWebhook
+) -> None:
+    async with start_webhook() as (_, first), start_webhook() as (_, second):
+        update = bot_api.message("/subscribe sco", chat_id=8108)
+        # Telegram did not see the first answer in time, and posts the update again.
+        results = await asyncio.gather(first.post(update), second.post(update))
+        again = await first.post(update)
+        control = bot_api.message("/mysubs", chat_id=8108)
+        assert (await second.post(control))[0] == 200
+        await bot_api.reply_to(control)
+    assert [status for status, _ in results] == [200, 200] and again[0] == 200
+    # One answer to the subscription ("You now follow"; a second run would have said
+    # "already"), then the answer to /mysubs.
+    replies = [plain(c.text) for c in bot_api.sent_to(8108)]
+    assert len(replies) == 2, replies
+    assert "You now follow" in replies[0]
 
 
 async def test_a_stopping_replica_refuses_new_updates_and_is_not_ready(
