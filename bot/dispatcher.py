@@ -87,6 +87,13 @@ class SweepResult:
     errors: list[str] = field(default_factory=list)
 
 
+def delivery_rate(settings: Settings) -> float:
+    """Messages a second all deliveries together may send (per chat limits apply too)."""
+    if settings.allow_paid_broadcast:
+        return settings.paid_broadcast_rate_per_second
+    return settings.delivery_rate_per_second
+
+
 def _worker_name() -> str:
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -109,7 +116,7 @@ class Dispatcher:
         self.settings = settings
         self.planner = planner or Planner()
         self.limiter = limiter or DeliveryRateLimiter(
-            overall_per_second=settings.delivery_rate_per_second,
+            overall_per_second=delivery_rate(settings),
             enabled=settings.delivery_rate_limit,
         )
         self.worker = _worker_name()
@@ -302,7 +309,13 @@ class Dispatcher:
             return
         try:
             text = directional(reply.text, translator(chat.language))
-            message = await self.bot.send_message(chat_id, text, reply_markup=reply.keyboard)
+            message = await self.bot.send_message(
+                chat_id,
+                text,
+                reply_markup=reply.keyboard,
+                # Paid broadcasts lift Telegram's overall limit (to 1000/s), for Stars.
+                allow_paid_broadcast=True if self.settings.allow_paid_broadcast else None,
+            )
         except RetryAfter as exc:
             seconds = _seconds(exc.retry_after)
             self.limiter.pause(seconds)
