@@ -40,7 +40,7 @@ import logging
 import os
 import socket
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -52,6 +52,7 @@ from bot import render
 from bot.clock import Clock
 from bot.group_commit import GroupCommit
 from bot.i18n import directional, translator
+from bot.prepared_message import PreparedMessage
 from bot.ratelimit import DeliveryRateLimiter
 from config.settings import Settings
 from storage.chats import deactivate_chat, migrate_chat
@@ -249,6 +250,27 @@ class Dispatcher:
             batch.replies[key] = rendering
         return await rendering
 
+    def _prepared(
+        self, delivery: ClaimedDelivery, reply: render.Reply, chat: ChatView, batch: _Batch
+    ) -> PreparedMessage:
+        """The message as sent, encoded once per batch, rendering and kind of chat."""
+        key = (id(reply), chat.type is ChatType.CHANNEL)
+        if key not in batch.prepared:
+            tr = translator(chat.language)
+            keyboard = reply.keyboard
+            if chat.type is ChatType.CHANNEL:
+                # Channel readers cannot use callback buttons for themselves: link to the bot.
+                username = self.bot.username if self.bot else ""
+                keyboard = render.channel_keyboard(delivery.event_key, username, tr)
+            prepared = PreparedMessage(
+                directional(reply.text, tr),
+                keyboard,
+                # Paid broadcasts lift Telegram's overall limit (to 1000/s), for Stars.
+                allow_paid_broadcast=self.settings.allow_paid_broadcast,
+            )
+            batch.prepared[key] = (reply, prepared)  # the reply kept: its id stays unique
+        return batch.prepared[key][1]
+
     async def _event(self, key: str, batch: _Batch) -> EventView | None:
         loading = batch.events.get(key)
         if loading is None:
@@ -304,9 +326,10 @@ class Dispatcher:
         now = self.clock.now()
         renewals = [w.delivery_id for w in writes if isinstance(w, _Renewal)]
         sent = {w.delivery_id: w.message_id for w in writes if isinstance(w, _Sent)}
-        async with self.database.transaction() as session:
-            await mark_sent(session, sent, now)
-            ours = await renew_claims(session, renewals, self.worker, now)
+        # A plain connection: these are Core statements, the ORM session would only add cost.
+        async with self.database.engine.begin() as connection:
+            await mark_sent(connection, sent, now)
+            ours = await renew_claims(connection, renewals, self.worker, now)
         return [not isinstance(w, _Renewal) or w.delivery_id in ours for w in writes]
 
     async def _deliver(self, delivery: ClaimedDelivery, result: SweepResult, batch: _Batch) -> None:
@@ -356,28 +379,13 @@ class Dispatcher:
                 await mark_failed(session, delivery.id, "chat or event gone", self.clock.now())
             result.failed += 1
             return
-        if chat.type is ChatType.CHANNEL:
-            # Channel readers cannot use callback buttons for themselves: link to the bot.
-            username = self.bot.username if self.bot else ""
-            reply = replace(
-                reply,
-                keyboard=render.channel_keyboard(
-                    delivery.event_key, username, translator(chat.language)
-                ),
-            )
+        prepared = self._prepared(delivery, reply, chat, batch)
         await self.limiter.acquire(chat_id)
         if not await self._ledger.submit(_Renewal(delivery.id)):
             log.warning("delivery %s was taken over while waiting; not sending", delivery.id)
             return
         try:
-            text = directional(reply.text, translator(chat.language))
-            message = await self.bot.send_message(
-                chat_id,
-                text,
-                reply_markup=reply.keyboard,
-                # Paid broadcasts lift Telegram's overall limit (to 1000/s), for Stars.
-                allow_paid_broadcast=True if self.settings.allow_paid_broadcast else None,
-            )
+            message_id = await prepared.send(self.bot, chat_id)
         except RetryAfter as exc:
             seconds = _seconds(exc.retry_after)
             self.limiter.pause(seconds)
@@ -414,7 +422,7 @@ class Dispatcher:
         except NetworkError as exc:  # 5xx, connection errors and time-outs
             await self._retry_or_fail(delivery, f"{type(exc).__name__}: {exc.message}", result)
         else:
-            await self._ledger.submit(_Sent(delivery.id, message.message_id))
+            await self._ledger.submit(_Sent(delivery.id, message_id))
             result.sent += 1
 
     async def _chat_gone(
@@ -461,6 +469,9 @@ class _Batch:
     chats: dict[int, ChatView]
     events: dict[str, asyncio.Future[EventView | None]] = field(default_factory=dict)
     replies: dict[tuple[object, ...], asyncio.Future[render.Reply | None]] = field(
+        default_factory=dict
+    )
+    prepared: dict[tuple[int, bool], tuple[render.Reply, PreparedMessage]] = field(
         default_factory=dict
     )
 

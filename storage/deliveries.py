@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from storage.dates import UTC, Precision
@@ -735,7 +735,10 @@ async def claim_due(
 
 
 async def renew_claims(
-    session: AsyncSession, delivery_ids: Collection[int], worker: str, now: dt.datetime
+    session: AsyncSession | AsyncConnection,
+    delivery_ids: Collection[int],
+    worker: str,
+    now: dt.datetime,
 ) -> set[int]:
     """Refresh claims just before sending. Returns the ids still ``worker``'s: one taken
     away meanwhile (it waited longer than the lease, another dispatcher has it) is not."""
@@ -750,6 +753,8 @@ async def renew_claims(
         )
         .values(claimed_at=now)
         .returning(Delivery.id)
+        # No ORM objects to keep in step: sent from a plain connection or a session.
+        .execution_options(synchronize_session=False)
     )
     return set(result.scalars().all())
 
@@ -769,7 +774,9 @@ async def requeue_abandoned(session: AsyncSession, older_than: dt.datetime) -> i
 
 
 async def mark_sent(
-    session: AsyncSession, message_ids: Mapping[int, int | None], now: dt.datetime
+    session: AsyncSession | AsyncConnection,
+    message_ids: Mapping[int, int | None],
+    now: dt.datetime,
 ) -> None:
     """Record deliveries Telegram accepted: delivery id → the message id it gave."""
     if not message_ids:
