@@ -78,8 +78,8 @@ class AiohttpRequest(BaseRequest):
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={"User-Agent": self.USER_AGENT},
-            # No proxies or .netrc from the environment: the Bot API URL says where to go.
-            trust_env=False,
+            # HTTP(S)_PROXY and NO_PROXY from the environment, as PTB's HTTPX transport does.
+            trust_env=True,
         )
 
     async def shutdown(self) -> None:
