@@ -1,8 +1,10 @@
 """Run the benchmarks: ``python -m bench [--quick] [--only NAME ...] [--out bench/results]``.
 
 Each benchmark writes ``<name>.json`` and ``<name>.md`` into the output directory; this
-then writes ``summary.md`` from every ``<name>.md`` there, in the order below. The
-benchmarks are not part of the test run (pytest collects tests/ only).
+then writes ``summary.md`` from every ``<name>.md`` there, in the order below, and (for
+the default directory) puts the same figures into the README between its
+``<!-- bench:results -->`` markers, so the README always quotes the committed results.
+The benchmarks are not part of the test run (pytest collects tests/ only).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,6 +22,8 @@ from bench.common import machine
 
 BENCHMARKS = ("fanout", "broadcast", "latency", "scale", "plot")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+README = Path(__file__).resolve().parent.parent / "README.md"
+START_MARK, END_MARK = "<!-- bench:results -->", "<!-- /bench:results -->"
 
 
 def write_summary(out_dir: Path) -> Path:
@@ -44,6 +49,19 @@ def write_summary(out_dir: Path) -> Path:
     summary = out_dir / "summary.md"
     summary.write_text("\n".join([header, *sections]))
     return summary
+
+
+def quote_in_readme(summary: Path, readme: Path = README) -> bool:
+    """Put the summary (headings one level down, images from bench/results/) in the README."""
+    text = readme.read_text()
+    start, end = text.find(START_MARK), text.find(END_MARK)
+    if start < 0 or end < start:
+        return False
+    body = summary.read_text().replace("# Benchmark results\n\n", "", 1)
+    body = body.replace("\n## ", "\n#### ")
+    body = re.sub(r"\]\((?![a-z]+:|/|#)", "](bench/results/", body)  # relative links only
+    readme.write_text(text[: start + len(START_MARK)] + "\n" + body + "\n" + text[end:])
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         markdown = args.out / f"{name}.md"
         if markdown.exists() and results:
             print(markdown.read_text(), flush=True)
-    print(f"summary: {write_summary(args.out)}")
+    summary = write_summary(args.out)
+    print(f"summary: {summary}")
+    if args.out.resolve() == DEFAULT_OUT and quote_in_readme(summary):
+        print(f"README: figures updated from {summary}")
     return 1 if failed else 0
 
 

@@ -26,10 +26,11 @@ process holds the SQLite database alone); a claim is renewed right before its
 send, so one that waited longer than the lease is never sent by two replicas.
 
 What a fan-out costs (profiled with pyinstrument, see bench/): the deliveries of one
-claimed batch share one query for their chats, one load of each event and one render per
-event, language and time zone; renewals and "sent" marks from all sends in flight are
-written together by group commit (``bot/group_commit.py``), each send still waiting for
-its own renewal before it goes and for its own mark before it counts as done.
+claimed batch share one query for their chats, one load of each event, one render per
+event, language and time zone, and its encoding (``bot/prepared_message.py``);
+renewals and "sent" marks from all sends in flight are written together by group commit
+(``bot/group_commit.py``), each send still waiting for its own renewal before it goes
+and for its own mark before it counts as done.
 """
 
 from __future__ import annotations
