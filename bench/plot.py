@@ -34,6 +34,8 @@ def draw(curve: dict[str, list[dict[str, float]]], machine: dict[str, Any], path
             label=label,
         )
     axes.set_xscale("log", base=2)
+    levels = [p["concurrency"] for p in curve.get("raw_aiohttp", [])]
+    axes.set_xticks(levels, [f"{level:g}" for level in levels])
     axes.set_xlabel("messages in flight")
     axes.set_ylabel("sendMessage calls per second")
     axes.set_ylim(bottom=0)
