@@ -56,6 +56,7 @@ from bot.handlers.chats import remember_chat
 from bot.handlers.errors import error_handler
 from bot.i18n import translator
 from bot.metrics import Metrics, update_type
+from bot.transports.aiohttp_request import AiohttpRequest
 from config.languages import SUPPORTED_LANGUAGES
 from config.settings import Settings
 from storage.chats import Chats
@@ -253,6 +254,19 @@ def file_url_for(base_url: str) -> str:
     return f"{root}/file/{suffix}"
 
 
+# Connections to the Bot API: PTB's own defaults (256 for the bot's calls, one for the
+# long poll); deliveries get a pool of their own, a little larger than what they send at once.
+INTERACTIVE_POOL_SIZE = 256
+DELIVERY_POOL_SIZE = MAX_IN_FLIGHT + 4
+
+
+def telegram_request(settings: Settings, connection_pool_size: int) -> BaseRequest:
+    """A Bot API transport as ``TELEGRAM_TRANSPORT`` says: aiohttp (fast) or PTB's HTTPX."""
+    if settings.telegram_transport == "httpx":
+        return HTTPXRequest(connection_pool_size=connection_pool_size)
+    return AiohttpRequest(connection_pool_size=connection_pool_size)
+
+
 def build_application(
     settings: Settings,
     *,
@@ -283,6 +297,9 @@ def build_application(
         builder = builder.rate_limiter(AIORateLimiter(max_retries=3))  # type: ignore[arg-type]
     if request is not None:
         builder = builder.request(request).get_updates_request(request)
+    else:
+        builder = builder.request(telegram_request(settings, INTERACTIVE_POOL_SIZE))
+        builder = builder.get_updates_request(telegram_request(settings, 1))
     if not with_updater:
         builder = builder.updater(None)
     application: BotApplication = builder.build()  # type: ignore[assignment]
@@ -295,7 +312,7 @@ def build_application(
         base_url=settings.telegram_base_url,
         base_file_url=file_url_for(settings.telegram_base_url),
         defaults=defaults,
-        request=request or HTTPXRequest(connection_pool_size=MAX_IN_FLIGHT + 4),
+        request=request or telegram_request(settings, DELIVERY_POOL_SIZE),
     )
     register_handlers(application)
     return application

@@ -30,6 +30,13 @@ the sweep ends and the next one tries again: deliveries pause and resume by
 themselves. A message Telegram accepted is recorded as sent however long the
 database takes to come back, so it is never sent again. Claims this process could
 not send go back to the queue at its next sweep, or when it stops (``stop``).
+
+What a fan-out costs (profiled with pyinstrument, see bench/): the deliveries of one
+claimed batch share one query for their chats, one load of each event, one render per
+event, language and time zone, and its encoding (``bot/prepared_message.py``);
+renewals and "sent" marks from all sends in flight are written together by group commit
+(``bot/group_commit.py``), each send still waiting for its own renewal before it goes
+and for its own mark before it counts as done.
 """
 
 from __future__ import annotations
@@ -43,9 +50,10 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
@@ -53,8 +61,10 @@ from telegram.ext import CallbackContext, JobQueue
 
 from bot import render
 from bot.clock import Clock
+from bot.group_commit import GroupCommit
 from bot.i18n import directional, translator
 from bot.metrics import Metrics
+from bot.prepared_message import PreparedMessage
 from bot.ratelimit import DeliveryRateLimiter
 from config.settings import Settings
 from storage.chats import deactivate_chat, migrate_chat
@@ -71,13 +81,13 @@ from storage.deliveries import (
     move_delivery,
     next_due_at,
     release_claims,
-    renew_claim,
+    renew_claims,
     requeue_abandoned,
     retry_later,
 )
 from storage.models import Chat, ChatType, DeliveryKind, EventChange
 from storage.queries import Catalogue
-from storage.views import ChatView
+from storage.views import ChatView, EventView
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +115,13 @@ class SweepResult:
         return self.sent, self.failed, self.skipped, self.retried
 
 
+def delivery_rate(settings: Settings) -> float:
+    """Messages a second all deliveries together may send (per chat limits apply too)."""
+    if settings.allow_paid_broadcast:
+        return settings.paid_broadcast_rate_per_second
+    return settings.delivery_rate_per_second
+
+
 def _worker_name() -> str:
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -120,6 +137,7 @@ class Dispatcher:
         settings: Settings,
         planner: Planner | None = None,
         limiter: DeliveryRateLimiter | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
         *,
         metrics: Metrics | None = None,
     ) -> None:
@@ -130,14 +148,16 @@ class Dispatcher:
         self.planner = planner or Planner()
         self.metrics = metrics or Metrics()
         self.limiter = limiter or DeliveryRateLimiter(
-            overall_per_second=settings.delivery_rate_per_second,
+            overall_per_second=delivery_rate(settings),
             enabled=settings.delivery_rate_limit,
         )
         self.worker = _worker_name()
         self.bot: Bot | None = None
         self._job_queue: JobQueue[Any] | None = None
         self._lock = asyncio.Lock()
-        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        # Claims renewed right before sending and sends recorded, together in few transactions.
+        self._ledger: GroupCommit[_Renewal | _Sent, bool] = GroupCommit(self._write_ledger)
         self._started = False
         self.batch_size = BATCH_SIZE
         # True when this process is known to be the database's only user (``summitbot run``
@@ -231,9 +251,11 @@ class Dispatcher:
             result.skipped += batch.skipped  # stale ones, skipped as they were claimed
             if not batch.candidates:
                 break
+            shared = await self._open_batch(batch.deliveries)
             # Every delivery ends before the batch does (none is left sending unseen).
             outcomes = await asyncio.gather(
-                *(self._deliver(d, result) for d in batch.deliveries), return_exceptions=True
+                *(self._deliver(d, result, shared) for d in batch.deliveries),
+                return_exceptions=True,
             )
             for outcome in outcomes:
                 if isinstance(outcome, BaseException) and not is_unavailable(outcome):
@@ -293,16 +315,13 @@ class Dispatcher:
             log.warning("database reachable again: deliveries resumed")
         self.database_available = True
 
-    async def _record(
-        self, delivery_id: int, write: Callable[[AsyncSession], Awaitable[Any]]
-    ) -> None:
+    async def _record(self, delivery_id: int, write: Callable[[], Awaitable[Any]]) -> None:
         """Record what happened to a message Telegram has seen, waiting for the database
         if it is away: a sent message left unrecorded would be sent again."""
         attempt = 0
         while True:
             try:
-                async with self.database.transaction() as session:
-                    await write(session)
+                await write()
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
@@ -314,13 +333,21 @@ class Dispatcher:
                         delivery_id,
                     )
                     raise
-                await asyncio.sleep(
-                    RECORD_RETRY_SECONDS[min(attempt, len(RECORD_RETRY_SECONDS) - 1)]
-                )
+                delay = RECORD_RETRY_SECONDS[min(attempt, len(RECORD_RETRY_SECONDS) - 1)]
+                await asyncio.sleep(delay)
                 attempt += 1
             else:
                 self._unrecorded.discard(delivery_id)
                 return
+
+    def _in_transaction(
+        self, write: Callable[[AsyncSession], Awaitable[Any]]
+    ) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            async with self.database.transaction() as session:
+                await write(session)
+
+        return run
 
     # --- stopping -----------------------------------------------------------------
 
@@ -385,7 +412,64 @@ class Dispatcher:
 
     # --- one delivery -------------------------------------------------------------
 
-    async def _render(self, delivery: ClaimedDelivery, chat: ChatView) -> render.Reply | None:
+    async def _open_batch(self, deliveries: list[ClaimedDelivery]) -> _Batch:
+        async with self.database.sessions() as session:
+            chats = await session.scalars(
+                select(Chat).where(Chat.id.in_({d.chat_id for d in deliveries}))
+            )
+            return _Batch({chat.id: ChatView.of(chat) for chat in chats})
+
+    async def _rendered(
+        self, delivery: ClaimedDelivery, chat: ChatView, batch: _Batch
+    ) -> render.Reply | None:
+        """The message, rendered once per batch for all chats that read it alike."""
+        if delivery.kind is DeliveryKind.DIGEST:  # a digest is each chat's own
+            return await self._render(delivery, chat, batch)
+        key = (
+            delivery.kind,
+            delivery.event_key,
+            delivery.occurrence_at,
+            delivery.slot,
+            delivery.change_id,
+            chat.language,
+            chat.timezone,
+        )
+        rendering = batch.replies.get(key)
+        if rendering is None:
+            rendering = asyncio.ensure_future(self._render(delivery, chat, batch))
+            batch.replies[key] = rendering
+        return await rendering
+
+    def _prepared(
+        self, delivery: ClaimedDelivery, reply: render.Reply, chat: ChatView, batch: _Batch
+    ) -> PreparedMessage:
+        """The message as sent, encoded once per batch, rendering and kind of chat."""
+        key = (id(reply), chat.type is ChatType.CHANNEL)
+        if key not in batch.prepared:
+            tr = translator(chat.language)
+            keyboard = reply.keyboard
+            if chat.type is ChatType.CHANNEL:
+                # Channel readers cannot use callback buttons for themselves: link to the bot.
+                username = self.bot.username if self.bot else ""
+                keyboard = render.channel_keyboard(delivery.event_key, username, tr)
+            prepared = PreparedMessage(
+                directional(reply.text, tr),
+                keyboard,
+                # Paid broadcasts lift Telegram's overall limit (to 1000/s), for Stars.
+                allow_paid_broadcast=self.settings.allow_paid_broadcast,
+            )
+            batch.prepared[key] = (reply, prepared)  # the reply kept: its id stays unique
+        return batch.prepared[key][1]
+
+    async def _event(self, key: str, batch: _Batch) -> EventView | None:
+        loading = batch.events.get(key)
+        if loading is None:
+            loading = batch.events[key] = asyncio.ensure_future(self.catalogue.event(key))
+        return await loading
+
+    async def _render(
+        self, delivery: ClaimedDelivery, chat: ChatView, batch: _Batch
+    ) -> render.Reply | None:
         """The message, or None when there is nothing to send (e.g. an empty digest)."""
         tr = translator(chat.language)
         now = self.clock.now()
@@ -396,7 +480,7 @@ class Dispatcher:
             ]
             events = [e for e in occurrences if e is not None and e.fits_digest(now, window)]
             return render.digest(events, delivery.slot, chat, now, tr) if events else None
-        event = await self.catalogue.event(delivery.event_key) if delivery.event_key else None
+        event = await self._event(delivery.event_key, batch) if delivery.event_key else None
         if event is None:
             return None
         if delivery.kind is DeliveryKind.ANNOUNCEMENT:
@@ -427,10 +511,21 @@ class Dispatcher:
             chat = await session.get(Chat, chat_id)
             return ChatView.of(chat) if chat is not None else None
 
-    async def _deliver(self, delivery: ClaimedDelivery, result: SweepResult) -> None:
+    async def _write_ledger(self, writes: list[_Renewal | _Sent]) -> list[bool]:
+        """Renewals (True: the claim is still ours) and sends, in one transaction."""
+        now = self.clock.now()
+        renewals = [w.delivery_id for w in writes if isinstance(w, _Renewal)]
+        sent = {w.delivery_id: w.message_id for w in writes if isinstance(w, _Sent)}
+        # A plain connection: these are Core statements, the ORM session would only add cost.
+        async with self.database.engine.begin() as connection:
+            await mark_sent(connection, sent, now)
+            ours = await renew_claims(connection, renewals, self.worker, now)
+        return [not isinstance(w, _Renewal) or w.delivery_id in ours for w in writes]
+
+    async def _deliver(self, delivery: ClaimedDelivery, result: SweepResult, batch: _Batch) -> None:
         async with self._in_flight:
             try:
-                await self._deliver_once(delivery, result, delivery.chat_id, migrated=False)
+                await self._deliver_once(delivery, result, delivery.chat_id, batch, migrated=False)
             except Exception as exc:  # a bug must not stop the other deliveries
                 if is_unavailable(exc):
                     # Not sent, or sent and not recorded (then it stays claimed until the
@@ -444,10 +539,16 @@ class Dispatcher:
                 result.failed += 1
 
     async def _deliver_once(
-        self, delivery: ClaimedDelivery, result: SweepResult, chat_id: int, *, migrated: bool
+        self,
+        delivery: ClaimedDelivery,
+        result: SweepResult,
+        chat_id: int,
+        batch: _Batch,
+        *,
+        migrated: bool,
     ) -> None:
         assert self.bot is not None, "Dispatcher.start() was not called"
-        chat = await self._load_chat(chat_id)
+        chat = batch.chats[chat_id] if chat_id in batch.chats else await self._load_chat(chat_id)
         if chat is not None and (chat.paused or not chat.is_active):
             async with self.database.transaction() as session:
                 reason = "chat paused" if chat.paused else "chat inactive"
@@ -463,7 +564,7 @@ class Dispatcher:
                 await mark_skipped(session, delivery.id, "digest turned off", self.clock.now())
             result.skipped += 1
             return
-        reply = await self._render(delivery, chat) if chat is not None else None
+        reply = await self._rendered(delivery, chat, batch) if chat is not None else None
         if chat is not None and reply is None and delivery.kind is DeliveryKind.DIGEST:
             async with self.database.transaction() as session:
                 await mark_skipped(session, delivery.id, "nothing to say", self.clock.now())
@@ -474,38 +575,29 @@ class Dispatcher:
                 await mark_failed(session, delivery.id, "chat or event gone", self.clock.now())
             result.failed += 1
             return
-        if chat.type is ChatType.CHANNEL:
-            # Channel readers cannot use callback buttons for themselves: link to the bot.
-            username = self.bot.username if self.bot else ""
-            reply = replace(
-                reply,
-                keyboard=render.channel_keyboard(
-                    delivery.event_key, username, translator(chat.language)
-                ),
-            )
+        prepared = self._prepared(delivery, reply, chat, batch)
         if not await self._paced(chat_id):
             return  # stopping: not sent, the claim goes back when the dispatcher stops
-        async with self.database.transaction() as session:
-            still_ours = await renew_claim(session, delivery.id, self.worker, self.clock.now())
-        if not still_ours:
+        if not await self._ledger.submit(_Renewal(delivery.id)):
             log.warning("delivery %s was taken over while waiting; not sending", delivery.id)
             return
         self._unrecorded.add(delivery.id)
         try:
-            text = directional(reply.text, translator(chat.language))
-            message = await self.bot.send_message(chat_id, text, reply_markup=reply.keyboard)
+            message_id = await prepared.send(self.bot, chat_id)
         except RetryAfter as exc:
             seconds = _seconds(exc.retry_after)
             self.limiter.pause(seconds)
             again = self.clock.now() + dt.timedelta(seconds=seconds)
             await self._record(
                 delivery.id,
-                lambda session: retry_later(
-                    session,
-                    delivery.id,
-                    again,
-                    f"429: retry after {seconds:g}s",
-                    count_attempt=False,
+                self._in_transaction(
+                    lambda session: retry_later(
+                        session,
+                        delivery.id,
+                        again,
+                        f"429: retry after {seconds:g}s",
+                        count_attempt=False,
+                    )
                 ),
             )
             result.retried += 1
@@ -519,9 +611,9 @@ class Dispatcher:
                 await migrate_chat(session, chat_id, new_chat_id)
                 await move_delivery(session, delivery.id, new_chat_id)
 
-            await self._record(delivery.id, follow)
+            await self._record(delivery.id, self._in_transaction(follow))
             log.info("chat %s became %s; delivery %s follows", chat_id, new_chat_id, delivery.id)
-            await self._deliver_once(delivery, result, new_chat_id, migrated=True)
+            await self._deliver_once(delivery, result, new_chat_id, batch, migrated=True)
         except Forbidden as exc:
             await self._chat_gone(delivery, chat_id, f"403: {exc.message}", result)
         except BadRequest as exc:
@@ -532,20 +624,20 @@ class Dispatcher:
                 reason = f"400: {exc.message}"
                 await self._record(
                     delivery.id,
-                    lambda session: mark_failed(session, delivery.id, reason, self.clock.now()),
+                    self._in_transaction(
+                        lambda session: mark_failed(session, delivery.id, reason, self.clock.now())
+                    ),
                 )
                 result.failed += 1
         except NetworkError as exc:  # 5xx, connection errors and time-outs
             await self._retry_or_fail(delivery, f"{type(exc).__name__}: {exc.message}", result)
         else:
-            sent_at = self.clock.now()
             await self._record(
-                delivery.id,
-                lambda session: mark_sent(session, delivery.id, message.message_id, sent_at),
+                delivery.id, lambda: self._ledger.submit(_Sent(delivery.id, message_id))
             )
             result.sent += 1
             if delivery.due_at is not None:
-                lag = (sent_at - delivery.due_at).total_seconds()
+                lag = (self.clock.now() - delivery.due_at).total_seconds()
                 self.metrics.dispatcher_lag.observe(max(lag, 0.0))
 
     async def _chat_gone(
@@ -557,7 +649,7 @@ class Dispatcher:
             await mark_failed(session, delivery.id, reason, now)
             await deactivate_chat(session, chat_id, f"chat inactive ({reason})", now)
 
-        await self._record(delivery.id, gone)
+        await self._record(delivery.id, self._in_transaction(gone))
         log.info("chat %s is gone (%s): marked inactive", chat_id, reason)
         result.failed += 1
 
@@ -569,17 +661,47 @@ class Dispatcher:
         if attempts >= self.settings.delivery_max_attempts:
             message = f"gave up after {attempts}: {reason}"
             await self._record(
-                delivery.id, lambda session: mark_failed(session, delivery.id, message, now)
+                delivery.id,
+                self._in_transaction(
+                    lambda session: mark_failed(session, delivery.id, message, now)
+                ),
             )
             result.failed += 1
             return
         backoff = min(BACKOFF_BASE_SECONDS * 2 ** (attempts - 1), BACKOFF_MAX_SECONDS)
         again = now + dt.timedelta(seconds=backoff)
         await self._record(
-            delivery.id, lambda session: retry_later(session, delivery.id, again, reason)
+            delivery.id,
+            self._in_transaction(lambda session: retry_later(session, delivery.id, again, reason)),
         )
         result.retried += 1
         self._schedule_wakeup(again)
+
+
+@dataclass(frozen=True)
+class _Renewal:
+    delivery_id: int
+
+
+@dataclass(frozen=True)
+class _Sent:
+    delivery_id: int
+    message_id: int | None
+
+
+@dataclass
+class _Batch:
+    """What the deliveries of one claimed batch share: their chats (one query), each event
+    (loaded once) and each message (rendered once per event, language and time zone)."""
+
+    chats: dict[int, ChatView]
+    events: dict[str, asyncio.Future[EventView | None]] = field(default_factory=dict)
+    replies: dict[tuple[object, ...], asyncio.Future[render.Reply | None]] = field(
+        default_factory=dict
+    )
+    prepared: dict[tuple[int, bool], tuple[render.Reply, PreparedMessage]] = field(
+        default_factory=dict
+    )
 
 
 def _seconds(value: float | dt.timedelta) -> float:

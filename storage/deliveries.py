@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from storage.dates import UTC, Precision
@@ -736,21 +736,29 @@ async def claim_due(
     return ClaimedBatch(claimed, len(stale), len(ids))
 
 
-async def renew_claim(
-    session: AsyncSession, delivery_id: int, worker: str, now: dt.datetime
-) -> bool:
-    """Refresh a claim just before sending; False if it was taken away meanwhile
-    (it waited longer than the lease, and another dispatcher has it now)."""
+async def renew_claims(
+    session: AsyncSession | AsyncConnection,
+    delivery_ids: Collection[int],
+    worker: str,
+    now: dt.datetime,
+) -> set[int]:
+    """Refresh claims just before sending. Returns the ids still ``worker``'s: one taken
+    away meanwhile (it waited longer than the lease, another dispatcher has it) is not."""
+    if not delivery_ids:
+        return set()
     result = await session.execute(
         update(Delivery)
         .where(
-            Delivery.id == delivery_id,
+            Delivery.id.in_(delivery_ids),
             Delivery.status == DeliveryStatus.CLAIMED,
             Delivery.claimed_by == worker,
         )
         .values(claimed_at=now)
+        .returning(Delivery.id)
+        # No ORM objects to keep in step: sent from a plain connection or a session.
+        .execution_options(synchronize_session=False)
     )
-    return bool(getattr(result, "rowcount", 0))
+    return set(result.scalars().all())
 
 
 async def requeue_abandoned(session: AsyncSession, older_than: dt.datetime) -> int:
@@ -768,12 +776,28 @@ async def requeue_abandoned(session: AsyncSession, older_than: dt.datetime) -> i
 
 
 async def mark_sent(
-    session: AsyncSession, delivery_id: int, message_id: int | None, now: dt.datetime
+    session: AsyncSession | AsyncConnection,
+    message_ids: Mapping[int, int | None],
+    now: dt.datetime,
 ) -> None:
+    """Record deliveries Telegram accepted: delivery id → the message id it gave."""
+    if not message_ids:
+        return
+    table = cast(Table, Delivery.__table__)
+    # One statement run for many rows (Core executemany: the ORM's bulk path costs more).
     await session.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery_id)
-        .values(status=DeliveryStatus.SENT, message_id=message_id, finished_at=now, error=None)
+        update(table)
+        .where(table.c.id == bindparam("delivery_id"))
+        .values(
+            status=DeliveryStatus.SENT,
+            message_id=bindparam("telegram_message_id"),
+            finished_at=now,
+            error=None,
+        ),
+        [
+            {"delivery_id": delivery_id, "telegram_message_id": message_id}
+            for delivery_id, message_id in message_ids.items()
+        ],
     )
 
 

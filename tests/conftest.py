@@ -35,6 +35,9 @@ NOW = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+# The transport the bot under test uses (TELEGRAM_TRANSPORT): aiohttp, the default, or
+# httpx, PTB's own. CI runs the end-to-end files that exercise it most on both.
+TRANSPORT = os.environ.get("TEST_TELEGRAM_TRANSPORT", "aiohttp")
 
 
 async def _prepare(url: str, *, with_dataset: bool) -> None:
@@ -177,6 +180,7 @@ def make_settings(database_url: str, base_url: str, **overrides: object) -> Sett
         "operator_ids": [OPERATOR_ID],
         "default_language": "en",
         "default_timezone": "Asia/Almaty",
+        "telegram_transport": TRANSPORT,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

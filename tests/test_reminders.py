@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from typing import TypeVar
 
 import pytest
@@ -507,3 +508,31 @@ async def test_correcting_a_past_event_sends_no_change_notice(
 
 def database_url_of(application: BotApplication) -> str:
     return application.bot_data.services.settings.database_url
+
+
+async def test_paid_broadcasts_are_asked_for_and_lift_the_overall_rate(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
+) -> None:
+    chats = [USER + n for n in range(10)]
+    settings = {"allow_paid_broadcast": True, "delivery_rate_per_second": 2}
+    async with start_bot(**QUIET, **settings) as app:
+        for chat in chats:
+            await subscribe(bot_api, "test-summit", chat_id=chat)
+        started = time.monotonic()
+        await sweep_at(app, clock, START - dt.timedelta(minutes=59, seconds=58))
+        elapsed = time.monotonic() - started
+    sent = [call for chat in chats for call in reminders(bot_api, chat)]
+    assert len(sent) == 10
+    assert all(call.parameters.get("allow_paid_broadcast") in (True, "true") for call in sent)
+    # At the free rate of 2 a second, ten reminders would take four seconds or more.
+    assert elapsed < 3.0
+
+
+async def test_without_paid_broadcasts_reminders_do_not_ask_for_them(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
+) -> None:
+    async with start_bot(**QUIET) as app:
+        await subscribe(bot_api, "test-summit")
+        await sweep_at(app, clock, START - dt.timedelta(minutes=59, seconds=58))
+    [reminder] = reminders(bot_api)
+    assert "allow_paid_broadcast" not in reminder.parameters

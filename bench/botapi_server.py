@@ -1,0 +1,222 @@
+"""A minimal, fast Bot API server for the benchmarks, run in a process of its own.
+
+It answers ``/bot<token>/<method>`` as Telegram would for what the benchmarks send
+(``getMe``, ``sendMessage``, anything else with ``true``), counts every call, and, with
+``--limits``, enforces Telegram's flood limits scaled by ``--scale``:
+
+- about 30 messages a second overall (1000 a second for paid broadcasts,
+  ``allow_paid_broadcast``, which are not scaled: they are the real limit already);
+- 1 message a second in one private chat;
+- 20 messages a minute in one group or channel (negative chat ids).
+
+Each limit is a token bucket holding one period's worth (a second overall and per private
+chat, a minute per group), the usual reading of "N per period". A message over a limit is
+answered 429 with ``retry_after`` (whole seconds, as Telegram sends it) and not counted as
+sent. ``GET /stats`` returns the counters; ``POST /reset`` clears them.
+
+The test suite's server (tests/botapi.py) checks far more and is too slow to measure
+against; this one only does what a benchmark needs to be honest.
+
+Run: ``python -m bench.botapi_server [--limits] [--scale 10]``; it prints its port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+BOT_ID = 4242
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class TokenBucket:
+    """``capacity`` messages at once, refilled at ``rate`` a second."""
+
+    __slots__ = ("capacity", "rate", "tokens", "updated")
+
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = capacity
+        self.updated = now
+
+    def wait(self, now: float) -> float:
+        """Seconds until one message fits (0: it fits now)."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+    def take(self) -> None:
+        self.tokens -= 1
+
+
+@dataclass
+class FloodLimits:
+    scale: float
+    overall: TokenBucket
+    paid: TokenBucket
+    chats: dict[int, TokenBucket] = field(default_factory=dict)
+
+    @classmethod
+    def telegram(cls, scale: float) -> FloodLimits:
+        now = time.monotonic()
+        return cls(scale, TokenBucket(30 * scale, 30 * scale, now), TokenBucket(1000, 1000, now))
+
+    def admit(self, chat_id: int, paid: bool) -> float:
+        """0 if the message may go now (and it is counted), else seconds to wait."""
+        now = time.monotonic()
+        chat = self.chats.get(chat_id)
+        if chat is None:
+            if chat_id < 0:  # groups, supergroups and channels: 20 a minute
+                chat = TokenBucket(20 * self.scale / 60, 20, now)
+            else:
+                chat = TokenBucket(1 * self.scale, 1, now)
+            self.chats[chat_id] = chat
+        overall = self.paid if paid else self.overall
+        wait = max(chat.wait(now), overall.wait(now))
+        if wait == 0:
+            chat.take()
+            overall.take()
+        return wait
+
+
+class BenchBotApi:
+    def __init__(self, limits_scale: float | None) -> None:
+        self.limits_scale = limits_scale
+        self.reset()
+
+    def reset(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.sent = 0
+        self.too_many = 0
+        self.first_sent: float | None = None
+        self.last_sent: float | None = None
+        self.limits = (
+            FloodLimits.telegram(self.limits_scale) if self.limits_scale is not None else None
+        )
+        self.cpu_at_reset = time.process_time()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "calls": dict(self.calls),
+            "sent": self.sent,
+            "too_many_requests": self.too_many,
+            "sending_seconds": (
+                self.last_sent - self.first_sent
+                if self.first_sent is not None and self.last_sent is not None
+                else 0.0
+            ),
+            "cpu_seconds": time.process_time() - self.cpu_at_reset,
+            "limits_scale": self.limits_scale,
+        }
+
+    async def handle(self, request: web.BaseRequest) -> web.Response:
+        path = request.path
+        if path == "/stats":
+            return _answer(200, self.stats())
+        if path == "/reset":
+            self.reset()
+            return _answer(200, {"ok": True})
+        method = path.rpartition("/")[2]
+        self.calls[method] += 1
+        parameters = await _parameters(request)
+        if method == "sendMessage":
+            return self.send_message(parameters)
+        if method == "getMe":
+            return _answer(200, {"ok": True, "result": _bot_user()})
+        return _answer(200, {"ok": True, "result": True})
+
+    def send_message(self, parameters: dict[str, str]) -> web.Response:
+        chat_id = int(parameters["chat_id"])
+        if self.limits is not None:
+            paid = parameters.get("allow_paid_broadcast") in ("true", "True", "1")
+            wait = self.limits.admit(chat_id, paid)
+            if wait > 0:
+                self.too_many += 1
+                retry_after = max(1, math.ceil(wait))
+                return _answer(
+                    429,
+                    {
+                        "ok": False,
+                        "error_code": 429,
+                        "description": f"Too Many Requests: retry after {retry_after}",
+                        "parameters": {"retry_after": retry_after},
+                    },
+                )
+        self.sent += 1
+        now = time.monotonic()
+        if self.first_sent is None:
+            self.first_sent = now
+        self.last_sent = now
+        chat_type = "private" if chat_id > 0 else "group"
+        message = {
+            "message_id": self.sent,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": chat_type},
+            "text": parameters.get("text", ""),
+        }
+        return _answer(200, {"ok": True, "result": message})
+
+
+def _bot_user() -> dict[str, Any]:
+    return {
+        "id": BOT_ID,
+        "is_bot": True,
+        "first_name": "Bench",
+        "username": "bench_bot",
+        "can_join_groups": True,
+        "can_read_all_group_messages": False,
+        "supports_inline_queries": False,
+    }
+
+
+async def _parameters(request: web.BaseRequest) -> dict[str, str]:
+    if request.content_type == "application/json":
+        body = await request.json()
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()}
+    if request.content_type.startswith("multipart/"):
+        form = await request.post()
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+    raw = await request.read()
+    return dict(parse_qsl(raw.decode())) if raw else dict(request.query)
+
+
+def _answer(status: int, body: dict[str, Any]) -> web.Response:
+    return web.Response(status=status, body=json.dumps(body).encode(), headers=JSON_HEADERS)
+
+
+async def serve(port: int, limits_scale: float | None) -> None:
+    api = BenchBotApi(limits_scale)
+    server = web.Server(api.handle, access_log=None)
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(server, "127.0.0.1", port, backlog=1024)
+    bound = listener.sockets[0].getsockname()[1]
+    print(json.dumps({"port": bound, "pid": os.getpid()}), flush=True)
+    async with listener:
+        await listener.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--limits", action="store_true", help="enforce Telegram's flood limits")
+    parser.add_argument("--scale", type=float, default=10.0, help="limits multiplied by this")
+    parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    args = parser.parse_args()
+    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.cpu})
+    asyncio.run(serve(args.port, args.scale if args.limits else None))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Benchmark 2, rate-limited broadcast: the local server enforces Telegram's flood limits,
+scaled ×10 to keep the run short, and answers 429 with ``retry_after`` past them.
+
+One summit, thousands of private chats following it, one reminder each, through the real
+dispatcher with its rate limiter on and scaled like the server (25 messages/s overall,
+the bot's default, becomes 250/s; 1 a second per private chat becomes 10; 20 a minute
+per group becomes 200). Targets: no 429 at all, and completion within 1.1× the
+theoretical minimum, the audience divided by the overall rate the bot is allowed.
+
+A paid broadcast (``ALLOW_PAID_BROADCAST``: Telegram's limit is then 1,000 messages/s,
+not scaled) is measured the same way, against the same target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    BotApiProcess,
+    client_on_its_own_cpu,
+    machine,
+    markdown_table,
+    write_results,
+)
+from bench.fanout import copy_of, dispatcher_run, seeded_template
+from bot.dispatcher import delivery_rate
+from bot.ratelimit import DeliveryRateLimiter
+from config.settings import Settings
+
+NAME = "broadcast"
+SCALE = 10.0
+TELEGRAM_OVERALL_PER_SECOND = 30.0
+TARGET_RATIO = 1.1
+
+
+async def limited_run(
+    template: Path, server: BotApiProcess, chats: int, paid: bool
+) -> dict[str, Any]:
+    settings = Settings(_env_file=None, allow_paid_broadcast=paid)
+    # The bot's own rates; only the free ones are scaled, as the server scales them.
+    overall = delivery_rate(settings) * (1 if paid else SCALE)
+    limiter = DeliveryRateLimiter(
+        overall_per_second=overall,
+        private_per_second=1.0 * SCALE,
+        group_per_minute=20.0 * SCALE,
+    )
+    run = await dispatcher_run(
+        copy_of(template),
+        server,
+        chats,
+        limiter=limiter,
+        complete=False,
+        delivery_rate_limit=True,
+        allow_paid_broadcast=paid,
+    )
+    minimum = chats / overall
+    telegram_limit = 1000.0 if paid else TELEGRAM_OVERALL_PER_SECOND * SCALE
+    return {
+        "paid_broadcast": paid,
+        "chats": chats,
+        "sent": run["sent"],
+        "too_many_requests": run["too_many_requests"],
+        "seconds": run["seconds"],
+        "overall_rate_per_second": overall,
+        "theoretical_minimum_seconds": round(minimum, 3),
+        "ratio_to_minimum": round(run["seconds"] / minimum, 3),
+        "telegram_limit_per_second": telegram_limit,
+        "ratio_to_telegram_limit": round(run["seconds"] / (chats / telegram_limit), 3),
+        "cpu_seconds_per_1000": run["cpu_seconds_per_1000"],
+        "targets_met": (
+            run["too_many_requests"] == 0
+            and run["sent"] == chats
+            and run["seconds"] <= TARGET_RATIO * minimum
+        ),
+    }
+
+
+async def measure_all(quick: bool) -> list[dict[str, Any]]:
+    free_chats = 1_500 if quick else 7_500  # 6 s and 30 s at 250/s
+    paid_chats = 2_000 if quick else 10_000  # 2 s and 10 s at 1,000/s
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, BotApiProcess(limits=True, scale=SCALE) as server:
+        for chats, paid in ((free_chats, False), (paid_chats, True)):
+            template = await seeded_template(Path(tmp), chats)
+            with client_on_its_own_cpu():
+                rows.append(await limited_run(template, server, chats, paid))
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> str:
+    table = markdown_table(
+        [
+            "broadcast",
+            "chats",
+            "sent",
+            "429s",
+            "seconds",
+            "minimum s",
+            "× minimum",
+            "× at Telegram's limit",
+            "targets met",
+        ],
+        [
+            (
+                "paid, 1,000/s"
+                if row["paid_broadcast"]
+                else f"free, {row['overall_rate_per_second']:g}/s",
+                f"{row['chats']:,}",
+                f"{row['sent']:,}",
+                row["too_many_requests"],
+                f"{row['seconds']:.2f}",
+                f"{row['theoretical_minimum_seconds']:.2f}",
+                f"{row['ratio_to_minimum']:.3f}",
+                f"{row['ratio_to_telegram_limit']:.3f}",
+                "yes" if row["targets_met"] else "no",
+            )
+            for row in rows
+        ],
+    )
+    return (
+        "## Rate-limited broadcast (Telegram's limits ×10, paid broadcasts at 1,000/s)\n\n"
+        + table
+        + "\nThe minimum is the audience divided by the overall rate the bot is set to use "
+        "(25/s by default, leaving 5/s of Telegram's 30 for replies; ×10 here). "
+        "Targets: no 429, and within 1.1× the minimum.\n"
+    )
+
+
+def run(out_dir: Path, *, quick: bool) -> dict[str, Any]:
+    rows = asyncio.run(measure_all(quick))
+    results = {
+        "benchmark": NAME,
+        "quick": quick,
+        "machine": machine(),
+        "scale": SCALE,
+        "target_ratio": TARGET_RATIO,
+        "rows": rows,
+    }
+    write_results(out_dir, NAME, results, summarise(rows))
+    return results

@@ -1,0 +1,279 @@
+"""Benchmark 1, fan-out: one summit, 20,000 subscribed chats, one reminder each, through
+the real dispatcher (claim in the database, send, record), rate limiting off.
+
+Beside it, in the same run and against the same server: (a) a raw aiohttp POST loop
+(what the machine can do with no framework at all) and (b) a plain ``Bot.send_message``
+loop on python-telegram-bot's default transport (HTTPX). Also measured: the same loop on
+our aiohttp transport, and messages/s against concurrency for the plot (benchmark 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from telegram.ext import ExtBot
+
+from bench.common import (
+    POSTGRES_ADMIN_URL,
+    TOKEN,
+    BotApiProcess,
+    Measured,
+    client_on_its_own_cpu,
+    machine,
+    markdown_table,
+    measure,
+    ptb_send_loop,
+    raw_aiohttp_loop,
+    write_results,
+)
+from bench.seed import SUMMIT_START, Audience, fresh_database, postgres_available, seed
+from bot.app import build_application, file_url_for, telegram_request
+from bot.clock import FixedClock
+from bot.dispatcher import MAX_IN_FLIGHT, Dispatcher
+from bot.ratelimit import DeliveryRateLimiter
+from config.settings import Settings
+from storage.database import Database
+from storage.models import Delivery, DeliveryStatus
+
+NAME = "fanout"
+TARGET_VS_RAW = 0.5
+TARGET_VS_PTB = 3.0
+ONE_HOUR = dt.timedelta(hours=1)
+
+
+def bench_settings(database_url: str, base_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "bot_token": TOKEN,
+        "database_url": database_url,
+        "telegram_base_url": base_url,
+        "delivery_rate_limit": False,
+        "reminder_sweep_seconds": 3600,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+async def dispatcher_run(
+    database_url: str,
+    server: BotApiProcess,
+    expected: int,
+    *,
+    max_in_flight: int = MAX_IN_FLIGHT,
+    limiter: DeliveryRateLimiter | None = None,
+    complete: bool = True,
+    **settings_overrides: Any,
+) -> dict[str, Any]:
+    """Plan the summit's one-hour reminders, then time one sweep that sends them all.
+
+    With ``complete``, anything short of every reminder sent and recorded once is an error.
+    """
+    settings = bench_settings(database_url, server.base_url, **settings_overrides)
+    clock = FixedClock(SUMMIT_START - ONE_HOUR + dt.timedelta(seconds=1))
+    application = build_application(settings, clock=clock, with_updater=False, rate_limit=False)
+    services = application.bot_data.services
+    dispatcher = Dispatcher(
+        services.database,
+        services.catalogue,
+        clock,
+        settings,
+        services.dispatcher.planner,
+        limiter=limiter,
+        max_in_flight=max_in_flight,
+    )
+    bot = ExtBot(
+        TOKEN,
+        base_url=settings.telegram_base_url,
+        base_file_url=file_url_for(settings.telegram_base_url),
+        defaults=application.bot.defaults,
+        request=telegram_request(settings, max_in_flight + 4),
+    )
+    try:
+        # Planning is not what is measured: the ledger is planned up to this instant first,
+        # so the timed sweep only claims, sends and records.
+        async with services.database.transaction() as session:
+            await dispatcher.planner.advance(session, clock.now())
+        planned = await count_deliveries(services.database, DeliveryStatus.PENDING)
+        await bot.initialize()
+        dispatcher.start(bot, None)
+        await server.reset()
+        outcome: dict[str, Any] = {}
+
+        async def sweep() -> None:
+            outcome["result"] = await dispatcher.sweep()
+
+        measured = await measure(expected, sweep)
+        stats = await server.stats()
+        sent_rows = await count_deliveries(services.database, DeliveryStatus.SENT)
+    finally:
+        await bot.shutdown()
+        await services.database.dispose()
+    result = outcome["result"]
+    if complete and not (sent_rows == stats["sent"] == result.sent == expected == planned):
+        raise RuntimeError(
+            f"fan-out incomplete: planned {planned}, swept {result.sent}, "
+            f"recorded {sent_rows}, server got {stats['sent']} of {expected}"
+        )
+    return {
+        **measured.as_dict(),
+        "server_cpu_seconds": round(stats["cpu_seconds"], 3),
+        "max_in_flight": max_in_flight,
+        "sent": sent_rows,
+        "too_many_requests": stats["too_many_requests"],
+        "retried": result.retried,
+    }
+
+
+async def count_deliveries(database: Database, status: DeliveryStatus) -> int:
+    async with database.sessions() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(Delivery).where(Delivery.status == status)
+        )
+    return int(count or 0)
+
+
+async def seeded_template(workdir: Path, chats: int) -> Path:
+    """A seeded SQLite file to copy for each run (seeding is not what is measured)."""
+    path = workdir / f"template-{chats}.sqlite3"
+    database = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        await seed(database, Audience(private_chats=chats))
+    finally:
+        await database.dispose()
+    return path
+
+
+def copy_of(template: Path) -> str:
+    copy = template.with_name(f"run-{time.monotonic_ns()}.sqlite3")
+    shutil.copyfile(template, copy)
+    return f"sqlite+aiosqlite:///{copy}"
+
+
+async def measure_all(quick: bool) -> dict[str, Any]:
+    chats = 3_000 if quick else 20_000
+    reference_messages = 2_000 if quick else 5_000
+    levels = [1, 16, 64] if quick else [1, 4, 16, 64, 256]
+    curve_messages = 1_000 if quick else 3_000
+    audience_ids = Audience(private_chats=chats).chat_ids
+    rows: dict[str, Any] = {}
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp, BotApiProcess() as server:
+        workdir = Path(tmp)
+        template = await seeded_template(workdir, chats)
+        curve_template = await seeded_template(workdir, curve_messages)
+        with client_on_its_own_cpu():
+            rows["dispatcher_sqlite"] = await dispatcher_run(copy_of(template), server, chats)
+            if await postgres_available(POSTGRES_ADMIN_URL):
+                async with fresh_database("postgresql", tmp, POSTGRES_ADMIN_URL) as url:
+                    database = Database(url)
+                    try:
+                        await seed(database, Audience(private_chats=chats))
+                    finally:
+                        await database.dispose()
+                    rows["dispatcher_postgresql"] = await dispatcher_run(url, server, chats)
+            else:
+                notes.append(f"PostgreSQL at {POSTGRES_ADMIN_URL} unreachable: row skipped")
+            raw = await raw_aiohttp_loop(server.base_url, audience_ids, MAX_IN_FLIGHT)
+            rows["raw_aiohttp"] = {**raw.as_dict(), "concurrency": MAX_IN_FLIGHT}
+            reference = audience_ids[:reference_messages]
+            for transport_name, concurrency in (("httpx", 1), ("aiohttp", MAX_IN_FLIGHT)):
+                loop = await ptb_send_loop(server.base_url, reference, concurrency, transport_name)
+                rows[f"ptb_{transport_name}"] = {**loop.as_dict(), "concurrency": concurrency}
+            curve = await concurrency_curve(
+                server, levels, curve_messages, audience_ids, curve_template
+            )
+    return {"rows": rows, "curve": curve, "notes": notes}
+
+
+async def concurrency_curve(
+    server: BotApiProcess,
+    levels: list[int],
+    messages: int,
+    audience_ids: list[int],
+    template: Path,
+) -> dict[str, list[dict[str, float]]]:
+    """Messages/s of the three senders at each number of messages in flight."""
+    curve: dict[str, list[dict[str, float]]] = {
+        "raw_aiohttp": [],
+        "ptb_httpx": [],
+        "dispatcher": [],
+    }
+    ids = audience_ids[:messages]
+    for level in levels:
+        raw: Measured = await raw_aiohttp_loop(server.base_url, ids, level)
+        ptb = await ptb_send_loop(server.base_url, ids[: max(messages // 3, 300)], level, "httpx")
+        sweep = await dispatcher_run(copy_of(template), server, messages, max_in_flight=level)
+        for name, value in (
+            ("raw_aiohttp", raw.per_second),
+            ("ptb_httpx", ptb.per_second),
+            ("dispatcher", sweep["messages_per_second"]),
+        ):
+            curve[name].append({"concurrency": level, "messages_per_second": round(value, 1)})
+    return curve
+
+
+def summarise(measured: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    rows = measured["rows"]
+    raw = rows["raw_aiohttp"]["messages_per_second"]
+    ptb_default = rows["ptb_httpx"]["messages_per_second"]
+    ratios: dict[str, Any] = {}
+    for backend in ("sqlite", "postgresql"):
+        row = rows.get(f"dispatcher_{backend}")
+        if row:
+            vs_raw = row["messages_per_second"] / raw
+            vs_ptb = row["messages_per_second"] / ptb_default
+            ratios[backend] = {
+                "vs_raw_aiohttp": round(vs_raw, 3),
+                "vs_ptb_default": round(vs_ptb, 3),
+                "target_vs_raw": TARGET_VS_RAW,
+                "target_vs_ptb_default": TARGET_VS_PTB,
+                "targets_met": vs_raw >= TARGET_VS_RAW and vs_ptb >= TARGET_VS_PTB,
+            }
+    labels = {
+        "dispatcher_sqlite": "dispatcher, SQLite (claim, send, record)",
+        "dispatcher_postgresql": "dispatcher, PostgreSQL (claim, send, record)",
+        "raw_aiohttp": "(a) raw aiohttp POST loop",
+        "ptb_httpx": "(b) PTB send loop, default transport (HTTPX)",
+        "ptb_aiohttp": "PTB send loop, our aiohttp transport",
+    }
+    table = markdown_table(
+        ["sender", "in flight", "messages", "messages/s", "CPU s per 1,000"],
+        [
+            (
+                labels[key],
+                row.get("max_in_flight", row.get("concurrency")),
+                f"{row['messages']:,}",
+                f"{row['messages_per_second']:,.0f}",
+                f"{row['cpu_seconds_per_1000']:.2f}",
+            )
+            for key, row in rows.items()
+        ],
+    )
+    ratio_lines = [
+        f"- dispatcher on {backend}: {r['vs_raw_aiohttp']:.3f}× the raw loop (target ≥ "
+        f"{TARGET_VS_RAW}×), {r['vs_ptb_default']:.2f}× PTB's default send loop (target ≥ "
+        f"{TARGET_VS_PTB:g}×): targets {'met' if r['targets_met'] else 'not met'}"
+        for backend, r in ratios.items()
+    ]
+    markdown = (
+        "## Fan-out: one summit, one reminder to each subscribed chat\n\n"
+        + table
+        + "\n"
+        + "\n".join(ratio_lines + [f"- {note}" for note in measured["notes"]])
+        + "\n"
+    )
+    return {**measured, "ratios": ratios}, markdown
+
+
+def run(out_dir: Path, *, quick: bool) -> dict[str, Any]:
+    measured = asyncio.run(measure_all(quick))
+    results, markdown = summarise(measured)
+    results = {"benchmark": NAME, "quick": quick, "machine": machine(), **results}
+    write_results(out_dir, NAME, results, markdown)
+    return results

@@ -1,0 +1,152 @@
+"""A python-telegram-bot transport on aiohttp: the default way summitbot talks to the Bot API.
+
+PTB's own :class:`telegram.request.HTTPXRequest` spends more time in its HTTP client
+than a broadcast can afford (measured in issue 7: about 300 sendMessage calls/s one at
+a time, and slower with concurrency); aiohttp keeps several times that on the same
+machine. PTB's :class:`~telegram.request.BaseRequest` does the rest: it turns the
+status and body returned here into ``ChatMigrated``, ``RetryAfter``, ``Forbidden``,
+``BadRequest`` and so on, exactly as for HTTPX.
+
+PTB's four timeouts map onto aiohttp's as follows: ``connect_timeout`` bounds opening a
+socket (``sock_connect``); ``pool_timeout`` plus ``connect_timeout`` bound getting a
+connection, pooled or new (``connect``); ``read_timeout`` bounds each wait for the
+server's answer (``sock_read``). aiohttp has no timeout per write, so the write timeout
+bounds the whole request together with the others (``total``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from telegram._utils.defaultvalue import DefaultValue
+from telegram._utils.types import ODVInput
+from telegram.error import NetworkError, TimedOut
+from telegram.request import BaseRequest, RequestData
+
+JSON_CONTENT_TYPE = "application/json"
+
+
+class AiohttpRequest(BaseRequest):
+    """Bot API requests over one aiohttp session with a keep-alive connection pool.
+
+    The defaults are those of :class:`~telegram.request.HTTPXRequest`, so switching
+    transports changes nothing but speed.
+    """
+
+    __slots__ = (
+        "_connect_timeout",
+        "_connection_pool_size",
+        "_media_write_timeout",
+        "_pool_timeout",
+        "_read_timeout",
+        "_session",
+        "_write_timeout",
+    )
+
+    def __init__(
+        self,
+        connection_pool_size: int = 1,
+        read_timeout: float | None = 5.0,
+        write_timeout: float | None = 5.0,
+        connect_timeout: float | None = 5.0,
+        pool_timeout: float | None = 1.0,
+        media_write_timeout: float | None = 20.0,
+    ) -> None:
+        if connection_pool_size < 1:
+            raise ValueError("connection_pool_size must be at least 1")
+        self._connection_pool_size = connection_pool_size
+        self._read_timeout = read_timeout
+        self._write_timeout = write_timeout
+        self._connect_timeout = connect_timeout
+        self._pool_timeout = pool_timeout
+        self._media_write_timeout = media_write_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def read_timeout(self) -> float | None:
+        return self._read_timeout
+
+    @property
+    def connection_pool_size(self) -> int:
+        return self._connection_pool_size
+
+    async def initialize(self) -> None:
+        if self._session is not None and not self._session.closed:
+            return
+        connector = aiohttp.TCPConnector(limit=self._connection_pool_size)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": self.USER_AGENT},
+            # HTTP(S)_PROXY and NO_PROXY from the environment, as PTB's HTTPX transport does.
+            trust_env=True,
+        )
+
+    async def shutdown(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        write_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        if self._session is None or self._session.closed:
+            raise RuntimeError("This AiohttpRequest is not initialized!")
+        has_files = request_data is not None and request_data.contains_files
+        read = _chosen(read_timeout, self._read_timeout)
+        write = _chosen(
+            write_timeout, self._media_write_timeout if has_files else self._write_timeout
+        )
+        connect = _chosen(connect_timeout, self._connect_timeout)
+        pool = _chosen(pool_timeout, self._pool_timeout)
+        timeout = aiohttp.ClientTimeout(
+            total=_sum(connect, pool, write, read),
+            connect=_sum(pool, connect),
+            sock_connect=connect,
+            sock_read=read,
+        )
+        body: Any = None
+        headers: dict[str, str] = {}
+        if request_data is not None:
+            if has_files:
+                body = _multipart(request_data)
+            else:
+                # JSON, which the Bot API accepts too: json.dumps runs in C, while percent-
+                # encoding non-Latin text (most of ours) is slow Python and showed in profiles.
+                body = request_data.json_payload
+                headers["Content-Type"] = JSON_CONTENT_TYPE
+        try:
+            async with self._session.request(
+                method, url, data=body, headers=headers, timeout=timeout
+            ) as response:
+                return response.status, await response.read()
+        except TimeoutError as exc:  # aiohttp's own time-outs are TimeoutErrors too
+            raise TimedOut(f"Timed out: {type(exc).__name__}") from exc
+        except aiohttp.ClientError as exc:
+            raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+
+
+def _chosen(value: ODVInput[float], default: float | None) -> float | None:
+    return default if isinstance(value, DefaultValue) else value
+
+
+def _sum(*parts: float | None) -> float | None:
+    """A bound made of several: none if any part is unbounded."""
+    return None if any(part is None for part in parts) else sum(p for p in parts if p is not None)
+
+
+def _multipart(request_data: RequestData) -> aiohttp.FormData:
+    """``multipart/form-data`` with the parameters and the files (e.g. an ``.ics`` file)."""
+    form = aiohttp.FormData(quote_fields=False)
+    for name, value in request_data.json_parameters.items():
+        form.add_field(name, value)
+    for name, (filename, content, mime_type) in request_data.multipart_data.items():
+        form.add_field(name, content, filename=filename, content_type=mime_type)
+    return form

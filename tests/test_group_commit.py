@@ -1,0 +1,56 @@
+"""Group commit: writes that arrive while one runs go together in the next, nobody waits
+for a timer, and each caller gets its own result (or the error of its own write)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.group_commit import GroupCommit
+
+
+class Ledger:
+    """A stand-in database: each write is one 'transaction' that takes a little while."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.transactions: list[list[int]] = []
+        self.fail_on = fail_on
+
+    async def write(self, items: list[int]) -> list[str]:
+        self.transactions.append(items)
+        await asyncio.sleep(0.01)
+        if self.fail_on in items:
+            raise ConnectionError("database went away")
+        return [f"row {item}" for item in items]
+
+
+async def test_one_write_alone_is_made_at_once() -> None:
+    ledger = Ledger()
+    commits = GroupCommit(ledger.write)
+    assert await asyncio.wait_for(commits.submit(1), timeout=0.5) == "row 1"
+    assert ledger.transactions == [[1]]
+
+
+async def test_writes_arriving_during_a_write_go_together_in_the_next() -> None:
+    ledger = Ledger()
+    commits = GroupCommit(ledger.write)
+    first = asyncio.create_task(commits.submit(1))
+    await asyncio.sleep(0.001)  # the first write is under way
+    rest = [asyncio.create_task(commits.submit(n)) for n in range(2, 12)]
+    results = await asyncio.gather(first, *rest)
+    assert results == [f"row {n}" for n in range(1, 12)]
+    assert ledger.transactions == [[1], list(range(2, 12))]
+
+
+async def test_a_failed_write_fails_its_callers_only() -> None:
+    ledger = Ledger(fail_on=3)
+    commits = GroupCommit(ledger.write)
+    first = asyncio.create_task(commits.submit(1))
+    await asyncio.sleep(0.001)
+    failing = [asyncio.create_task(commits.submit(n)) for n in (2, 3)]
+    assert await first == "row 1"
+    for task in failing:
+        with pytest.raises(ConnectionError):
+            await task
+    assert await commits.submit(4) == "row 4"  # the next write goes ahead
