@@ -1,0 +1,1 @@
+"""Benchmarks: run against a local Bot API, not part of the test run (see the README)."""
