@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -124,6 +124,32 @@ class _Follower:
     since: dt.datetime
 
 
+_SPECIFICITY = {
+    SubscriptionScope.ALL: 0,
+    SubscriptionScope.ORGANISATION: 1,
+    SubscriptionScope.EVENT: 2,
+}
+
+
+def _following(event_ids: Sequence[int], org_ids: Iterable[int]) -> ColumnElement[bool]:
+    """Subscriptions of active, unpaused chats covering any of these events."""
+    return and_(
+        Chat.is_active.is_(True),
+        Chat.paused.is_(False),
+        or_(
+            Subscription.scope == SubscriptionScope.ALL,
+            and_(
+                Subscription.scope == SubscriptionScope.ORGANISATION,
+                Subscription.organisation_id.in_(org_ids),
+            ),
+            and_(
+                Subscription.scope == SubscriptionScope.EVENT,
+                Subscription.event_id.in_(event_ids),
+            ),
+        ),
+    )
+
+
 async def _followers(
     session: AsyncSession,
     events: Sequence[Event],
@@ -132,58 +158,51 @@ async def _followers(
 ) -> dict[int, list[_Follower]]:
     """Active chats following each event (directly, by organisation, or everything)."""
     event_ids = [e.id for e in events]
-    org_ids = {e.organisation_id for e in events if e.organisation_id is not None}
+    by_organisation: dict[int, list[int]] = defaultdict(list)
+    for event in events:
+        if event.organisation_id is not None:
+            by_organisation[event.organisation_id].append(event.id)
+    # Plain columns, not ORM objects: this reads every subscriber of a popular event.
     statement = (
-        select(Subscription, Chat)
-        .join(Chat, Chat.id == Subscription.chat_id)
-        .where(
-            Chat.is_active.is_(True),
-            Chat.paused.is_(False),
-            or_(
-                Subscription.scope == SubscriptionScope.ALL,
-                and_(
-                    Subscription.scope == SubscriptionScope.ORGANISATION,
-                    Subscription.organisation_id.in_(org_ids),
-                ),
-                and_(
-                    Subscription.scope == SubscriptionScope.EVENT,
-                    Subscription.event_id.in_(event_ids),
-                ),
-            ),
+        select(
+            Subscription.chat_id,
+            Subscription.scope,
+            Subscription.organisation_id,
+            Subscription.event_id,
+            Subscription.lead_times,
+            Subscription.created_at,
+            Chat.timezone,
+            Chat.lead_times,
         )
+        .join(Chat, Chat.id == Subscription.chat_id)
+        .where(_following(event_ids, by_organisation))
     )
     if chat_ids is not None:
         statement = statement.where(Subscription.chat_id.in_(chat_ids))
+    known = set(event_ids)
     by_event: dict[int, dict[int, _Follower]] = defaultdict(dict)
-    specificity = {
-        SubscriptionScope.ALL: 0,
-        SubscriptionScope.ORGANISATION: 1,
-        SubscriptionScope.EVENT: 2,
-    }
-    for subscription, chat in (await session.execute(statement)).all():
-        leads = tuple(subscription.lead_times or chat.lead_times or default_lead_times)
-        follower = _Follower(
-            chat.id, chat.timezone, leads, specificity[subscription.scope], subscription.created_at
-        )
-        for event in events:
-            covered = (
-                subscription.scope is SubscriptionScope.ALL
-                or (
-                    subscription.scope is SubscriptionScope.ORGANISATION
-                    and subscription.organisation_id == event.organisation_id
-                )
-                or subscription.event_id == event.id
-            )
-            current = by_event[event.id].get(chat.id)
-            if not covered:
-                continue
+    rows = await session.execute(statement)
+    for chat_id, scope, org_id, event_id, own_leads, since, zone, chat_leads in rows:
+        covered: Sequence[int] = []
+        if scope is SubscriptionScope.ALL:
+            covered = event_ids
+        elif scope is SubscriptionScope.ORGANISATION and org_id is not None:
+            covered = by_organisation.get(org_id, [])
+        if event_id in known:
+            covered = [*covered, event_id]
+        if not covered:
+            continue
+        leads = tuple(own_leads or chat_leads or default_lead_times)
+        follower = _Follower(chat_id, zone, leads, _SPECIFICITY[scope], since)
+        for covered_id in covered:
+            chats = by_event[covered_id]
+            current = chats.get(chat_id)
             if current is None:
-                by_event[event.id][chat.id] = follower
+                chats[chat_id] = follower
                 continue
             # The most specific lead times, from the earliest time the chat followed.
             winner = follower if follower.specificity > current.specificity else current
-            since = min(current.since, follower.since)
-            by_event[event.id][chat.id] = replace(winner, since=since)
+            chats[chat_id] = replace(winner, since=min(current.since, follower.since))
     return {event_id: list(chats.values()) for event_id, chats in by_event.items()}
 
 
@@ -222,17 +241,22 @@ async def _without_repeats(
     reminders = [p for p in planned if p.kind is DeliveryKind.REMINDER]
     if not reminders:
         return planned
-    sent = await session.execute(
-        select(Delivery.chat_id, Delivery.event_id, Delivery.slot, Delivery.occurrence_at).where(
-            Delivery.kind == DeliveryKind.REMINDER,
-            Delivery.status == DeliveryStatus.SENT,
-            Delivery.event_id.in_({p.event_id for p in reminders}),
-            Delivery.chat_id.in_({p.chat_id for p in reminders}),
-        )
+    statement = select(
+        Delivery.chat_id, Delivery.event_id, Delivery.slot, Delivery.occurrence_at
+    ).where(
+        Delivery.kind == DeliveryKind.REMINDER,
+        Delivery.status == DeliveryStatus.SENT,
+        Delivery.event_id.in_({p.event_id for p in reminders}),
     )
+    chat_ids = {p.chat_id for p in reminders}
+    if len(chat_ids) <= _MAX_LISTED:
+        statement = statement.where(Delivery.chat_id.in_(chat_ids))
     earlier: dict[tuple[int, int | None, int], list[dt.datetime]] = defaultdict(list)
-    for chat_id, event_id, slot, occurrence_at in sent.all():
-        earlier[(chat_id, event_id, slot)].append(occurrence_at)
+    for chat_id, event_id, slot, occurrence_at in await session.execute(statement):
+        if chat_id in chat_ids:
+            earlier[(chat_id, event_id, slot)].append(occurrence_at)
+    if not earlier:
+        return planned
 
     def repeats(p: PlannedDelivery) -> bool:
         lead = dt.timedelta(minutes=p.slot)
@@ -242,6 +266,59 @@ async def _without_repeats(
         )
 
     return [p for p in planned if p.kind is not DeliveryKind.REMINDER or not repeats(p)]
+
+
+# Above this many ids, a query reads a little more and filters in Python, rather than
+# send a list of ids as parameters (SQLite allows 32,766 of them).
+_MAX_LISTED = 500
+
+
+@dataclass(frozen=True)
+class _Followed:
+    """A chat following an event, and the reminders it should get for its occurrence."""
+
+    follower: _Follower
+    reminders: list[PlannedDelivery]  # for chat 0: shared by followers alike
+
+    def planned(self) -> list[PlannedDelivery]:
+        chat_id, since = self.follower.chat_id, self.follower.since
+        return [
+            PlannedDelivery(
+                chat_id, p.event_id, p.kind, p.occurrence_at, p.slot, p.due_at, p.expires_at
+            )
+            for p in self.reminders
+            if p.due_at > since
+        ]
+
+    def wants(self, kind: DeliveryKind, occurrence_at: dt.datetime, slot: int) -> bool:
+        return any(
+            p.kind is kind
+            and p.slot == slot
+            and p.occurrence_at == occurrence_at
+            and p.due_at > self.follower.since
+            for p in self.reminders
+        )
+
+
+def _could_be_due(
+    event: Event, leads: Iterable[int], since: dt.datetime, until: dt.datetime
+) -> bool:
+    """Whether any chat could have a reminder of ``event`` due in (``since``, ``until``].
+
+    A reminder is due a lead time before the start; for a day or a month, at 09:00 in
+    the chat's zone, which zones put within two days of the start less the lead. A cheap
+    test, so a sweep does not compute every follower's reminders for events with
+    nothing due.
+    """
+    if event.recurrence is not None:
+        return True  # its next occurrence is computed later
+    margin = dt.timedelta(0)
+    if event.date_precision is not Precision.TIME:
+        margin, leads = dt.timedelta(days=2), (0, *leads)
+    return any(
+        since - margin < event.starts_at - dt.timedelta(minutes=lead) <= until + margin
+        for lead in leads
+    )
 
 
 class Planner:
@@ -255,7 +332,7 @@ class Planner:
         self.default_lead_times = default_lead_times
         self.horizon = horizon
 
-    async def _desired(
+    async def _followed(
         self,
         session: AsyncSession,
         now: dt.datetime,
@@ -264,7 +341,12 @@ class Planner:
         chat_ids: Sequence[int] | None = None,
         event_ids: Sequence[int] | None = None,
         since: dt.datetime | None = None,
-    ) -> list[PlannedDelivery]:
+        window: tuple[dt.datetime, dt.datetime] | None = None,
+    ) -> dict[tuple[int, int], _Followed]:
+        """Each (chat, event) followed, with the reminders the chat should get.
+
+        With ``window``, only reminders due in it, and only events that may have some.
+        """
         # Catching up after downtime (``since`` in the past) includes events that ended
         # meanwhile: their reminders are recorded, then skipped as stale.
         since = min(since or now, now)
@@ -286,23 +368,53 @@ class Planner:
         if event_ids is not None:
             statement = statement.where(Event.id.in_(event_ids))
         events = list((await session.scalars(statement)).all())
+        if window is not None:
+            leads = {*LEAD_TIME_CHOICES, *self.default_lead_times}
+            events = [e for e in events if _could_be_due(e, leads, *window)]
         if not events:
-            return []
+            return {}
         followers = await _followers(session, events, chat_ids, self.default_lead_times)
-        planned: list[PlannedDelivery] = []
+        followed: dict[tuple[int, int], _Followed] = {}
         for event in events:
             occurrence = _event_view(event).next_occurrence(since)
             if occurrence is None:
                 continue
+            # Reminders depend on the chat only through its zone and lead times: chats
+            # alike share one list (a popular event has many followers, few kinds of them).
+            shared: dict[tuple[str, tuple[int, ...]], list[PlannedDelivery]] = {}
             for follower in followers.get(event.id, []):
-                planned.extend(
-                    p
-                    for p in reminders_for(
-                        event.id, occurrence, follower.chat_id, follower.zone, follower.lead_times
-                    )
-                    if p.due_at > follower.since
-                )
-        return planned
+                alike = (follower.zone, follower.lead_times)
+                reminders = shared.get(alike)
+                if reminders is None:
+                    reminders = reminders_for(event.id, occurrence, 0, *alike)
+                    if window is not None:
+                        reminders = [p for p in reminders if window[0] < p.due_at <= window[1]]
+                    shared[alike] = reminders
+                if reminders:
+                    followed[(follower.chat_id, event.id)] = _Followed(follower, reminders)
+        return followed
+
+    async def _desired(
+        self,
+        session: AsyncSession,
+        now: dt.datetime,
+        *,
+        latest_due: dt.datetime | None,
+        chat_ids: Sequence[int] | None = None,
+        event_ids: Sequence[int] | None = None,
+        since: dt.datetime | None = None,
+        window: tuple[dt.datetime, dt.datetime] | None = None,
+    ) -> list[PlannedDelivery]:
+        followed = await self._followed(
+            session,
+            now,
+            latest_due=latest_due,
+            chat_ids=chat_ids,
+            event_ids=event_ids,
+            since=since,
+            window=window,
+        )
+        return [p for each in followed.values() for p in each.planned()]
 
     async def plan(
         self,
@@ -322,13 +434,15 @@ class Planner:
         """
         since = since or now
         until = until or await self._watermark(session, now)
-        planned = [
-            p
-            for p in await self._desired(
-                session, now, latest_due=until, chat_ids=chat_ids, event_ids=event_ids, since=since
-            )
-            if since < p.due_at <= until
-        ]
+        planned = await self._desired(
+            session,
+            now,
+            latest_due=until,
+            chat_ids=chat_ids,
+            event_ids=event_ids,
+            since=since,
+            window=(since, until),
+        )
         planned = await _without_repeats(session, planned)
         planned.sort(key=lambda p: (p.chat_id, p.event_id, p.kind, p.occurrence_at, p.slot))
         rows = [
@@ -361,35 +475,39 @@ class Planner:
         After an unsubscription, a change of lead times or zone, or an event moved or
         cancelled. Reminders already due but not yet sent stay if still wanted.
         """
-        statement = select(Delivery).where(
-            Delivery.status == DeliveryStatus.PENDING, Delivery.kind.in_(_REMINDER_KINDS)
-        )
+        statement = select(
+            Delivery.id,
+            Delivery.chat_id,
+            Delivery.event_id,
+            Delivery.kind,
+            Delivery.occurrence_at,
+            Delivery.slot,
+        ).where(Delivery.status == DeliveryStatus.PENDING, Delivery.kind.in_(_REMINDER_KINDS))
         if chat_ids is not None:
             statement = statement.where(Delivery.chat_id.in_(chat_ids))
         if event_ids is not None:
             statement = statement.where(Delivery.event_id.in_(event_ids))
-        pending = list((await session.scalars(statement)).all())
+        pending = (await session.execute(statement)).all()
         if not pending:
             return 0
-        wanted = {
-            p.key
-            for p in await self._desired(
-                session,
-                now,
-                latest_due=None,
-                chat_ids=sorted({d.chat_id for d in pending}),
-                event_ids=sorted({d.event_id for d in pending if d.event_id is not None}),
-            )
-        }
-        unwanted = [
-            d.id
-            for d in pending
-            if (d.chat_id, d.event_id, d.kind, d.occurrence_at, d.slot) not in wanted
-        ]
-        if unwanted:
+        pending_chats = {d.chat_id for d in pending}
+        followed = await self._followed(
+            session,
+            now,
+            latest_due=None,
+            chat_ids=sorted(pending_chats) if len(pending_chats) <= _MAX_LISTED else chat_ids,
+            event_ids=sorted({d.event_id for d in pending if d.event_id is not None}),
+        )
+        unwanted = []
+        for d in pending:
+            each = followed.get((d.chat_id, d.event_id)) if d.event_id is not None else None
+            if each is None or not each.wants(d.kind, d.occurrence_at, d.slot):
+                unwanted.append(d.id)
+        for start in range(0, len(unwanted), _MAX_LISTED):
             await session.execute(
                 delete(Delivery).where(
-                    Delivery.id.in_(unwanted), Delivery.status == DeliveryStatus.PENDING
+                    Delivery.id.in_(unwanted[start : start + _MAX_LISTED]),
+                    Delivery.status == DeliveryStatus.PENDING,
                 )
             )
         return len(unwanted)
@@ -537,16 +655,46 @@ def _notice_row(
     }
 
 
+async def _notify_followers(
+    session: AsyncSession,
+    event: Event,
+    kind: DeliveryKind,
+    slot: int,
+    now: dt.datetime,
+    change_id: int | None = None,
+) -> int:
+    """One ``kind`` notice of ``event`` to every active chat following it. Never commits.
+
+    A single INSERT … SELECT: a popular event's followers never pass through Python.
+    """
+    org_ids = [event.organisation_id] if event.organisation_id is not None else []
+    row = _notice_row(0, event, kind, slot, now) | {"change_id": change_id}
+    columns = [name for name in row if name != "chat_id"]
+    table = Delivery.__table__
+    followers = (
+        select(
+            Subscription.chat_id,
+            *(literal(row[name], table.c[name].type).label(name) for name in columns),
+        )
+        .join(Chat, Chat.id == Subscription.chat_id)
+        .where(_following([event.id], org_ids))
+        .distinct()
+    )
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    statement: Any
+    if dialect == "postgresql":
+        statement = postgresql.insert(Delivery).from_select(["chat_id", *columns], followers)
+    else:
+        statement = sqlite.insert(Delivery).from_select(["chat_id", *columns], followers)
+    result = await session.execute(statement.on_conflict_do_nothing())
+    return max(getattr(result, "rowcount", 0) or 0, 0)
+
+
 async def plan_new_event_notices(session: AsyncSession, event: Event, now: dt.datetime) -> int:
     """Tell chats following the event's organisation (or everything) about a new event."""
     if event.recurrence is None and event.ends_at <= now:
         return 0
-    followers = await _followers(session, [event], None, DEFAULT_LEAD_TIMES)
-    rows = [
-        _notice_row(follower.chat_id, event, DeliveryKind.NEW_EVENT, 0, now)
-        for follower in followers.get(event.id, [])
-    ]
-    return await _insert_new(session, rows)
+    return await _notify_followers(session, event, DeliveryKind.NEW_EVENT, 0, now)
 
 
 async def announce(
@@ -600,17 +748,9 @@ async def plan_change_notices(
     """
     if event.recurrence is None and event.ends_at <= now:
         return 0
-    followers = await _followers(session, [event], None, DEFAULT_LEAD_TIMES)
-    rows = [
-        {
-            **_notice_row(
-                follower.chat_id, event, DeliveryKind.CHANGE_NOTICE, change.revision, now
-            ),
-            "change_id": change.id,
-        }
-        for follower in followers.get(event.id, [])
-    ]
-    return await _insert_new(session, rows)
+    return await _notify_followers(
+        session, event, DeliveryKind.CHANGE_NOTICE, change.revision, now, change.id
+    )
 
 
 # --- dispatching ---------------------------------------------------------------
