@@ -100,6 +100,8 @@ class Catalogue:
         self.database = database
         self._index: SearchIndex | None = None
         self._index_revision: tuple[object, ...] | None = None
+        self._names: dict[str, OrganisationRef] | None = None
+        self._names_revision: tuple[object, ...] | None = None
 
     # --- organisations -----------------------------------------------------
 
@@ -113,19 +115,40 @@ class Catalogue:
         wanted = normalise(name)
         if not wanted:
             return None
-        for org in await self._all_organisations():
-            names = [org.key, *org.names.values(), *org.abbreviations.values(), *org.aliases]
-            if any(normalise(candidate) == wanted for candidate in names):
-                return OrganisationRef.of(org)
+        found = (await self._organisation_names()).get(wanted)
+        if found is not None:
+            return found
         hits = [hit for hit in (await self.search_index()).search(name, 3) if hit.exact]
         organisation_hits = [hit for hit in hits if hit.kind == "organisation"]
         if len(organisation_hits) == 1:
             return await self._organisation_ref(organisation_hits[0].key)
         return None
 
-    async def _all_organisations(self) -> Sequence[Organisation]:
+    async def _organisation_names(self) -> dict[str, OrganisationRef]:
+        """Every organisation by each of its names, normalised; rebuilt when they change.
+
+        Where two share a name, the first by key wins.
+        """
         async with self.database.sessions() as session:
-            return (await session.scalars(select(Organisation).order_by(Organisation.key))).all()
+            revision = tuple(
+                (
+                    await session.execute(select(func.count(), func.max(Organisation.updated_at)))
+                ).one()
+            )
+            if self._names is not None and self._names_revision == revision:
+                return self._names
+            names: dict[str, OrganisationRef] = {}
+            for org in await session.scalars(select(Organisation).order_by(Organisation.key)):
+                ref = OrganisationRef.of(org)
+                for candidate in (
+                    org.key,
+                    *org.names.values(),
+                    *org.abbreviations.values(),
+                    *org.aliases,
+                ):
+                    names.setdefault(normalise(candidate), ref)
+        self._names, self._names_revision = names, revision
+        return names
 
     async def _organisation_ref(self, key: str) -> OrganisationRef | None:
         async with self.database.sessions() as session:
@@ -140,14 +163,32 @@ class Catalogue:
                 return None
             ref = OrganisationRef.of(org)
             chairs = await self._chairs(session, org.id, ref)
-            events = [
-                _view(e)
-                for e in await session.scalars(
-                    _event_query()
-                    .where(Event.organisation_id == org.id)
-                    .order_by(Event.starts_at, Event.key)
+            # The last held and the next event, found in the database; recurring events
+            # (few) are read whole, as their next occurrence is computed here.
+            of_org = _event_query().where(Event.organisation_id == org.id)
+            order = (Event.starts_at, self._key_order())
+            held = await session.scalar(
+                of_org.where(Event.ends_at <= now, Event.status != EventStatus.CANCELLED)
+                .order_by(*(column.desc() for column in order))
+                .limit(1)
+            )
+            coming = list(
+                await session.scalars(
+                    of_org.where(
+                        Event.ends_at > now,
+                        Event.status != EventStatus.CANCELLED,
+                        Event.recurrence.is_(None),
+                    )
+                    .order_by(*order)
+                    .limit(1)
                 )
-            ]
+            )
+            coming += await session.scalars(
+                of_org.where(
+                    Event.recurrence.is_not(None), Event.status != EventStatus.CANCELLED
+                ).order_by(*order)
+            )
+        events = sorted((_view(e) for e in coming), key=lambda v: (v.starts_at, v.key))
         today = now.date()
         return OrganisationCard(
             organisation=ref,
@@ -161,7 +202,7 @@ class Catalogue:
             sources=tuple(org.sources),
             chairs=tuple(chairs),
             current_chair=_chair_on(chairs, today),
-            last_event=_last_held(events, now),
+            last_event=_view(held) if held is not None else None,
             next_event=_next_of(events, now),
         )
 
@@ -493,11 +534,6 @@ def _page_bounds(total: int, page: int, page_size: int) -> tuple[int, int]:
     """(the page shown, how many there are): a page past either end shows the nearest one."""
     pages = max(1, math.ceil(total / page_size))
     return min(max(page, 0), pages - 1), pages
-
-
-def _last_held(events: Sequence[EventView], now: dt.datetime) -> EventView | None:
-    over = [e for e in events if e.is_over(now) and e.status is not EventStatus.CANCELLED]
-    return over[-1] if over else None
 
 
 def _next_of(events: Sequence[EventView], now: dt.datetime) -> EventView | None:
