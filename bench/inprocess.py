@@ -18,6 +18,7 @@ from typing import Any
 
 from telegram import Update
 
+from bench.seed import BENCH_USER_NAME
 from bot.app import build_application, running
 from bot.clock import FixedClock
 from bot.context import BotApplication
@@ -80,10 +81,15 @@ class InProcessBot:
     # --- updates as Telegram sends them ------------------------------------------------
 
     def user(self, user_id: int, language: str = "en") -> dict[str, Any]:
-        return {"id": user_id, "is_bot": False, "first_name": "Bench", "language_code": language}
+        return {
+            "id": user_id,
+            "is_bot": False,
+            "first_name": BENCH_USER_NAME,
+            "language_code": language,
+        }
 
     def message(self, user_id: int, text: str) -> dict[str, Any]:
-        chat = {"id": user_id, "type": "private", "first_name": "Bench"}
+        chat = {"id": user_id, "type": "private", "first_name": BENCH_USER_NAME}
         self.emulator.register_chat(chat)
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),

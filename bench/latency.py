@@ -24,7 +24,15 @@ from typing import Any
 
 from bench.inprocess import ErrorCounter, InProcessBot, bench_settings
 from bench.output import DEFAULT_OUT_DIR, machine, markdown_table, write
-from bench.seed import BENCH_NOW, Scale, Seeded, postgres_available, seed, throwaway_database
+from bench.seed import (
+    BACKENDS,
+    BENCH_NOW,
+    Scale,
+    Seeded,
+    postgres_available,
+    seed,
+    throwaway_database,
+)
 from bot import callbacks
 from bot.clock import FixedClock
 from storage.database import Database
@@ -170,12 +178,18 @@ async def _profile(bot: InProcessBot, build: Callable[[], dict[str, Any]], sampl
     print(profiler.output_text(unicode=True, color=False, show_all=False))
 
 
-async def run_async(out_dir: Path, *, quick: bool, profile: str | None = None) -> dict[str, Any]:
+async def run_async(
+    out_dir: Path,
+    *,
+    quick: bool,
+    profile: str | None = None,
+    backends: tuple[str, ...] = BACKENDS,
+) -> dict[str, Any]:
     scale = QUICK if quick else FULL
     samples, warmup = (30, 5) if quick else (200, 20)
     results: list[dict[str, Any]] = []
     notes: list[str] = []
-    for backend in ("sqlite", "postgresql") if profile is None else ("sqlite",):
+    for backend in backends[:1] if profile else backends:
         if backend == "postgresql" and (why := await postgres_available()):
             notes.append(f"postgresql skipped: {why}")
             continue
@@ -247,24 +261,34 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def run(
-    out_dir: Path = DEFAULT_OUT_DIR, *, quick: bool, profile: str | None = None
+    out_dir: Path = DEFAULT_OUT_DIR,
+    *,
+    quick: bool,
+    profile: str | None = None,
+    backends: tuple[str, ...] = BACKENDS,
 ) -> dict[str, Any]:
     """Run the benchmark; writes ``out_dir/latency.json`` and ``out_dir/latency.md``.
 
     With ``profile`` (a handler kind), prints a pyinstrument profile of that handler first.
     """
-    return asyncio.run(run_async(out_dir, quick=quick, profile=profile))
+    return asyncio.run(run_async(out_dir, quick=quick, profile=profile, backends=backends))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="less data, fewer samples")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR)
+    parser.add_argument("--database", action="append", choices=BACKENDS, help="only this one")
     parser.add_argument(
         "--profile", choices=KINDS, help="print a pyinstrument profile of one handler (SQLite)"
     )
     arguments = parser.parse_args()
-    result = run(arguments.out, quick=arguments.quick, profile=arguments.profile)
+    result = run(
+        arguments.out,
+        quick=arguments.quick,
+        profile=arguments.profile,
+        backends=tuple(arguments.database or BACKENDS),
+    )
     print(markdown(result))
 
 

@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 
 from bench.inprocess import OPERATOR_ID, ErrorCounter, InProcessBot, bench_settings
 from bench.output import DEFAULT_OUT_DIR, machine, markdown_table, peak_rss_mb, write
-from bench.seed import BENCH_NOW, Scale, postgres_available, seed, throwaway_database
+from bench.seed import BACKENDS, BENCH_NOW, Scale, postgres_available, seed, throwaway_database
 from bot.clock import FixedClock
 from storage.database import Database
 from storage.deliveries import Planner
@@ -190,11 +190,17 @@ async def measure(url: str, backend: str, scale: Scale, *, profile: bool = False
     }
 
 
-async def run_async(out_dir: Path, *, quick: bool, profile: bool = False) -> dict[str, Any]:
+async def run_async(
+    out_dir: Path,
+    *,
+    quick: bool,
+    profile: bool = False,
+    backends: tuple[str, ...] = BACKENDS,
+) -> dict[str, Any]:
     scale = QUICK if quick else FULL
     results: list[dict[str, Any]] = []
     notes: list[str] = []
-    for backend in ("sqlite",) if profile else ("sqlite", "postgresql"):
+    for backend in backends[:1] if profile else backends:
         if backend == "postgresql" and (why := await postgres_available()):
             notes.append(f"postgresql skipped: {why}")
             continue
@@ -288,12 +294,18 @@ def markdown(result: dict[str, Any]) -> str:
     return text
 
 
-def run(out_dir: Path = DEFAULT_OUT_DIR, *, quick: bool, profile: bool = False) -> dict[str, Any]:
+def run(
+    out_dir: Path = DEFAULT_OUT_DIR,
+    *,
+    quick: bool,
+    profile: bool = False,
+    backends: tuple[str, ...] = BACKENDS,
+) -> dict[str, Any]:
     """Run the benchmark; writes ``out_dir/scale.json`` and ``out_dir/scale.md``.
 
     With ``profile``, the bot process prints a pyinstrument profile of the re-plan.
     """
-    return asyncio.run(run_async(out_dir, quick=quick, profile=profile))
+    return asyncio.run(run_async(out_dir, quick=quick, profile=profile, backends=backends))
 
 
 def main() -> None:
@@ -303,13 +315,19 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="print a pyinstrument profile of the re-plan"
     )
+    parser.add_argument("--database", action="append", choices=BACKENDS, help="only this one")
     parser.add_argument("--child", nargs=2, metavar=("URL", "EVENT"), help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
         figures = asyncio.run(child(*arguments.child, profile=arguments.profile))
         print(json.dumps(figures))
         return
-    result = run(arguments.out, quick=arguments.quick, profile=arguments.profile)
+    result = run(
+        arguments.out,
+        quick=arguments.quick,
+        profile=arguments.profile,
+        backends=tuple(arguments.database or BACKENDS),
+    )
     print(markdown(result))
 
 

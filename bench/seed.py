@@ -48,6 +48,8 @@ BENCH_NOW = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)
 POSTGRES_URL = os.environ.get(
     "BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
+BACKENDS = ("sqlite", "postgresql")
+BENCH_USER_NAME = "Bench"
 LANGUAGES = ("en", "ru", "kk", "zh", "ar")
 CHAT_ZONES = (
     "Asia/Almaty",
@@ -354,7 +356,8 @@ async def seed(
             {
                 "id": chat_id,
                 "type": chat_type,
-                "title": None if chat_type is ChatType.PRIVATE else f"Chat {index}",
+                # Returning users: a private chat's title is the name their updates carry.
+                "title": BENCH_USER_NAME if chat_type is ChatType.PRIVATE else f"Chat {index}",
                 "language": rng.choice(LANGUAGES),
                 "timezone": rng.choice(CHAT_ZONES),
                 "is_active": True,

@@ -18,13 +18,28 @@ When a row is due:
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -230,42 +245,79 @@ async def _insert_new(
     return inserted
 
 
-async def _without_repeats(
-    session: AsyncSession, planned: list[PlannedDelivery]
-) -> list[PlannedDelivery]:
-    """Leave out reminders already sent for an occurrence less than their lead away.
+async def _insert_for_chats(
+    session: AsyncSession, chat_ids: Sequence[int], values: dict[str, Any]
+) -> int:
+    """One ledger row per chat with these ``values``, leaving alone rows that exist.
 
-    When a meeting moves by half an hour, its "1 day before" reminder, already sent,
-    is not sent again (the change notice tells the news); when it moves by a week, it is.
+    The chat ids travel as one parameter (a JSON array on SQLite, an array on
+    PostgreSQL) and every other value once, instead of a row of parameters per chat.
     """
-    reminders = [p for p in planned if p.kind is DeliveryKind.REMINDER]
-    if not reminders:
-        return planned
+    if not chat_ids:
+        return 0
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    ids: Any
+    if dialect == "postgresql":
+        ids = func.unnest(bindparam("chat_ids", list(chat_ids), ARRAY(BigInteger))).column_valued()
+    else:
+        ids = func.json_each(json.dumps(list(chat_ids))).table_valued("value").c.value
+    table = Delivery.__table__
+    columns = list(values)
+    rows = select(
+        ids, *(literal(values[name], table.c[name].type).label(name) for name in columns)
+    ).where(true())  # SQLite reads "ON CONFLICT" after a FROM without WHERE as a join
+    statement: Any
+    if dialect == "postgresql":
+        statement = postgresql.insert(Delivery).from_select(["chat_id", *columns], rows)
+    else:
+        statement = sqlite.insert(Delivery).from_select(["chat_id", *columns], rows)
+    result = await session.execute(statement.on_conflict_do_nothing())
+    return max(getattr(result, "rowcount", 0) or 0, 0)
+
+
+async def _sent_earlier(
+    session: AsyncSession, followed: dict[tuple[int, int], _Followed]
+) -> dict[tuple[int, int | None, int], list[dt.datetime]]:
+    """Occurrences each (chat, event, lead) reminder was already sent for."""
+    earlier: dict[tuple[int, int | None, int], list[dt.datetime]] = defaultdict(list)
+    reminded = [
+        key
+        for key, each in followed.items()
+        if any(p.kind is DeliveryKind.REMINDER for p in each.reminders)
+    ]
+    if not reminded:
+        return earlier
+    chat_ids = {chat_id for chat_id, _ in reminded}
     statement = select(
         Delivery.chat_id, Delivery.event_id, Delivery.slot, Delivery.occurrence_at
     ).where(
         Delivery.kind == DeliveryKind.REMINDER,
         Delivery.status == DeliveryStatus.SENT,
-        Delivery.event_id.in_({p.event_id for p in reminders}),
+        Delivery.event_id.in_({event_id for _, event_id in reminded}),
     )
-    chat_ids = {p.chat_id for p in reminders}
     if len(chat_ids) <= _MAX_LISTED:
         statement = statement.where(Delivery.chat_id.in_(chat_ids))
-    earlier: dict[tuple[int, int | None, int], list[dt.datetime]] = defaultdict(list)
     for chat_id, event_id, slot, occurrence_at in await session.execute(statement):
         if chat_id in chat_ids:
             earlier[(chat_id, event_id, slot)].append(occurrence_at)
-    if not earlier:
-        return planned
+    return earlier
 
-    def repeats(p: PlannedDelivery) -> bool:
-        lead = dt.timedelta(minutes=p.slot)
-        return any(
-            o != p.occurrence_at and abs(o - p.occurrence_at) < lead
-            for o in earlier.get((p.chat_id, p.event_id, p.slot), ())
-        )
 
-    return [p for p in planned if p.kind is not DeliveryKind.REMINDER or not repeats(p)]
+def _repeats(
+    p: PlannedDelivery, chat_id: int, earlier: dict[tuple[int, int | None, int], list[dt.datetime]]
+) -> bool:
+    """Whether a reminder was sent for an occurrence less than its lead away.
+
+    When a meeting moves by half an hour, its "1 day before" reminder, already sent,
+    is not sent again (the change notice tells the news); when it moves by a week, it is.
+    """
+    if p.kind is not DeliveryKind.REMINDER:
+        return False
+    lead = dt.timedelta(minutes=p.slot)
+    return any(
+        o != p.occurrence_at and abs(o - p.occurrence_at) < lead
+        for o in earlier.get((chat_id, p.event_id, p.slot), ())
+    )
 
 
 # Above this many ids, a query reads a little more and filters in Python, rather than
@@ -279,16 +331,6 @@ class _Followed:
 
     follower: _Follower
     reminders: list[PlannedDelivery]  # for chat 0: shared by followers alike
-
-    def planned(self) -> list[PlannedDelivery]:
-        chat_id, since = self.follower.chat_id, self.follower.since
-        return [
-            PlannedDelivery(
-                chat_id, p.event_id, p.kind, p.occurrence_at, p.slot, p.due_at, p.expires_at
-            )
-            for p in self.reminders
-            if p.due_at > since
-        ]
 
     def wants(self, kind: DeliveryKind, occurrence_at: dt.datetime, slot: int) -> bool:
         return any(
@@ -394,28 +436,6 @@ class Planner:
                     followed[(follower.chat_id, event.id)] = _Followed(follower, reminders)
         return followed
 
-    async def _desired(
-        self,
-        session: AsyncSession,
-        now: dt.datetime,
-        *,
-        latest_due: dt.datetime | None,
-        chat_ids: Sequence[int] | None = None,
-        event_ids: Sequence[int] | None = None,
-        since: dt.datetime | None = None,
-        window: tuple[dt.datetime, dt.datetime] | None = None,
-    ) -> list[PlannedDelivery]:
-        followed = await self._followed(
-            session,
-            now,
-            latest_due=latest_due,
-            chat_ids=chat_ids,
-            event_ids=event_ids,
-            since=since,
-            window=window,
-        )
-        return [p for each in followed.values() for p in each.planned()]
-
     async def plan(
         self,
         session: AsyncSession,
@@ -434,7 +454,7 @@ class Planner:
         """
         since = since or now
         until = until or await self._watermark(session, now)
-        planned = await self._desired(
+        followed = await self._followed(
             session,
             now,
             latest_due=until,
@@ -443,24 +463,34 @@ class Planner:
             since=since,
             window=(since, until),
         )
-        planned = await _without_repeats(session, planned)
-        planned.sort(key=lambda p: (p.chat_id, p.event_id, p.kind, p.occurrence_at, p.slot))
-        rows = [
-            {
-                "chat_id": p.chat_id,
-                "event_id": p.event_id,
-                "kind": p.kind,
-                "occurrence_at": p.occurrence_at,
-                "slot": p.slot,
-                "due_at": p.due_at,
-                "expires_at": p.expires_at,
+        earlier = await _sent_earlier(session, followed)
+        # Rows differ mostly by chat: each distinct reminder goes in as one statement for
+        # all its chats (a moved event's "1 day before" for 100,000 chats is one INSERT).
+        chats: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        for (chat_id, _), each in followed.items():
+            for p in each.reminders:
+                if p.due_at > each.follower.since and not (
+                    earlier and _repeats(p, chat_id, earlier)
+                ):
+                    key = (p.event_id, p.kind, p.occurrence_at, p.slot, p.due_at, p.expires_at)
+                    chats[key].append(chat_id)
+        created = 0
+        for (event_id, kind, occurrence_at, slot, due_at, expires_at), ids in sorted(
+            chats.items(), key=lambda item: item[0][:4]
+        ):
+            values = {
+                "event_id": event_id,
+                "kind": kind,
+                "occurrence_at": occurrence_at,
+                "slot": slot,
+                "due_at": due_at,
+                "expires_at": expires_at,
                 "status": DeliveryStatus.PENDING,
                 "attempts": 0,
                 "created_at": now,
             }
-            for p in planned
-        ]
-        return await _insert_new(session, rows)
+            created += await _insert_for_chats(session, sorted(ids), values)
+        return created
 
     async def prune(
         self,
@@ -475,6 +505,9 @@ class Planner:
         After an unsubscription, a change of lead times or zone, or an event moved or
         cancelled. Reminders already due but not yet sent stay if still wanted.
         """
+        deleted = 0
+        if event_ids is not None:
+            deleted = await self._drop_other_occurrences(session, now, chat_ids, event_ids)
         statement = select(
             Delivery.id,
             Delivery.chat_id,
@@ -489,7 +522,7 @@ class Planner:
             statement = statement.where(Delivery.event_id.in_(event_ids))
         pending = (await session.execute(statement)).all()
         if not pending:
-            return 0
+            return deleted
         pending_chats = {d.chat_id for d in pending}
         followed = await self._followed(
             session,
@@ -510,7 +543,52 @@ class Planner:
                     Delivery.status == DeliveryStatus.PENDING,
                 )
             )
-        return len(unwanted)
+        return deleted + len(unwanted)
+
+    async def _drop_other_occurrences(
+        self,
+        session: AsyncSession,
+        now: dt.datetime,
+        chat_ids: Sequence[int] | None,
+        event_ids: Sequence[int],
+    ) -> int:
+        """Delete pending reminders of these events for any occurrence but the next one.
+
+        No chat wants those (the event moved, or has no next occurrence: cancelled, over,
+        known only to the year), so they go in one statement per event, without reading
+        them: a moved event may have a reminder pending for each of 100,000 chats.
+        """
+        events: dict[int, Event] = {}
+        for start in range(0, len(event_ids), _MAX_LISTED):
+            found = await session.scalars(
+                select(Event)
+                .options(selectinload(Event.organisation), selectinload(Event.place))
+                .where(Event.id.in_(event_ids[start : start + _MAX_LISTED]))
+            )
+            events.update((event.id, event) for event in found)
+        deleted = 0
+        for event_id in event_ids:
+            event = events.get(event_id)
+            occurrence = None
+            if (
+                event is not None
+                and event.status is not EventStatus.CANCELLED
+                and event.date_precision is not Precision.YEAR
+                and (event.ends_at > now or event.recurrence is not None)
+            ):
+                occurrence = _event_view(event).next_occurrence(now)
+            statement = delete(Delivery).where(
+                Delivery.status == DeliveryStatus.PENDING,
+                Delivery.kind.in_(_REMINDER_KINDS),
+                Delivery.event_id == event_id,
+            )
+            if occurrence is not None:
+                statement = statement.where(Delivery.occurrence_at != occurrence.starts_at)
+            if chat_ids is not None:
+                statement = statement.where(Delivery.chat_id.in_(chat_ids))
+            result = await session.execute(statement)
+            deleted += max(getattr(result, "rowcount", 0) or 0, 0)
+        return deleted
 
     async def replan(
         self,

@@ -219,7 +219,11 @@ class Event(Base):
     """A summit, meeting or observance; ``key`` is its stable public id."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_ends_at", "ends_at"),)
+    __table_args__ = (
+        Index("ix_events_ends_at", "ends_at"),
+        # Searches check max(updated_at) to notice changed data.
+        Index("ix_events_updated_at", "updated_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(40), unique=True)

@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from storage.database import Database
 from storage.dates import PartialDate
@@ -84,7 +84,8 @@ class SearchResults:
 
 
 def _event_query() -> Select[Event]:
-    return select(Event).options(selectinload(Event.organisation), selectinload(Event.place))
+    # Both are many-to-one: joined into the same query, not one more query each.
+    return select(Event).options(joinedload(Event.organisation), joinedload(Event.place))
 
 
 def _view(event: Event) -> EventView:

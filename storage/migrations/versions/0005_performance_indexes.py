@@ -1,0 +1,25 @@
+"""Performance: the latest change of an event found by index (the search index's check).
+
+Revision ID: 0005
+Revises: 0003
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0005"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # Every search asks for max(events.updated_at) to notice changed data.
+    op.create_index("ix_events_updated_at", "events", ["updated_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_events_updated_at", table_name="events")
