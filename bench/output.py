@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import resource
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,7 +46,9 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "sqlalchemy": sqlalchemy.__version__,
-        "sqlite": __import__("sqlite3").sqlite_version,
+        "sqlite": sqlite3.sqlite_version,
+        # Other work on a shared machine shows here: compare ratios, not absolute figures.
+        "load_average_1_5_15": [round(load, 2) for load in os.getloadavg()],
     }
 
 

@@ -210,9 +210,10 @@ def _random_dates(rng: random.Random, year: int) -> tuple[PartialDate, PartialDa
 
 
 async def _insert(database: Database, model: type[Any], rows: Sequence[dict[str, Any]]) -> None:
-    async with database.transaction() as session:
+    # Core inserts into the table (not ORM bulk inserts): the fastest path SQLAlchemy has.
+    async with database.engine.begin() as connection:
         for start in range(0, len(rows), 5_000):
-            await session.execute(insert(model), list(rows[start : start + 5_000]))
+            await connection.execute(insert(model.__table__), list(rows[start : start + 5_000]))
 
 
 async def seed(
@@ -367,7 +368,13 @@ async def seed(
                 "updated_at": now - dt.timedelta(days=30),
             }
         )
-        base = {"chat_id": chat_id, "lead_times": None, "created_at": now - dt.timedelta(days=30)}
+        base = {
+            "chat_id": chat_id,
+            "organisation_id": None,
+            "event_id": None,
+            "lead_times": None,
+            "created_at": now - dt.timedelta(days=30),
+        }
         follow = rng.random()
         if follow < 0.3:
             subscription_rows.append({**base, "scope": SubscriptionScope.ALL})

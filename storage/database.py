@@ -62,7 +62,11 @@ class Database:
             ":memory:",
         ):
             Path(self.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = create_async_engine(self.url, echo=echo, pool_pre_ping=True)
+        # A server connection may have been dropped while pooled; a SQLite file's cannot,
+        # and a ping before each of the several sessions an update opens is a round trip.
+        self.engine: AsyncEngine = create_async_engine(
+            self.url, echo=echo, pool_pre_ping=self.url.get_backend_name() != "sqlite"
+        )
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _enable_sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _begin_immediately)
