@@ -1,4 +1,4 @@
-"""Performance: the latest change of an event found by index (the search index's check).
+"""Performance: indexes for the search index's check and for lists of events.
 
 Revision ID: 0005
 Revises: 0003
@@ -19,7 +19,14 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # Every search asks for max(events.updated_at) to notice changed data.
     op.create_index("ix_events_updated_at", "events", ["updated_at"])
+    # /upcoming and its pages: counted and ordered from the index, without the rows.
+    op.create_index(
+        "ix_events_listing",
+        "events",
+        ["ends_at", "starts_at", "key", "kind", "status", "recurrence"],
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_events_listing", table_name="events")
     op.drop_index("ix_events_updated_at", table_name="events")
