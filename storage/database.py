@@ -143,8 +143,10 @@ class Database:
                 "connect_args": {"timeout": CONNECT_TIMEOUT_SECONDS, "command_timeout": 60},
                 "pool_timeout": POOL_TIMEOUT_SECONDS,
             }
+        # A server connection may have been dropped while pooled; a SQLite file's cannot,
+        # and a ping before each of the several sessions an update opens is a round trip.
         self.engine: AsyncEngine = create_async_engine(
-            self.url, echo=echo, pool_pre_ping=True, **options
+            self.url, echo=echo, pool_pre_ping=not self.is_sqlite, **options
         )
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _enable_sqlite_pragmas)

@@ -632,7 +632,12 @@ async def apply_dataset(
         key = (org_row.id, chair.country, values["start_literal"])
         _upsert(session, report, "chairmanships", chairs, key, label, Chairmanship, values)
 
-    events = {row.key: row for row in (await session.scalars(select(Event))).all()}
+    # Only the events in the files: an operator's edit of one event must not load them all.
+    keys = [event.id for event in dataset.events]
+    events: dict[str, Event] = {}
+    for start in range(0, len(keys), 500):
+        found = await session.scalars(select(Event).where(Event.key.in_(keys[start : start + 500])))
+        events.update((row.key, row) for row in found)
     place_keys = {row.id: key for key, row in places.items()}
     touched: list[Event] = []
     added: list[Event] = []

@@ -18,13 +18,29 @@ When a row is due:
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
@@ -124,6 +140,32 @@ class _Follower:
     since: dt.datetime
 
 
+_SPECIFICITY = {
+    SubscriptionScope.ALL: 0,
+    SubscriptionScope.ORGANISATION: 1,
+    SubscriptionScope.EVENT: 2,
+}
+
+
+def _following(event_ids: Sequence[int], org_ids: Iterable[int]) -> ColumnElement[bool]:
+    """Subscriptions of active, unpaused chats covering any of these events."""
+    return and_(
+        Chat.is_active.is_(True),
+        Chat.paused.is_(False),
+        or_(
+            Subscription.scope == SubscriptionScope.ALL,
+            and_(
+                Subscription.scope == SubscriptionScope.ORGANISATION,
+                Subscription.organisation_id.in_(org_ids),
+            ),
+            and_(
+                Subscription.scope == SubscriptionScope.EVENT,
+                Subscription.event_id.in_(event_ids),
+            ),
+        ),
+    )
+
+
 async def _followers(
     session: AsyncSession,
     events: Sequence[Event],
@@ -132,58 +174,51 @@ async def _followers(
 ) -> dict[int, list[_Follower]]:
     """Active chats following each event (directly, by organisation, or everything)."""
     event_ids = [e.id for e in events]
-    org_ids = {e.organisation_id for e in events if e.organisation_id is not None}
+    by_organisation: dict[int, list[int]] = defaultdict(list)
+    for event in events:
+        if event.organisation_id is not None:
+            by_organisation[event.organisation_id].append(event.id)
+    # Plain columns, not ORM objects: this reads every subscriber of a popular event.
     statement = (
-        select(Subscription, Chat)
-        .join(Chat, Chat.id == Subscription.chat_id)
-        .where(
-            Chat.is_active.is_(True),
-            Chat.paused.is_(False),
-            or_(
-                Subscription.scope == SubscriptionScope.ALL,
-                and_(
-                    Subscription.scope == SubscriptionScope.ORGANISATION,
-                    Subscription.organisation_id.in_(org_ids),
-                ),
-                and_(
-                    Subscription.scope == SubscriptionScope.EVENT,
-                    Subscription.event_id.in_(event_ids),
-                ),
-            ),
+        select(
+            Subscription.chat_id,
+            Subscription.scope,
+            Subscription.organisation_id,
+            Subscription.event_id,
+            Subscription.lead_times,
+            Subscription.created_at,
+            Chat.timezone,
+            Chat.lead_times,
         )
+        .join(Chat, Chat.id == Subscription.chat_id)
+        .where(_following(event_ids, by_organisation))
     )
     if chat_ids is not None:
         statement = statement.where(Subscription.chat_id.in_(chat_ids))
+    known = set(event_ids)
     by_event: dict[int, dict[int, _Follower]] = defaultdict(dict)
-    specificity = {
-        SubscriptionScope.ALL: 0,
-        SubscriptionScope.ORGANISATION: 1,
-        SubscriptionScope.EVENT: 2,
-    }
-    for subscription, chat in (await session.execute(statement)).all():
-        leads = tuple(subscription.lead_times or chat.lead_times or default_lead_times)
-        follower = _Follower(
-            chat.id, chat.timezone, leads, specificity[subscription.scope], subscription.created_at
-        )
-        for event in events:
-            covered = (
-                subscription.scope is SubscriptionScope.ALL
-                or (
-                    subscription.scope is SubscriptionScope.ORGANISATION
-                    and subscription.organisation_id == event.organisation_id
-                )
-                or subscription.event_id == event.id
-            )
-            current = by_event[event.id].get(chat.id)
-            if not covered:
-                continue
+    rows = await session.execute(statement)
+    for chat_id, scope, org_id, event_id, own_leads, since, zone, chat_leads in rows:
+        covered: Sequence[int] = []
+        if scope is SubscriptionScope.ALL:
+            covered = event_ids
+        elif scope is SubscriptionScope.ORGANISATION and org_id is not None:
+            covered = by_organisation.get(org_id, [])
+        if event_id in known:
+            covered = [*covered, event_id]
+        if not covered:
+            continue
+        leads = tuple(own_leads or chat_leads or default_lead_times)
+        follower = _Follower(chat_id, zone, leads, _SPECIFICITY[scope], since)
+        for covered_id in covered:
+            chats = by_event[covered_id]
+            current = chats.get(chat_id)
             if current is None:
-                by_event[event.id][chat.id] = follower
+                chats[chat_id] = follower
                 continue
             # The most specific lead times, from the earliest time the chat followed.
             winner = follower if follower.specificity > current.specificity else current
-            since = min(current.since, follower.since)
-            by_event[event.id][chat.id] = replace(winner, since=since)
+            chats[chat_id] = replace(winner, since=min(current.since, follower.since))
     return {event_id: list(chats.values()) for event_id, chats in by_event.items()}
 
 
@@ -211,37 +246,122 @@ async def _insert_new(
     return inserted
 
 
-async def _without_repeats(
-    session: AsyncSession, planned: list[PlannedDelivery]
-) -> list[PlannedDelivery]:
-    """Leave out reminders already sent for an occurrence less than their lead away.
+async def _insert_for_chats(
+    session: AsyncSession, chat_ids: Sequence[int], values: dict[str, Any]
+) -> int:
+    """One ledger row per chat with these ``values``, leaving alone rows that exist.
+
+    The chat ids travel as one parameter (a JSON array on SQLite, an array on
+    PostgreSQL) and every other value once, instead of a row of parameters per chat.
+    """
+    if not chat_ids:
+        return 0
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    ids: Any
+    if dialect == "postgresql":
+        ids = func.unnest(bindparam("chat_ids", list(chat_ids), ARRAY(BigInteger))).column_valued()
+    else:
+        ids = func.json_each(json.dumps(list(chat_ids))).table_valued("value").c.value
+    table = Delivery.__table__
+    columns = list(values)
+    rows = select(
+        ids, *(literal(values[name], table.c[name].type).label(name) for name in columns)
+    ).where(true())  # SQLite reads "ON CONFLICT" after a FROM without WHERE as a join
+    statement: Any
+    if dialect == "postgresql":
+        statement = postgresql.insert(Delivery).from_select(["chat_id", *columns], rows)
+    else:
+        statement = sqlite.insert(Delivery).from_select(["chat_id", *columns], rows)
+    result = await session.execute(statement.on_conflict_do_nothing())
+    return max(getattr(result, "rowcount", 0) or 0, 0)
+
+
+async def _sent_earlier(
+    session: AsyncSession, followed: dict[tuple[int, int], _Followed]
+) -> dict[tuple[int, int | None, int], list[dt.datetime]]:
+    """Occurrences each (chat, event, lead) reminder was already sent for."""
+    earlier: dict[tuple[int, int | None, int], list[dt.datetime]] = defaultdict(list)
+    reminded = [
+        key
+        for key, each in followed.items()
+        if any(p.kind is DeliveryKind.REMINDER for p in each.reminders)
+    ]
+    if not reminded:
+        return earlier
+    chat_ids = {chat_id for chat_id, _ in reminded}
+    statement = select(
+        Delivery.chat_id, Delivery.event_id, Delivery.slot, Delivery.occurrence_at
+    ).where(
+        Delivery.kind == DeliveryKind.REMINDER,
+        Delivery.status == DeliveryStatus.SENT,
+        Delivery.event_id.in_({event_id for _, event_id in reminded}),
+    )
+    if len(chat_ids) <= _MAX_LISTED:
+        statement = statement.where(Delivery.chat_id.in_(chat_ids))
+    for chat_id, event_id, slot, occurrence_at in await session.execute(statement):
+        if chat_id in chat_ids:
+            earlier[(chat_id, event_id, slot)].append(occurrence_at)
+    return earlier
+
+
+def _repeats(
+    p: PlannedDelivery, chat_id: int, earlier: dict[tuple[int, int | None, int], list[dt.datetime]]
+) -> bool:
+    """Whether a reminder was sent for an occurrence less than its lead away.
 
     When a meeting moves by half an hour, its "1 day before" reminder, already sent,
     is not sent again (the change notice tells the news); when it moves by a week, it is.
     """
-    reminders = [p for p in planned if p.kind is DeliveryKind.REMINDER]
-    if not reminders:
-        return planned
-    sent = await session.execute(
-        select(Delivery.chat_id, Delivery.event_id, Delivery.slot, Delivery.occurrence_at).where(
-            Delivery.kind == DeliveryKind.REMINDER,
-            Delivery.status == DeliveryStatus.SENT,
-            Delivery.event_id.in_({p.event_id for p in reminders}),
-            Delivery.chat_id.in_({p.chat_id for p in reminders}),
-        )
+    if p.kind is not DeliveryKind.REMINDER:
+        return False
+    lead = dt.timedelta(minutes=p.slot)
+    return any(
+        o != p.occurrence_at and abs(o - p.occurrence_at) < lead
+        for o in earlier.get((chat_id, p.event_id, p.slot), ())
     )
-    earlier: dict[tuple[int, int | None, int], list[dt.datetime]] = defaultdict(list)
-    for chat_id, event_id, slot, occurrence_at in sent.all():
-        earlier[(chat_id, event_id, slot)].append(occurrence_at)
 
-    def repeats(p: PlannedDelivery) -> bool:
-        lead = dt.timedelta(minutes=p.slot)
+
+# Above this many ids, a query reads a little more and filters in Python, rather than
+# send a list of ids as parameters (SQLite allows 32,766 of them).
+_MAX_LISTED = 500
+
+
+@dataclass(frozen=True)
+class _Followed:
+    """A chat following an event, and the reminders it should get for its occurrence."""
+
+    follower: _Follower
+    reminders: list[PlannedDelivery]  # for chat 0: shared by followers alike
+
+    def wants(self, kind: DeliveryKind, occurrence_at: dt.datetime, slot: int) -> bool:
         return any(
-            o != p.occurrence_at and abs(o - p.occurrence_at) < lead
-            for o in earlier.get((p.chat_id, p.event_id, p.slot), ())
+            p.kind is kind
+            and p.slot == slot
+            and p.occurrence_at == occurrence_at
+            and p.due_at > self.follower.since
+            for p in self.reminders
         )
 
-    return [p for p in planned if p.kind is not DeliveryKind.REMINDER or not repeats(p)]
+
+def _could_be_due(
+    event: Event, leads: Iterable[int], since: dt.datetime, until: dt.datetime
+) -> bool:
+    """Whether any chat could have a reminder of ``event`` due in (``since``, ``until``].
+
+    A reminder is due a lead time before the start; for a day or a month, at 09:00 in
+    the chat's zone, which zones put within two days of the start less the lead. A cheap
+    test, so a sweep does not compute every follower's reminders for events with
+    nothing due.
+    """
+    if event.recurrence is not None:
+        return True  # its next occurrence is computed later
+    margin = dt.timedelta(0)
+    if event.date_precision is not Precision.TIME:
+        margin, leads = dt.timedelta(days=2), (0, *leads)
+    return any(
+        since - margin < event.starts_at - dt.timedelta(minutes=lead) <= until + margin
+        for lead in leads
+    )
 
 
 class Planner:
@@ -255,7 +375,7 @@ class Planner:
         self.default_lead_times = default_lead_times
         self.horizon = horizon
 
-    async def _desired(
+    async def _followed(
         self,
         session: AsyncSession,
         now: dt.datetime,
@@ -264,7 +384,12 @@ class Planner:
         chat_ids: Sequence[int] | None = None,
         event_ids: Sequence[int] | None = None,
         since: dt.datetime | None = None,
-    ) -> list[PlannedDelivery]:
+        window: tuple[dt.datetime, dt.datetime] | None = None,
+    ) -> dict[tuple[int, int], _Followed]:
+        """Each (chat, event) followed, with the reminders the chat should get.
+
+        With ``window``, only reminders due in it, and only events that may have some.
+        """
         # Catching up after downtime (``since`` in the past) includes events that ended
         # meanwhile: their reminders are recorded, then skipped as stale.
         since = min(since or now, now)
@@ -286,23 +411,31 @@ class Planner:
         if event_ids is not None:
             statement = statement.where(Event.id.in_(event_ids))
         events = list((await session.scalars(statement)).all())
+        if window is not None:
+            leads = {*LEAD_TIME_CHOICES, *self.default_lead_times}
+            events = [e for e in events if _could_be_due(e, leads, *window)]
         if not events:
-            return []
+            return {}
         followers = await _followers(session, events, chat_ids, self.default_lead_times)
-        planned: list[PlannedDelivery] = []
+        followed: dict[tuple[int, int], _Followed] = {}
         for event in events:
             occurrence = _event_view(event).next_occurrence(since)
             if occurrence is None:
                 continue
+            # Reminders depend on the chat only through its zone and lead times: chats
+            # alike share one list (a popular event has many followers, few kinds of them).
+            shared: dict[tuple[str, tuple[int, ...]], list[PlannedDelivery]] = {}
             for follower in followers.get(event.id, []):
-                planned.extend(
-                    p
-                    for p in reminders_for(
-                        event.id, occurrence, follower.chat_id, follower.zone, follower.lead_times
-                    )
-                    if p.due_at > follower.since
-                )
-        return planned
+                alike = (follower.zone, follower.lead_times)
+                reminders = shared.get(alike)
+                if reminders is None:
+                    reminders = reminders_for(event.id, occurrence, 0, *alike)
+                    if window is not None:
+                        reminders = [p for p in reminders if window[0] < p.due_at <= window[1]]
+                    shared[alike] = reminders
+                if reminders:
+                    followed[(follower.chat_id, event.id)] = _Followed(follower, reminders)
+        return followed
 
     async def plan(
         self,
@@ -322,31 +455,43 @@ class Planner:
         """
         since = since or now
         until = until or await self._watermark(session, now)
-        planned = [
-            p
-            for p in await self._desired(
-                session, now, latest_due=until, chat_ids=chat_ids, event_ids=event_ids, since=since
-            )
-            if since < p.due_at <= until
-        ]
-        planned = await _without_repeats(session, planned)
-        planned.sort(key=lambda p: (p.chat_id, p.event_id, p.kind, p.occurrence_at, p.slot))
-        rows = [
-            {
-                "chat_id": p.chat_id,
-                "event_id": p.event_id,
-                "kind": p.kind,
-                "occurrence_at": p.occurrence_at,
-                "slot": p.slot,
-                "due_at": p.due_at,
-                "expires_at": p.expires_at,
+        followed = await self._followed(
+            session,
+            now,
+            latest_due=until,
+            chat_ids=chat_ids,
+            event_ids=event_ids,
+            since=since,
+            window=(since, until),
+        )
+        earlier = await _sent_earlier(session, followed)
+        # Rows differ mostly by chat: each distinct reminder goes in as one statement for
+        # all its chats (a moved event's "1 day before" for 100,000 chats is one INSERT).
+        chats: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        for (chat_id, _), each in followed.items():
+            for p in each.reminders:
+                if p.due_at > each.follower.since and not (
+                    earlier and _repeats(p, chat_id, earlier)
+                ):
+                    key = (p.event_id, p.kind, p.occurrence_at, p.slot, p.due_at, p.expires_at)
+                    chats[key].append(chat_id)
+        created = 0
+        for (event_id, kind, occurrence_at, slot, due_at, expires_at), ids in sorted(
+            chats.items(), key=lambda item: item[0][:4]
+        ):
+            values = {
+                "event_id": event_id,
+                "kind": kind,
+                "occurrence_at": occurrence_at,
+                "slot": slot,
+                "due_at": due_at,
+                "expires_at": expires_at,
                 "status": DeliveryStatus.PENDING,
                 "attempts": 0,
                 "created_at": now,
             }
-            for p in planned
-        ]
-        return await _insert_new(session, rows)
+            created += await _insert_for_chats(session, sorted(ids), values)
+        return created
 
     async def prune(
         self,
@@ -361,38 +506,90 @@ class Planner:
         After an unsubscription, a change of lead times or zone, or an event moved or
         cancelled. Reminders already due but not yet sent stay if still wanted.
         """
-        statement = select(Delivery).where(
-            Delivery.status == DeliveryStatus.PENDING, Delivery.kind.in_(_REMINDER_KINDS)
-        )
+        deleted = 0
+        if event_ids is not None:
+            deleted = await self._drop_other_occurrences(session, now, chat_ids, event_ids)
+        statement = select(
+            Delivery.id,
+            Delivery.chat_id,
+            Delivery.event_id,
+            Delivery.kind,
+            Delivery.occurrence_at,
+            Delivery.slot,
+        ).where(Delivery.status == DeliveryStatus.PENDING, Delivery.kind.in_(_REMINDER_KINDS))
         if chat_ids is not None:
             statement = statement.where(Delivery.chat_id.in_(chat_ids))
         if event_ids is not None:
             statement = statement.where(Delivery.event_id.in_(event_ids))
-        pending = list((await session.scalars(statement)).all())
+        pending = (await session.execute(statement)).all()
         if not pending:
-            return 0
-        wanted = {
-            p.key
-            for p in await self._desired(
-                session,
-                now,
-                latest_due=None,
-                chat_ids=sorted({d.chat_id for d in pending}),
-                event_ids=sorted({d.event_id for d in pending if d.event_id is not None}),
-            )
-        }
-        unwanted = [
-            d.id
-            for d in pending
-            if (d.chat_id, d.event_id, d.kind, d.occurrence_at, d.slot) not in wanted
-        ]
-        if unwanted:
+            return deleted
+        pending_chats = {d.chat_id for d in pending}
+        followed = await self._followed(
+            session,
+            now,
+            latest_due=None,
+            chat_ids=sorted(pending_chats) if len(pending_chats) <= _MAX_LISTED else chat_ids,
+            event_ids=sorted({d.event_id for d in pending if d.event_id is not None}),
+        )
+        unwanted = []
+        for d in pending:
+            each = followed.get((d.chat_id, d.event_id)) if d.event_id is not None else None
+            if each is None or not each.wants(d.kind, d.occurrence_at, d.slot):
+                unwanted.append(d.id)
+        for start in range(0, len(unwanted), _MAX_LISTED):
             await session.execute(
                 delete(Delivery).where(
-                    Delivery.id.in_(unwanted), Delivery.status == DeliveryStatus.PENDING
+                    Delivery.id.in_(unwanted[start : start + _MAX_LISTED]),
+                    Delivery.status == DeliveryStatus.PENDING,
                 )
             )
-        return len(unwanted)
+        return deleted + len(unwanted)
+
+    async def _drop_other_occurrences(
+        self,
+        session: AsyncSession,
+        now: dt.datetime,
+        chat_ids: Sequence[int] | None,
+        event_ids: Sequence[int],
+    ) -> int:
+        """Delete pending reminders of these events for any occurrence but the next one.
+
+        No chat wants those (the event moved, or has no next occurrence: cancelled, over,
+        known only to the year), so they go in one statement per event, without reading
+        them: a moved event may have a reminder pending for each of 100,000 chats.
+        """
+        events: dict[int, Event] = {}
+        for start in range(0, len(event_ids), _MAX_LISTED):
+            found = await session.scalars(
+                select(Event)
+                .options(selectinload(Event.organisation), selectinload(Event.place))
+                .where(Event.id.in_(event_ids[start : start + _MAX_LISTED]))
+            )
+            events.update((event.id, event) for event in found)
+        deleted = 0
+        for event_id in event_ids:
+            event = events.get(event_id)
+            occurrence = None
+            if (
+                event is not None
+                and event.status is not EventStatus.CANCELLED
+                and event.date_precision is not Precision.YEAR
+                and (event.ends_at > now or event.recurrence is not None)
+            ):
+                occurrence = _event_view(event).next_occurrence(now)
+            statement = delete(Delivery).where(
+                Delivery.status == DeliveryStatus.PENDING,
+                Delivery.kind.in_(_REMINDER_KINDS),
+                Delivery.event_id == event_id,
+            )
+            if occurrence is not None:
+                statement = statement.where(Delivery.occurrence_at != occurrence.starts_at)
+            if chat_ids is not None:
+                statement = statement.where(Delivery.chat_id.in_(chat_ids))
+            result = await session.execute(statement)
+            deleted += max(getattr(result, "rowcount", 0) or 0, 0)
+        return deleted
 
     async def replan(
         self,
@@ -537,16 +734,46 @@ def _notice_row(
     }
 
 
+async def _notify_followers(
+    session: AsyncSession,
+    event: Event,
+    kind: DeliveryKind,
+    slot: int,
+    now: dt.datetime,
+    change_id: int | None = None,
+) -> int:
+    """One ``kind`` notice of ``event`` to every active chat following it. Never commits.
+
+    A single INSERT … SELECT: a popular event's followers never pass through Python.
+    """
+    org_ids = [event.organisation_id] if event.organisation_id is not None else []
+    row = _notice_row(0, event, kind, slot, now) | {"change_id": change_id}
+    columns = [name for name in row if name != "chat_id"]
+    table = Delivery.__table__
+    followers = (
+        select(
+            Subscription.chat_id,
+            *(literal(row[name], table.c[name].type).label(name) for name in columns),
+        )
+        .join(Chat, Chat.id == Subscription.chat_id)
+        .where(_following([event.id], org_ids))
+        .distinct()
+    )
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    statement: Any
+    if dialect == "postgresql":
+        statement = postgresql.insert(Delivery).from_select(["chat_id", *columns], followers)
+    else:
+        statement = sqlite.insert(Delivery).from_select(["chat_id", *columns], followers)
+    result = await session.execute(statement.on_conflict_do_nothing())
+    return max(getattr(result, "rowcount", 0) or 0, 0)
+
+
 async def plan_new_event_notices(session: AsyncSession, event: Event, now: dt.datetime) -> int:
     """Tell chats following the event's organisation (or everything) about a new event."""
     if event.recurrence is None and event.ends_at <= now:
         return 0
-    followers = await _followers(session, [event], None, DEFAULT_LEAD_TIMES)
-    rows = [
-        _notice_row(follower.chat_id, event, DeliveryKind.NEW_EVENT, 0, now)
-        for follower in followers.get(event.id, [])
-    ]
-    return await _insert_new(session, rows)
+    return await _notify_followers(session, event, DeliveryKind.NEW_EVENT, 0, now)
 
 
 async def announce(
@@ -600,17 +827,9 @@ async def plan_change_notices(
     """
     if event.recurrence is None and event.ends_at <= now:
         return 0
-    followers = await _followers(session, [event], None, DEFAULT_LEAD_TIMES)
-    rows = [
-        {
-            **_notice_row(
-                follower.chat_id, event, DeliveryKind.CHANGE_NOTICE, change.revision, now
-            ),
-            "change_id": change.id,
-        }
-        for follower in followers.get(event.id, [])
-    ]
-    return await _insert_new(session, rows)
+    return await _notify_followers(
+        session, event, DeliveryKind.CHANGE_NOTICE, change.revision, now, change.id
+    )
 
 
 # --- dispatching ---------------------------------------------------------------

@@ -12,17 +12,20 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from storage.database import Database
+from storage.dataset import CATALOGUE_VERSION_KEY, catalogue_version
 from storage.dates import PartialDate
 from storage.models import (
     Chairmanship,
     Event,
     EventStatus,
+    Meta,
     Organisation,
     Place,
     Subscription,
@@ -84,7 +87,8 @@ class SearchResults:
 
 
 def _event_query() -> Select[Event]:
-    return select(Event).options(selectinload(Event.organisation), selectinload(Event.place))
+    # Both are many-to-one: joined into the same query, not one more query each.
+    return select(Event).options(joinedload(Event.organisation), joinedload(Event.place))
 
 
 def _view(event: Event) -> EventView:
@@ -100,6 +104,8 @@ class Catalogue:
         self.database = database
         self._index: SearchIndex | None = None
         self._index_revision: tuple[object, ...] | None = None
+        self._names: dict[str, OrganisationRef] | None = None
+        self._names_revision: tuple[object, ...] | None = None
 
     # --- organisations -----------------------------------------------------
 
@@ -113,19 +119,40 @@ class Catalogue:
         wanted = normalise(name)
         if not wanted:
             return None
-        for org in await self._all_organisations():
-            names = [org.key, *org.names.values(), *org.abbreviations.values(), *org.aliases]
-            if any(normalise(candidate) == wanted for candidate in names):
-                return OrganisationRef.of(org)
+        found = (await self._organisation_names()).get(wanted)
+        if found is not None:
+            return found
         hits = [hit for hit in (await self.search_index()).search(name, 3) if hit.exact]
         organisation_hits = [hit for hit in hits if hit.kind == "organisation"]
         if len(organisation_hits) == 1:
             return await self._organisation_ref(organisation_hits[0].key)
         return None
 
-    async def _all_organisations(self) -> Sequence[Organisation]:
+    async def _organisation_names(self) -> dict[str, OrganisationRef]:
+        """Every organisation by each of its names, normalised; rebuilt when they change.
+
+        Where two share a name, the first by key wins.
+        """
         async with self.database.sessions() as session:
-            return (await session.scalars(select(Organisation).order_by(Organisation.key))).all()
+            version = await catalogue_version(session)
+            counts = (
+                await session.execute(select(func.count(), func.max(Organisation.updated_at)))
+            ).one()
+            revision = (version, *counts)
+            if self._names is not None and self._names_revision == revision:
+                return self._names
+            names: dict[str, OrganisationRef] = {}
+            for org in await session.scalars(select(Organisation).order_by(Organisation.key)):
+                ref = OrganisationRef.of(org)
+                for candidate in (
+                    org.key,
+                    *org.names.values(),
+                    *org.abbreviations.values(),
+                    *org.aliases,
+                ):
+                    names.setdefault(normalise(candidate), ref)
+        self._names, self._names_revision = names, revision
+        return names
 
     async def _organisation_ref(self, key: str) -> OrganisationRef | None:
         async with self.database.sessions() as session:
@@ -140,14 +167,34 @@ class Catalogue:
                 return None
             ref = OrganisationRef.of(org)
             chairs = await self._chairs(session, org.id, ref)
-            events = [
-                _view(e)
-                for e in await session.scalars(
-                    _event_query()
-                    .where(Event.organisation_id == org.id)
-                    .order_by(Event.starts_at, Event.key)
+            # The last held and the next event, found in the database; recurring events
+            # (few) are read whole, as their next occurrence is computed here.
+            of_org = _event_query().where(Event.organisation_id == org.id)
+            order = (Event.starts_at, self._key_order())
+            held = await session.scalar(
+                of_org.where(Event.ends_at <= now, Event.status != EventStatus.CANCELLED)
+                .order_by(*(column.desc() for column in order))
+                .limit(1)
+            )
+            first_single = (
+                select(Event.id)
+                .where(
+                    Event.organisation_id == org.id,
+                    Event.ends_at > now,
+                    Event.status != EventStatus.CANCELLED,
+                    Event.recurrence.is_(None),
                 )
-            ]
+                .order_by(*order)
+                .limit(1)
+                .scalar_subquery()
+            )
+            coming = await session.scalars(
+                of_org.where(
+                    Event.status != EventStatus.CANCELLED,
+                    or_(Event.recurrence.is_not(None), Event.id == first_single),
+                )
+            )
+        events = sorted((_view(e) for e in coming), key=lambda v: (v.starts_at, v.key))
         today = now.date()
         return OrganisationCard(
             organisation=ref,
@@ -161,7 +208,7 @@ class Catalogue:
             sources=tuple(org.sources),
             chairs=tuple(chairs),
             current_chair=_chair_on(chairs, today),
-            last_event=_last_held(events, now),
+            last_event=_view(held) if held is not None else None,
             next_event=_next_of(events, now),
         )
 
@@ -224,49 +271,119 @@ class Catalogue:
             event = await session.scalar(_event_query().where(Event.key == key))
             return _view(event) if event else None
 
+    def _key_order(self) -> ColumnElement[str]:
+        # Event ids compared byte by byte, as Python compares them, on both databases.
+        return Event.key.collate("BINARY" if self.database.is_sqlite else "C")
+
     async def events(
         self, query: EventFilter, now: dt.datetime, page: int = 0, page_size: int = 8
     ) -> EventPage:
-        """One page of events. Recurring ones appear at their next occurrence when upcoming."""
-        statement = _event_query()
+        """One page of events. Recurring ones appear at their next occurrence when upcoming.
+
+        Filtering, counting and paging happen in the database; only the page's events
+        (and, when upcoming, the few recurring ones, whose next occurrence is computed
+        here) are loaded.
+        """
+        conditions: list[ColumnElement[bool]] = []
         if query.organisation:
-            statement = statement.join(Event.organisation).where(
-                Organisation.key == query.organisation
+            conditions.append(
+                Event.organisation_id.in_(
+                    select(Organisation.id).where(Organisation.key == query.organisation)
+                )
             )
         if not query.with_observances:
-            statement = statement.where(Event.kind.not_in(MEETING_KINDS_EXCLUDE))
+            conditions.append(Event.kind.not_in(MEETING_KINDS_EXCLUDE))
         if query.year is not None:
             year_start = dt.datetime(query.year, 1, 1, tzinfo=dt.UTC)
             year_end = dt.datetime(query.year + 1, 1, 1, tzinfo=dt.UTC)
             # Spans are compared in UTC; a day either side keeps venue-zone days in their year.
-            statement = statement.where(
+            # Then exactly: the venue-local dates touch the year (the end's year is that of
+            # its last day, whatever its precision).
+            conditions += [
                 Event.starts_at < year_end + dt.timedelta(days=1),
                 Event.ends_at > year_start - dt.timedelta(days=1),
-            )
+                Event.start_local < year_end.replace(tzinfo=None),
+                func.coalesce(Event.end_local, Event.start_local)
+                >= year_start.replace(tzinfo=None),
+            ]
         if query.when is When.UPCOMING:
-            statement = statement.where(
-                or_(Event.ends_at > now, Event.recurrence.is_not(None)),
-                Event.status != EventStatus.CANCELLED,
-            )
+            conditions.append(Event.status != EventStatus.CANCELLED)
         elif query.when is When.PAST:
-            statement = statement.where(Event.ends_at <= now)
+            conditions.append(Event.ends_at <= now)
 
         async with self.database.sessions() as session:
-            rows = [_view(e) for e in await session.scalars(statement)]
-        views = [_in_year(v, query.year) for v in rows]
-        events = [v for v in views if v is not None]
-        if query.when is When.UPCOMING:
-            events = [o for o in (v.next_occurrence(now) for v in events) if o is not None]
-            events.sort(key=lambda v: (v.starts_at, v.key))
-        elif query.when is When.PAST:
-            events.sort(key=lambda v: (v.starts_at, v.key), reverse=True)
-        else:
-            events.sort(key=lambda v: (v.starts_at, v.key))
-        total = len(events)
-        pages = max(1, math.ceil(total / page_size))
-        page = min(max(page, 0), pages - 1)
-        window = events[page * page_size : (page + 1) * page_size]
+            if query.when is not When.UPCOMING:
+                return await self._sorted_page(
+                    session, conditions, page, page_size, descending=query.when is When.PAST
+                )
+            # Upcoming: recurring events at their next occurrence, merged with the others
+            # (which are all still to come, so they sort by their own start).
+            recurring = [
+                occurrence
+                for event in await session.scalars(
+                    _event_query().where(*conditions, Event.recurrence.is_not(None))
+                )
+                for occurrence in [_view(event).next_occurrence(now)]
+                if occurrence is not None
+            ]
+            recurring.sort(key=lambda v: (v.starts_at, v.key))
+            single = [*conditions, Event.recurrence.is_(None), Event.ends_at > now]
+            total = len(recurring) + await self._count(session, single)
+            page, pages = _page_bounds(total, page, page_size)
+            first, last = page * page_size, (page + 1) * page_size
+            # Only the first ``last`` single events can reach this page; their ids suffice.
+            prefix = (
+                await session.execute(
+                    select(Event.starts_at, Event.key)
+                    .where(*single)
+                    .order_by(Event.starts_at, self._key_order())
+                    .limit(last)
+                )
+            ).all()
+            merged = sorted(
+                [(starts_at, key, None) for starts_at, key in prefix]
+                + [(view.starts_at, view.key, view) for view in recurring],
+                key=lambda item: (item[0], item[1]),
+            )[first:last]
+            wanted = [key for _, key, view in merged if view is None]
+            loaded = {
+                event.key: _view(event)
+                for event in await session.scalars(_event_query().where(Event.key.in_(wanted)))
+            }
+        window = [view if view is not None else loaded[key] for _, key, view in merged]
         return EventPage(tuple(window), page, pages, total, page_size)
+
+    async def _count(self, session: AsyncSession, conditions: Sequence[ColumnElement[bool]]) -> int:
+        return int(await session.scalar(select(func.count(Event.id)).where(*conditions)) or 0)
+
+    async def _sorted_page(
+        self,
+        session: AsyncSession,
+        conditions: Sequence[ColumnElement[bool]],
+        page: int,
+        page_size: int,
+        *,
+        descending: bool,
+    ) -> EventPage:
+        """A page of events by their stored start (and id), oldest or newest first."""
+        total = await self._count(session, conditions)
+        page, pages = _page_bounds(total, page, page_size)
+        order = (
+            (Event.starts_at.desc(), self._key_order().desc())
+            if descending
+            else (
+                Event.starts_at,
+                self._key_order(),
+            )
+        )
+        rows = await session.scalars(
+            _event_query()
+            .where(*conditions)
+            .order_by(*order)
+            .offset(page * page_size)
+            .limit(page_size)
+        )
+        return EventPage(tuple(_view(e) for e in rows), page, pages, total, page_size)
 
     async def next_event(
         self, organisation: str | None, now: dt.datetime, *, meetings_only: bool = True
@@ -314,13 +431,23 @@ class Catalogue:
     # --- search ------------------------------------------------------------
 
     async def _revision(self) -> tuple[object, ...]:
-        # Cheap fingerprint of the searchable data: a change on any replica shows here.
+        # The catalogue's version, written with every change made through the bot or an
+        # import (by any replica, whatever its clock), plus counts and latest edits for
+        # changes made in the database directly. One statement of scalar subqueries.
+        def fingerprint(model: type[Event] | type[Organisation]) -> tuple[Any, Any]:
+            return (
+                select(func.count()).select_from(model).scalar_subquery(),
+                select(func.max(model.updated_at)).scalar_subquery(),
+            )
+
+        version = select(Meta.value).where(Meta.key == CATALOGUE_VERSION_KEY).scalar_subquery()
         async with self.database.sessions() as session:
-            events = (await session.execute(select(func.count(), func.max(Event.updated_at)))).one()
-            orgs = (
-                await session.execute(select(func.count(), func.max(Organisation.updated_at)))
+            row = (
+                await session.execute(
+                    select(version, *fingerprint(Event), *fingerprint(Organisation))
+                )
             ).one()
-        return (*events, *orgs)
+        return tuple(row)
 
     async def search_index(self) -> SearchIndex:
         """The search index, rebuilt when the data changed since it was built."""
@@ -419,17 +546,10 @@ def _chair_on(chairs: Sequence[ChairView], day: dt.date) -> ChairView | None:
     return max(covering, key=lambda c: c.start.first_day if c.start else dt.date.min)
 
 
-def _in_year(view: EventView, year: int | None) -> EventView | None:
-    """The event if its venue-local dates touch ``year`` (exact, after the UTC pre-filter)."""
-    if year is None:
-        return view
-    last = (view.end or view.start).last_day
-    return view if view.start.first_day.year <= year <= last.year else None
-
-
-def _last_held(events: Sequence[EventView], now: dt.datetime) -> EventView | None:
-    over = [e for e in events if e.is_over(now) and e.status is not EventStatus.CANCELLED]
-    return over[-1] if over else None
+def _page_bounds(total: int, page: int, page_size: int) -> tuple[int, int]:
+    """(the page shown, how many there are): a page past either end shows the nearest one."""
+    pages = max(1, math.ceil(total / page_size))
+    return min(max(page, 0), pages - 1), pages
 
 
 def _next_of(events: Sequence[EventView], now: dt.datetime) -> EventView | None:

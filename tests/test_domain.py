@@ -202,6 +202,41 @@ async def test_the_search_index_follows_data_changes(catalogue: Catalogue) -> No
     assert [e.key for e in results.events][:1] == ["sco-2024-astana"]
 
 
+async def test_a_replica_notices_an_edit_made_by_another_whatever_its_clock(
+    database: Database,
+) -> None:
+    this, other = Catalogue(database), Catalogue(Database(str(database.url)))
+    first = await this.search_index()
+    renamed = """
+events:
+  - id: sco-2024-astana
+    organisation: sco
+    title: {en: Renamed on another replica}
+    place: astana
+    start: 2024-07-03
+    end: 2024-07-04
+    status: held
+    sources: [test]
+"""
+    async with other.database.transaction() as session:
+        from sqlalchemy import update
+
+        from storage.dataset import import_text
+        from storage.models import Event
+
+        await import_text(session, renamed, "edit.yaml", changed_by="operator")
+        # That replica's clock runs behind: the edit looks older than the data it replaced.
+        await session.execute(
+            update(Event)
+            .where(Event.key == "sco-2024-astana")
+            .values(updated_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+        )
+    await other.database.dispose()
+    assert await this.search_index() is not first
+    results = await this.search("Renamed on another replica", at(2026, 1, 1))
+    assert [e.key for e in results.events][:1] == ["sco-2024-astana"]
+
+
 def test_normalisation_ignores_case_arabic_marks_and_yo() -> None:
     assert normalise("ЁЛКА") == normalise("елка")
     assert normalise("شَنْغْهَاي") == normalise("شنغهاي")

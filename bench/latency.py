@@ -1,0 +1,296 @@
+"""Benchmark 3, interactive latency: handler time with 10,000 events and 100,000 chats.
+
+``/upcoming``, ``/org``, ``/search``, an inline query and a ◀ ▶ paging button are
+processed in process by the real application (``application.process_update``, with
+the in-process Bot API emulator as the network), from users among the 100,000
+subscribed chats. The reply cache is off and the flood limit out of reach, so every
+update does its real work. Target: p99 ≤ 15 ms on SQLite and on PostgreSQL.
+
+Run alone: ``python -m bench.latency [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import random
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.catalogue import (
+    BACKENDS,
+    BENCH_NOW,
+    Scale,
+    Seeded,
+    postgres_available,
+    seed,
+    throwaway_database,
+)
+from bench.inprocess import ErrorCounter, InProcessBot, bench_settings
+from bench.output import DEFAULT_OUT_DIR, machine, markdown_table, write
+from bot import callbacks
+from bot.clock import FixedClock
+from storage.database import Database
+from storage.queries import EventFilter, When
+
+NAME = "latency"
+TARGET_P99_MS = 15.0
+KINDS = ("/upcoming", "/org", "/search", "inline query", "paging button")
+FULL = Scale()
+QUICK = Scale(organisations=50, events=2_000, chats=10_000)
+SEARCHES = (
+    "caspian energy",
+    "caspain",  # a typo
+    "silk road forum",
+    "summit 2027",
+    "ministerial",
+    "шос",
+    "SCO",
+    "arctic water commission",
+    "nordic",
+    "trade organisation 2028",
+)
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+class Workload:
+    """Updates of each kind, from random known users, drawn from a seeded generator."""
+
+    def __init__(self, bot: InProcessBot, seeded: Seeded, rng: random.Random) -> None:
+        self.bot = bot
+        self.seeded = seeded
+        self.rng = rng
+        self.pages: dict[int, int] = {}  # chat → page its list shows
+
+    def _user(self) -> int:
+        return self.rng.choice(self.seeded.chat_ids)
+
+    def upcoming(self) -> dict[str, Any]:
+        return self.bot.message(self._user(), "/upcoming")
+
+    def org(self) -> dict[str, Any]:
+        return self.bot.message(
+            self._user(), f"/org {self.rng.choice(self.seeded.organisation_names)}"
+        )
+
+    def search(self) -> dict[str, Any]:
+        return self.bot.message(self._user(), f"/search {self.rng.choice(SEARCHES)}")
+
+    def inline(self) -> dict[str, Any]:
+        return self.bot.inline_query(self._user(), self.rng.choice(SEARCHES))
+
+    def paging(self) -> dict[str, Any]:
+        # A button under a list this chat was shown (by the warm-up's /upcoming).
+        chat_id = self.rng.choice(list(self.pages))
+        page = self.pages[chat_id] % 5 + 1
+        self.pages[chat_id] = page
+        data = callbacks.event_list(EventFilter(when=When.UPCOMING), page)
+        return self.bot.press(chat_id, self.bot.last_message[chat_id], data)
+
+    def builders(self) -> dict[str, Callable[[], dict[str, Any]]]:
+        return dict(
+            zip(
+                KINDS, (self.upcoming, self.org, self.search, self.inline, self.paging), strict=True
+            )
+        )
+
+
+async def measure(
+    url: str,
+    backend: str,
+    scale: Scale,
+    samples: int,
+    warmup: int,
+    profile: str | None = None,
+) -> dict[str, Any]:
+    """Seed ``url``, then time ``samples`` updates of each kind after ``warmup`` of each."""
+    database = Database(url)
+    started = time.perf_counter()
+    seeded = await seed(database, scale)
+    await database.dispose()
+    seconds_to_seed = time.perf_counter() - started
+
+    errors = ErrorCounter()
+    logging.getLogger().addHandler(errors)
+    bot = InProcessBot(bench_settings(url), FixedClock(BENCH_NOW))
+    workload = Workload(bot, seeded, random.Random(11))
+    timings: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    try:
+        async with bot.running():
+            # The chats whose lists the paging buttons turn.
+            for chat_id in seeded.chat_ids[:20]:
+                await bot.process(bot.message(chat_id, "/upcoming"))
+                workload.pages[chat_id] = 0
+            builders = workload.builders()
+            for _ in range(warmup):
+                for build in builders.values():
+                    await bot.process(build())
+            if profile is not None:
+                await _profile(bot, builders[profile], samples)
+            calls_before = sum(bot.calls.values())
+            # Interleaved, so a drift of the shared machine touches every kind alike.
+            for _ in range(samples):
+                for kind, build in builders.items():
+                    timings[kind].append(await bot.process(build()) * 1000)
+            replies = sum(bot.calls.values()) - calls_before
+    finally:
+        logging.getLogger().removeHandler(errors)
+    rows = {
+        kind: {
+            "p50_ms": round(statistics.median(values), 2),
+            "p99_ms": round(percentile(values, 0.99), 2),
+            "max_ms": round(max(values), 2),
+            "mean_ms": round(statistics.fmean(values), 2),
+            "samples": len(values),
+            "meets_target": percentile(values, 0.99) <= TARGET_P99_MS,
+        }
+        for kind, values in timings.items()
+    }
+    return {
+        "backend": backend,
+        "data": seeded.describe(),
+        "seconds_to_seed": round(seconds_to_seed, 1),
+        "bot_api_calls_while_timed": replies,
+        "errors_logged": errors.records[:10],
+        "handlers": rows,
+    }
+
+
+async def _profile(bot: InProcessBot, build: Callable[[], dict[str, Any]], samples: int) -> None:
+    """Print where ``samples`` updates of one kind spend their time (pyinstrument)."""
+    from pyinstrument import Profiler  # the ``bench`` extra
+
+    profiler = Profiler(interval=0.0005, async_mode="enabled")
+    profiler.start()
+    for _ in range(samples):
+        await bot.process(build())
+    profiler.stop()
+    print(profiler.output_text(unicode=True, color=False, show_all=False))
+
+
+async def run_async(
+    out_dir: Path,
+    *,
+    quick: bool,
+    profile: str | None = None,
+    backends: tuple[str, ...] = BACKENDS,
+) -> dict[str, Any]:
+    scale = QUICK if quick else FULL
+    samples, warmup = (30, 5) if quick else (200, 20)
+    results: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for backend in backends[:1] if profile else backends:
+        if backend == "postgresql" and (why := await postgres_available()):
+            notes.append(f"postgresql skipped: {why}")
+            continue
+        async with throwaway_database(backend, NAME) as url:
+            results.append(await measure(url, backend, scale, samples, warmup, profile))
+    result: dict[str, Any] = {
+        "benchmark": NAME,
+        "quick": quick,
+        "machine": machine(),
+        "parameters": {
+            "organisations": scale.organisations,
+            "events": scale.events,
+            "chats": scale.chats,
+            "samples_per_handler": samples,
+            "warmup_per_handler": warmup,
+            "reply_cache_seconds": 0,
+            "transport": "in-process Bot API emulator (application.process_update)",
+        },
+        "target_p99_ms": TARGET_P99_MS,
+        "results": results,
+        "notes": notes,
+        "meets_targets": bool(results)
+        and all(
+            row["meets_target"] and not result["errors_logged"]
+            for result in results
+            for row in result["handlers"].values()
+        ),
+    }
+    if len(results) == 2:
+        # Side by side in one run: how PostgreSQL compares with SQLite on this machine.
+        sqlite_rows, pg_rows = results[0]["handlers"], results[1]["handlers"]
+        result["postgresql_to_sqlite_p50"] = {
+            kind: round(pg_rows[kind]["p50_ms"] / sqlite_rows[kind]["p50_ms"], 2) for kind in KINDS
+        }
+    write(out_dir, NAME, result, markdown(result))
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    parameters = result["parameters"]
+    text = (
+        f"### Interactive latency ({parameters['events']:,} events, "
+        f"{parameters['chats']:,} chats; target p99 ≤ {result['target_p99_ms']:g} ms)\n\n"
+    )
+    rows = []
+    for backend in result["results"]:
+        data = backend["data"]
+        for kind, row in backend["handlers"].items():
+            rows.append(
+                [
+                    backend["backend"],
+                    f"`{kind}`" if kind.startswith("/") else kind,
+                    f"{row['p50_ms']:.1f}",
+                    f"{row['p99_ms']:.1f}",
+                    "✅" if row["meets_target"] else "❌",
+                ]
+            )
+        del data
+    text += markdown_table(["database", "handler", "p50 ms", "p99 ms", "p99 ≤ target"], rows)
+    machine_info = result["machine"]
+    text += (
+        f"\n{machine_info['cpu_count']} × {machine_info['cpu_model']}, "
+        f"Python {machine_info['python']}; {parameters['samples_per_handler']} updates per "
+        f"handler after {parameters['warmup_per_handler']} of warm-up, reply cache off.\n"
+    )
+    for note in result["notes"]:
+        text += f"\n{note}\n"
+    return text
+
+
+def run(
+    out_dir: Path = DEFAULT_OUT_DIR,
+    *,
+    quick: bool,
+    profile: str | None = None,
+    backends: tuple[str, ...] = BACKENDS,
+) -> dict[str, Any]:
+    """Run the benchmark; writes ``out_dir/latency.json`` and ``out_dir/latency.md``.
+
+    With ``profile`` (a handler kind), prints a pyinstrument profile of that handler first.
+    """
+    return asyncio.run(run_async(out_dir, quick=quick, profile=profile, backends=backends))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="less data, fewer samples")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR)
+    parser.add_argument("--database", action="append", choices=BACKENDS, help="only this one")
+    parser.add_argument(
+        "--profile", choices=KINDS, help="print a pyinstrument profile of one handler (SQLite)"
+    )
+    arguments = parser.parse_args()
+    result = run(
+        arguments.out,
+        quick=arguments.quick,
+        profile=arguments.profile,
+        backends=tuple(arguments.database or BACKENDS),
+    )
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
