@@ -231,7 +231,7 @@ async def run_async(
 def markdown(result: dict[str, Any]) -> str:
     parameters = result["parameters"]
     text = (
-        f"### Interactive latency ({parameters['events']:,} events, "
+        f"## Interactive latency ({parameters['events']:,} events, "
         f"{parameters['chats']:,} chats; target p99 ≤ {result['target_p99_ms']:g} ms)\n\n"
     )
     rows = []

@@ -242,7 +242,7 @@ def markdown(result: dict[str, Any]) -> str:
     parameters = result["parameters"]
     targets = result["targets"]
     text = (
-        f"### Scale of state ({parameters['chats']:,} chats, {parameters['events']:,} events)\n\n"
+        f"## Scale of state ({parameters['chats']:,} chats, {parameters['events']:,} events)\n\n"
     )
 
     def mark(ok: bool) -> str:
