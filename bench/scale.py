@@ -241,9 +241,7 @@ async def run_async(
 def markdown(result: dict[str, Any]) -> str:
     parameters = result["parameters"]
     targets = result["targets"]
-    text = (
-        f"## Scale of state ({parameters['chats']:,} chats, {parameters['events']:,} events)\n\n"
-    )
+    text = f"## Scale of state ({parameters['chats']:,} chats, {parameters['events']:,} events)\n\n"
 
     def mark(ok: bool) -> str:
         return "✅" if ok else "❌"
