@@ -923,6 +923,10 @@ async def continue_dialogue(update: Update, context: BotContext) -> None:
         return  # an edit is no answer; dialogues are private
     if message.text is None and message.forward_origin is None:
         return
+    if message.text and message.text.startswith("/") and not message.forward_origin:
+        command = message.text.split()[0][1:].split("@")[0].casefold()
+        if command != "cancel":
+            return  # no dialogue takes another command as its answer: no lookup needed
     async with context.services.database.sessions() as session:
         dialogue = await current_dialogue(session, user.id, chat.id, context.clock.now())
     if dialogue is None:
