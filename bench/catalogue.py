@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import random
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import make_url
 
+from bench import seed as seed_module
+from bench.common import POSTGRES_ADMIN_URL
 from config.settings import DATASET_DIR
 from storage.database import Database
 from storage.dataset import prepare_database
@@ -45,9 +43,7 @@ from storage.models import (
 
 # "Now" in every benchmark, as in the tests: results do not depend on the day they ran.
 BENCH_NOW = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)
-POSTGRES_URL = os.environ.get(
-    "BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
+POSTGRES_URL = POSTGRES_ADMIN_URL  # BENCH_DATABASE_URL, as for the other benchmarks
 BACKENDS = ("sqlite", "postgresql")
 BENCH_USER_NAME = "Bench"
 LANGUAGES = ("en", "ru", "kk", "zh", "ar")
@@ -424,38 +420,16 @@ async def seed(
 # --- throwaway databases -------------------------------------------------------------
 
 
-def _pg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 async def postgres_available(url: str = POSTGRES_URL) -> str | None:
     """None if PostgreSQL answers at ``url``, else why not."""
-    try:
-        connection = await asyncpg.connect(_pg_dsn(url), timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        return f"PostgreSQL at {make_url(url).render_as_string()} unreachable: {exc}"
-    await connection.close()
-    return None
+    if await seed_module.postgres_available(url):
+        return None
+    return f"PostgreSQL at {make_url(url).render_as_string()} unreachable"
 
 
 @contextlib.asynccontextmanager
 async def throwaway_database(backend: str, label: str) -> AsyncIterator[str]:
-    """A new, empty database URL for one run; removed afterwards."""
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix=f"summitbot-bench-{label}-") as directory:
-            yield f"sqlite+aiosqlite:///{Path(directory) / 'bench.sqlite3'}"
-        return
-    name = f"summitbot_bench_{label}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(_pg_dsn(POSTGRES_URL))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin = await asyncpg.connect(_pg_dsn(POSTGRES_URL))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    """A new, empty database URL for one run; removed afterwards (``bench.seed``)."""
+    with tempfile.TemporaryDirectory(prefix=f"summitbot-bench-{label}-") as directory:
+        async with seed_module.fresh_database(backend, directory, POSTGRES_URL) as url:
+            yield url
