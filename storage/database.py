@@ -53,11 +53,19 @@ def _network_errors_are_disconnects(context: ExceptionContext) -> None:
         context.is_disconnect = True
 
 
+# Sessions from ``Database.sessions`` only read: marked so, they begin without the lock.
+READ_ONLY = "summitbot_read_only"
+
+
 def _begin_immediately(connection: Connection) -> None:
     # A deferred transaction that reads, then writes after another connection wrote,
     # fails at once with SQLITE_BUSY; taking the write lock at BEGIN makes writers queue
-    # (up to busy_timeout) instead. Readers are not blocked in WAL mode.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # (up to busy_timeout) instead. Readers need no lock in WAL mode: they begin deferred,
+    # so they neither wait for a writer nor make one wait.
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def alembic_config() -> Config:
@@ -153,7 +161,11 @@ class Database:
             event.listen(self.engine.sync_engine, "begin", _begin_immediately)
         else:
             event.listen(self.engine.sync_engine, "handle_error", _network_errors_are_disconnects)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Reading: ``sessions()`` (never committed). Writing: ``transaction()``.
+        self.sessions = async_sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
+        self._writing = async_sessionmaker(self.engine, expire_on_commit=False)
         self._lock_file: TextIO | None = None
 
     @property
@@ -163,7 +175,7 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error."""
-        async with self.sessions() as session, session.begin():
+        async with self._writing() as session, session.begin():
             yield session
 
     async def upgrade(self, revision: str = "head") -> None:
