@@ -457,6 +457,9 @@ class ImportReport:
     touched_event_ids: list[int] = field(default_factory=list)
     # New events: followers of their organisation are told.
     added_event_ids: list[int] = field(default_factory=list)
+    # Events that only moved in time (same organisation, precision, recurrence and status),
+    # with where they started before: their pending reminders can move along in place.
+    moved_events: dict[int, dt.datetime] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
@@ -668,6 +671,7 @@ async def apply_dataset(
         }
         existing = events.get(event.id)
         before = event_snapshot(existing, place_keys) if existing is not None else None
+        planned_as = _planning_fields(existing) if existing is not None else None
         row = _upsert(session, report, "events", events, event.id, event.id, Event, values)
         if before is None:
             touched.append(row)
@@ -682,6 +686,8 @@ async def apply_dataset(
             session.add(change)
             report.event_changes.append(change)
             touched.append(row)
+            if planned_as is not None and _planning_fields(row)[1:] == planned_as[1:]:
+                report.moved_events[row.id] = planned_as[0]
         elif event.id in report.changed["events"]:
             touched.append(row)  # e.g. a new title: nothing to announce, reminders re-rendered
     await session.flush()
@@ -707,6 +713,18 @@ async def catalogue_version(session: AsyncSession) -> str:
     """Changes whenever places, organisations, chairs or events change (any process)."""
     stored = await session.get(Meta, CATALOGUE_VERSION_KEY)
     return stored.value if stored is not None else ""
+
+
+def _planning_fields(event: Event) -> tuple[Any, ...]:
+    """What reminders of an event depend on: its start first, then what decides who
+    follows it and how it is reminded."""
+    return (
+        event.starts_at,
+        event.organisation_id,
+        event.date_precision,
+        event.recurrence,
+        EventStatus(event.status) is EventStatus.CANCELLED,  # postponed ones are reminded
+    )
 
 
 def event_snapshot(event: Event, place_keys: dict[int, str]) -> dict[str, Any]:
@@ -773,7 +791,9 @@ async def follow_up_import(
         if event is not None:
             await plan_new_event_notices(session, event, now)
     if report.touched_event_ids:
-        await planner.replan(session, now, event_ids=report.touched_event_ids)
+        await planner.replan(
+            session, now, event_ids=report.touched_event_ids, moved=report.moved_events
+        )
 
 
 def digest_of(paths: Sequence[Path]) -> str:

@@ -598,9 +598,21 @@ class Planner:
         *,
         chat_ids: Sequence[int] | None = None,
         event_ids: Sequence[int] | None = None,
+        moved: Mapping[int, dt.datetime] | None = None,
     ) -> None:
         """After a subscription, a chat's settings or an event changed: drop what is
-        unwanted, add what is due (a chat's digests too, at its zone and frequency)."""
+        unwanted, add what is due (a chat's digests too, at its zone and frequency).
+
+        ``moved`` names events that only moved in time, with their earlier start: where
+        nothing but the times of their pending reminders changes, those move in place.
+        """
+        if moved and event_ids is not None and chat_ids is None:
+            done = await self._move_pending(
+                session, now, {e: moved[e] for e in event_ids if e in moved}
+            )
+            event_ids = [e for e in event_ids if e not in done]
+            if not event_ids:
+                return
         await self.prune(session, now, chat_ids=chat_ids, event_ids=event_ids)
         await self.plan(session, now, chat_ids=chat_ids, event_ids=event_ids)
         if chat_ids is not None and event_ids is None:
@@ -614,6 +626,82 @@ class Planner:
             )
             until = await self._watermark(session, now)
             await plan_digests(session, now, until, now, chat_ids=chat_ids)
+
+    async def _move_pending(
+        self, session: AsyncSession, now: dt.datetime, moved: Mapping[int, dt.datetime]
+    ) -> set[int]:
+        """Move the pending reminders of events that only moved in time, in place.
+
+        The general re-plan reads every follower and rewrites their rows; an event followed
+        by 100,000 chats that moves by an hour needs neither: the same chats keep the same
+        reminders, a lead time earlier than the new start. This applies only where that
+        is certain to give the ledger the general re-plan would: a one-off event known to
+        the minute, still ahead, whose every lead time is due in the planned window after
+        the move only if it was before it (else the planner must find who gets the one
+        that now falls due), with no reminder recorded for another occurrence (the rule
+        against repeating a reminder sent shortly before would apply). Returns the events
+        handled; the others go through the general re-plan.
+        """
+        if not moved:
+            return set()
+        until = await self._watermark(session, now, lock=True)
+
+        def planned(due: dt.datetime) -> bool:
+            return now < due <= until
+
+        events = await session.scalars(select(Event).where(Event.id.in_(list(moved))))
+        done: set[int] = set()
+        for event in events:
+            before, after = moved[event.id], event.starts_at
+            if (
+                event.date_precision is not Precision.TIME
+                or event.recurrence is not None
+                or event.status is EventStatus.CANCELLED
+                or after <= now
+                or event.ends_at <= now
+            ):
+                continue
+            rows = await session.execute(
+                select(Delivery.occurrence_at, Delivery.status, Delivery.slot)
+                .where(Delivery.event_id == event.id, Delivery.kind == DeliveryKind.REMINDER)
+                .group_by(Delivery.occurrence_at, Delivery.status, Delivery.slot)
+            )
+            recorded = rows.all()
+            if any(occurrence != before for occurrence, _, _ in recorded):
+                continue  # reminders of another occurrence: the general rules decide
+            slots = {slot for _, status, slot in recorded if status is DeliveryStatus.PENDING}
+            leads = {*LEAD_TIME_CHOICES, *self.default_lead_times, *slots}
+            delta = dt.timedelta
+            if any(
+                planned(after - delta(minutes=lead)) and not planned(before - delta(minutes=lead))
+                for lead in leads
+            ):
+                continue  # a reminder falls due in the window: whose it is needs the followers
+            if after != before:
+                for slot in sorted(slots):
+                    pending = (
+                        Delivery.event_id == event.id,
+                        Delivery.kind == DeliveryKind.REMINDER,
+                        Delivery.status == DeliveryStatus.PENDING,
+                        Delivery.occurrence_at == before,
+                        Delivery.slot == slot,
+                    )
+                    due = after - delta(minutes=slot)
+                    if planned(due):
+                        await session.execute(
+                            update(Delivery)
+                            .where(*pending)
+                            .values(occurrence_at=after, due_at=due, expires_at=after)
+                            .execution_options(synchronize_session=False)
+                        )
+                    else:  # now past, or beyond the window: planned again when it comes
+                        await session.execute(
+                            delete(Delivery)
+                            .where(*pending)
+                            .execution_options(synchronize_session=False)
+                        )
+            done.add(event.id)
+        return done
 
     async def _watermark(
         self, session: AsyncSession, now: dt.datetime, *, lock: bool = False

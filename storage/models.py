@@ -346,9 +346,8 @@ class Delivery(Base):
     __table_args__ = (Index("ix_deliveries_status_due", "status", "due_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    chat_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("chats.id", ondelete="CASCADE"), index=True
-    )
+    # Looked up by chat through uq_deliveries_key, which begins with it.
+    chat_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chats.id", ondelete="CASCADE"))
     event_id: Mapped[int | None] = mapped_column(  # None for digests
         ForeignKey("events.id", ondelete="CASCADE"), index=True
     )

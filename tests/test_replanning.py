@@ -1,0 +1,196 @@
+"""Re-planning when an event moves: the in-place move of pending reminders must leave the
+ledger exactly as the general re-plan (read every follower, prune, plan) would.
+
+Each case moves the test summit from a ledger planned at a fixed instant, once with the
+in-place move allowed and once forced through the general path, each in a transaction
+that is rolled back, and compares the reminders the two leave behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from storage.database import Database
+from storage.dataset import follow_up_import, import_text
+from storage.deliveries import Planner
+from storage.models import (
+    Chat,
+    ChatType,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Event,
+    Subscription,
+)
+from storage.models import SubscriptionScope as Scope
+from tests.factories import START, TEST_EVENT, load
+
+UTC = dt.UTC
+DAY, HOUR, MINUTE = dt.timedelta(days=1), dt.timedelta(hours=1), dt.timedelta(minutes=1)
+# Followers with different lead times, zones and ways of following.
+FOLLOWERS: Sequence[tuple[int, str, list[int] | None, Scope]] = (
+    (101, "Asia/Almaty", None, Scope.EVENT),  # default lead times
+    (102, "Europe/Berlin", [15, 60, 180], Scope.EVENT),
+    (103, "America/New_York", [1440, 60], Scope.ORGANISATION),
+    (104, "Asia/Tokyo", [10080, 4320, 1440, 180, 15], Scope.ALL),
+)
+
+
+class _Undo(Exception):
+    """Carries what a transaction saw out of it, and rolls it back."""
+
+    def __init__(self, seen: Any) -> None:
+        self.seen = seen
+
+
+class CountingPlanner(Planner):
+    """A planner that counts how often the general path ran."""
+
+    general = 0
+
+    async def prune(self, *args: Any, **kwargs: Any) -> int:
+        CountingPlanner.general += 1
+        return await super().prune(*args, **kwargs)
+
+
+async def _follow(database: Database, now: dt.datetime) -> None:
+    async with database.transaction() as session:
+        event = await session.scalar(select(Event).where(Event.key == "test-summit"))
+        assert event is not None
+        for chat_id, zone, leads, scope in FOLLOWERS:
+            session.add(Chat(id=chat_id, type=ChatType.PRIVATE, language="en", timezone=zone))
+            session.add(
+                Subscription(
+                    chat_id=chat_id,
+                    scope=scope,
+                    organisation_id=event.organisation_id if scope is Scope.ORGANISATION else None,
+                    event_id=event.id if scope is Scope.EVENT else None,
+                    lead_times=leads,
+                    created_at=now - DAY * 30,
+                )
+            )
+        await session.flush()
+        await Planner().replan(session, now, chat_ids=[chat_id for chat_id, *_ in FOLLOWERS])
+
+
+async def _ledger(session: Any) -> list[tuple[Any, ...]]:
+    rows = await session.execute(
+        select(
+            Delivery.chat_id,
+            Delivery.occurrence_at,
+            Delivery.slot,
+            Delivery.due_at,
+            Delivery.expires_at,
+            Delivery.status,
+        ).where(Delivery.kind == DeliveryKind.REMINDER)
+    )
+    return sorted(tuple(row) for row in rows.all())
+
+
+async def _move(database: Database, to: str, now: dt.datetime, *, in_place: bool) -> Any:
+    moved = TEST_EVENT.replace("2026-12-01T10:00", to)
+    CountingPlanner.general = 0
+    try:
+        async with database.transaction() as session:
+            report = await import_text(session, moved, "moved.yaml", changed_by="test")
+            if not in_place:
+                report.moved_events.clear()
+            await follow_up_import(session, report, now, CountingPlanner())
+            raise _Undo((await _ledger(session), CountingPlanner.general))
+    except _Undo as undo:
+        return undo.seen
+
+
+# (planned at, moved to (venue time, UTC+5), whether the in-place move applies)
+CASES = [
+    (START - DAY - 2 * HOUR, "2026-12-01T11:00", True),  # 1 day before: still in the window
+    (START - DAY - 2 * HOUR, "2026-12-01T10:30", True),
+    (START - DAY - 2 * HOUR, "2026-12-01T09:00", True),  # earlier, still ahead
+    (START - DAY - 2 * HOUR, "2026-12-01T07:00", True),  # its 1 day before is now past
+    (START - DAY - 2 * HOUR, "2026-12-01T15:00", True),  # ... now beyond the window
+    (START - DAY - 2 * HOUR, "2026-12-08T10:00", True),  # a week later: all out of the window
+    (START - DAY - 2 * HOUR, "2026-11-30T12:00", False),  # its 3 hours before falls due
+    (START - DAY - 2 * HOUR, "2026-11-30T10:00", False),  # already started: general path
+    (START - 2 * HOUR, "2026-12-01T10:10", True),  # 1 hour and 15 minutes before move on
+    (START - 2 * HOUR, "2026-12-01T09:30", True),
+    (START - 20 * MINUTE, "2026-12-01T10:20", True),  # 15 minutes before moves on
+    (START - 12 * MINUTE, "2026-12-01T10:20", False),  # its 15 minutes before falls due again
+    (START - 8 * DAY, "2026-12-02T10:00", True),  # nothing in the window before or after
+    (START - 7 * DAY - HOUR, "2026-11-30T10:00", True),  # 7 days before is now past
+    (START - 8 * DAY - HOUR, "2026-11-30T10:00", False),  # 7 days before falls due
+]
+
+
+@pytest.mark.parametrize(("now", "to", "in_place"), CASES)
+async def test_moving_in_place_leaves_the_ledger_the_general_re_plan_would(
+    database_url: str, now: dt.datetime, to: str, in_place: bool
+) -> None:
+    await load(database_url, TEST_EVENT, now)
+    database = Database(database_url)
+    try:
+        await _follow(database, now)
+        fast, general_runs = await _move(database, to, now, in_place=True)
+        slow, _ = await _move(database, to, now, in_place=False)
+    finally:
+        await database.dispose()
+    assert fast == slow
+    assert (general_runs == 0) is in_place
+
+
+async def test_a_reminder_sent_for_the_earlier_time_is_not_repeated(database_url: str) -> None:
+    """Half an hour later, a "1 hour before" already sent stays sent and is not planned
+    again: its new time falls due, so the general rules (no repeat) decide."""
+    now = START - 50 * MINUTE
+    await load(database_url, TEST_EVENT, START - 70 * MINUTE)
+    database = Database(database_url)
+    try:
+        await _follow(database, START - 70 * MINUTE)
+        async with database.transaction() as session:
+            sent = (
+                await session.scalars(
+                    select(Delivery).where(Delivery.chat_id == 102, Delivery.slot == 60)
+                )
+            ).one()
+            sent.status = DeliveryStatus.SENT
+        fast, general_runs = await _move(database, "2026-12-01T10:30", now, in_place=True)
+        slow, _ = await _move(database, "2026-12-01T10:30", now, in_place=False)
+    finally:
+        await database.dispose()
+    assert fast == slow
+    assert general_runs == 1
+    hour_before = [row for row in fast if row[0] == 102 and row[2] == 60]
+    assert [(row[1], DeliveryStatus(row[5])) for row in hour_before] == [
+        (START, DeliveryStatus.SENT)
+    ]
+
+
+async def test_moving_back_near_a_time_already_reminded_of_does_not_repeat_it(
+    database_url: str,
+) -> None:
+    """Reminded "1 hour before" 10:00, moved to 12:00 (a new one planned), then back to
+    10:30: that is too close to the first to remind again, which only the general rules
+    know, so the in-place move must not take the pending one along."""
+    await load(database_url, TEST_EVENT, START - 70 * MINUTE)
+    database = Database(database_url)
+    try:
+        await _follow(database, START - 70 * MINUTE)
+        async with database.transaction() as session:
+            for row in await session.scalars(select(Delivery).where(Delivery.slot == 60)):
+                row.status = DeliveryStatus.SENT
+        now = START - 50 * MINUTE
+        await load(database_url, TEST_EVENT.replace("2026-12-01T10:00", "2026-12-01T12:00"), now)
+        fast, general_runs = await _move(database, "2026-12-01T10:30", now, in_place=True)
+        slow, _ = await _move(database, "2026-12-01T10:30", now, in_place=False)
+    finally:
+        await database.dispose()
+    assert fast == slow
+    assert general_runs == 1
+    hour_before = [row for row in fast if row[0] == 102 and row[2] == 60]
+    assert [(row[1], DeliveryStatus(row[5])) for row in hour_before] == [
+        (START, DeliveryStatus.SENT)
+    ]
