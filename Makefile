@@ -43,7 +43,7 @@ $(BENCH_STAMP): $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy bot storage config
+	$(BIN)/mypy bot storage config bench
 
 ## Extract the bot's strings into bot/locales/messages.pot and merge them into every
 ## catalogue (bot/locales/<lang>/LC_MESSAGES/messages.po). Translate, then `make test`.

@@ -229,7 +229,7 @@ async def seed(
         sco_id = sco.id
 
     # Organisations, three chairmanships each.
-    org_rows = []
+    org_rows: list[dict[str, Any]] = []
     names = []
     for index in range(scale.organisations):
         (region_en, region_ru), (body_en, body_ru, initials) = (
@@ -338,7 +338,7 @@ async def seed(
     # Chats: mostly private, some groups and channels; each follows the SCO summit one way
     # or another, plus one or two bulk organisations or events.
     chat_rows = []
-    subscription_rows = []
+    subscription_rows: list[dict[str, Any]] = []
     private_ids = []
     for index in range(scale.chats):
         roll = rng.random()
@@ -364,7 +364,7 @@ async def seed(
                 "updated_at": now - dt.timedelta(days=30),
             }
         )
-        base = {
+        base: dict[str, Any] = {
             "chat_id": chat_id,
             "organisation_id": None,
             "event_id": None,

@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from sqlalchemy import func, select
 
@@ -39,7 +40,7 @@ from bench.inprocess import OPERATOR_ID, ErrorCounter, InProcessBot, bench_setti
 from bench.output import DEFAULT_OUT_DIR, machine, markdown_table, peak_rss_mb, write
 from bot.clock import FixedClock
 from storage.database import Database
-from storage.deliveries import Planner
+from storage.deliveries import Planner, plan_change_notices
 from storage.models import Delivery, DeliveryKind, DeliveryStatus, Event
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -132,14 +133,15 @@ def _timing_parts() -> Iterator[dict[str, float]]:
 
         return wrapper
 
-    replan, notices = Planner.replan, dataset_module.plan_change_notices
-    Planner.replan = timed(replan, "replan")  # type: ignore[method-assign]
-    dataset_module.plan_change_notices = timed(notices, "change_notices")
-    try:
+    with (
+        mock.patch.object(Planner, "replan", timed(Planner.replan, "replan")),
+        mock.patch.object(
+            dataset_module,
+            "plan_change_notices",
+            timed(plan_change_notices, "change_notices"),
+        ),
+    ):
         yield parts
-    finally:
-        Planner.replan = replan  # type: ignore[method-assign]
-        dataset_module.plan_change_notices = notices
 
 
 def _start_profiler() -> Any:
