@@ -106,6 +106,23 @@ async def _move(database: Database, to: str, now: dt.datetime, *, in_place: bool
         return undo.seen
 
 
+async def _both_ways(database: Database, to: str, now: dt.datetime) -> tuple[Any, int]:
+    """Move in place where allowed and by the general path only; the ledgers must match.
+
+    Returns that ledger and how often the general path ran when in place was allowed.
+    """
+    fast, general_runs = await _move(database, to, now, in_place=True)
+    slow, _ = await _move(database, to, now, in_place=False)
+    assert fast == slow
+    return fast, general_runs
+
+
+def _one_hour_before(ledger: Any, chat_id: int = 102) -> list[tuple[dt.datetime, DeliveryStatus]]:
+    return [
+        (row[1], DeliveryStatus(row[5])) for row in ledger if row[0] == chat_id and row[2] == 60
+    ]
+
+
 # (planned at, moved to (venue time, UTC+5), whether the in-place move applies)
 CASES = [
     (START - DAY - 2 * HOUR, "2026-12-01T11:00", True),  # 1 day before: still in the window
@@ -134,11 +151,9 @@ async def test_moving_in_place_leaves_the_ledger_the_general_re_plan_would(
     database = Database(database_url)
     try:
         await _follow(database, now)
-        fast, general_runs = await _move(database, to, now, in_place=True)
-        slow, _ = await _move(database, to, now, in_place=False)
+        _, general_runs = await _both_ways(database, to, now)
     finally:
         await database.dispose()
-    assert fast == slow
     assert (general_runs == 0) is in_place
 
 
@@ -157,16 +172,11 @@ async def test_a_reminder_sent_for_the_earlier_time_is_not_repeated(database_url
                 )
             ).one()
             sent.status = DeliveryStatus.SENT
-        fast, general_runs = await _move(database, "2026-12-01T10:30", now, in_place=True)
-        slow, _ = await _move(database, "2026-12-01T10:30", now, in_place=False)
+        ledger, general_runs = await _both_ways(database, "2026-12-01T10:30", now)
     finally:
         await database.dispose()
-    assert fast == slow
     assert general_runs == 1
-    hour_before = [row for row in fast if row[0] == 102 and row[2] == 60]
-    assert [(row[1], DeliveryStatus(row[5])) for row in hour_before] == [
-        (START, DeliveryStatus.SENT)
-    ]
+    assert _one_hour_before(ledger) == [(START, DeliveryStatus.SENT)]
 
 
 async def test_moving_back_near_a_time_already_reminded_of_does_not_repeat_it(
@@ -184,13 +194,8 @@ async def test_moving_back_near_a_time_already_reminded_of_does_not_repeat_it(
                 row.status = DeliveryStatus.SENT
         now = START - 50 * MINUTE
         await load(database_url, TEST_EVENT.replace("2026-12-01T10:00", "2026-12-01T12:00"), now)
-        fast, general_runs = await _move(database, "2026-12-01T10:30", now, in_place=True)
-        slow, _ = await _move(database, "2026-12-01T10:30", now, in_place=False)
+        ledger, general_runs = await _both_ways(database, "2026-12-01T10:30", now)
     finally:
         await database.dispose()
-    assert fast == slow
     assert general_runs == 1
-    hour_before = [row for row in fast if row[0] == 102 and row[2] == 60]
-    assert [(row[1], DeliveryStatus(row[5])) for row in hour_before] == [
-        (START, DeliveryStatus.SENT)
-    ]
+    assert _one_hour_before(ledger) == [(START, DeliveryStatus.SENT)]
