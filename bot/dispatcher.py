@@ -22,11 +22,8 @@ accepted a message and before its row is marked sent; or a send times out after
 Telegram accepted it (it is retried, as the issue of a lost reminder is worse).
 Both are limited to the messages in flight (at most ``MAX_IN_FLIGHT``). Claims of
 a dead process are put back after ``DELIVERY_LEASE_SECONDS`` (at once when this
-process holds the SQLite database alone); a claim older than a quarter of the lease
-is renewed right before its send, so one that waited longer than the lease is never
-sent by two replicas. A younger one goes without: three quarters of the lease are left
-for the send (its time-outs add up to seconds, the lease is minutes) and for clocks
-that differ between replicas.
+process holds the SQLite database alone); a claim is renewed right before its
+send, so one that waited longer than the lease is never sent by two replicas.
 
 When the database cannot be reached, nothing is sent (a claim cannot be renewed),
 the sweep ends and the next one tries again: deliveries pause and resume by
@@ -38,8 +35,8 @@ What a fan-out costs (profiled with pyinstrument, see bench/): the deliveries of
 claimed batch share one query for their chats, one load of each event, one render per
 event, language and time zone, and its encoding (``bot/prepared_message.py``);
 renewals and "sent" marks from all sends in flight are written together by group commit
-(``bot/group_commit.py``), each send still waiting for its own renewal (if any) before
-it goes and for its own mark before it counts as done.
+(``bot/group_commit.py``), each send still waiting for its own renewal before it goes
+and for its own mark before it counts as done.
 """
 
 from __future__ import annotations
@@ -254,7 +251,7 @@ class Dispatcher:
             result.skipped += batch.skipped  # stale ones, skipped as they were claimed
             if not batch.candidates:
                 break
-            shared = await self._open_batch(batch.deliveries, claimed_at=started)
+            shared = await self._open_batch(batch.deliveries)
             # Every delivery ends before the batch does (none is left sending unseen).
             outcomes = await asyncio.gather(
                 *(self._deliver(d, result, shared) for d in batch.deliveries),
@@ -415,20 +412,12 @@ class Dispatcher:
 
     # --- one delivery -------------------------------------------------------------
 
-    async def _open_batch(self, deliveries: list[ClaimedDelivery], claimed_at: float) -> _Batch:
+    async def _open_batch(self, deliveries: list[ClaimedDelivery]) -> _Batch:
         async with self.database.sessions() as session:
             chats = await session.scalars(
                 select(Chat).where(Chat.id.in_({d.chat_id for d in deliveries}))
             )
-            return _Batch({chat.id: ChatView.of(chat) for chat in chats}, claimed_at)
-
-    def _still_ours(self, batch: _Batch) -> bool:
-        """Whether the batch's claims are young enough to send without renewing them.
-
-        Only while the database answers: when it does not, nothing new is sent.
-        """
-        age = time.perf_counter() - batch.claimed_at
-        return self.database_available and age < self.settings.delivery_lease_seconds / 4
+            return _Batch({chat.id: ChatView.of(chat) for chat in chats})
 
     async def _rendered(
         self, delivery: ClaimedDelivery, chat: ChatView, batch: _Batch
@@ -589,7 +578,7 @@ class Dispatcher:
         prepared = self._prepared(delivery, reply, chat, batch)
         if not await self._paced(chat_id):
             return  # stopping: not sent, the claim goes back when the dispatcher stops
-        if not self._still_ours(batch) and not await self._ledger.submit(_Renewal(delivery.id)):
+        if not await self._ledger.submit(_Renewal(delivery.id)):
             log.warning("delivery %s was taken over while waiting; not sending", delivery.id)
             return
         self._unrecorded.add(delivery.id)
@@ -706,7 +695,6 @@ class _Batch:
     (loaded once) and each message (rendered once per event, language and time zone)."""
 
     chats: dict[int, ChatView]
-    claimed_at: float  # time.perf_counter() when the claim began
     events: dict[str, asyncio.Future[EventView | None]] = field(default_factory=dict)
     replies: dict[tuple[object, ...], asyncio.Future[render.Reply | None]] = field(
         default_factory=dict

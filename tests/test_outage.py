@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -106,3 +107,85 @@ async def test_an_outage_mid_batch_loses_no_reminder_and_sends_none_twice(
     # The 7-day and 1-day reminders were superseded (skipped); none is left claimed.
     assert statuses == {DeliveryStatus.SENT: len(chats), DeliveryStatus.SKIPPED: 2 * len(chats)}
     assert "summitbot_database_up 1.0" in metrics
+
+
+async def test_nothing_new_is_sent_while_the_database_is_unreachable(
+    bot_api: LocalBotApi,
+    start_bot: StartBot,
+    proxy: TcpProxy,
+    database_url: str,
+    clock: FixedClock,
+) -> None:
+    """The database goes away right after a batch is claimed and rendered, before any
+    send: nothing may go out until it is back (no claim can be renewed), then each chat
+    gets its reminder once."""
+    await load(database_url, TEST_EVENT, clock.now())
+    chats = list(range(8401, 8411))
+    async with start_bot(database_url=proxy.url_for(database_url), **QUIET) as app:
+        for chat_id in chats:
+            await bot_api.reply_to(bot_api.message("/subscribe test-summit", chat_id=chat_id))
+        dispatcher = app.bot_data.services.dispatcher
+        paced = dispatcher._paced
+        loop = asyncio.get_running_loop()
+        cut: list[bool] = []
+        sent_while_cut: list[int] = []
+
+        async def cut_then_pace(*args: Any, **kwargs: Any) -> Any:
+            if not cut:
+                cut.append(True)
+                proxy.cut()  # claimed and rendered a moment ago; now the database is away
+                loop.call_later(2.0, proxy.restore)
+            return await paced(*args, **kwargs)
+
+        def count(call: ApiCall) -> None:
+            if "⏰" in call.text and proxy.cut_off:
+                sent_while_cut.append(call.chat_id)
+
+        dispatcher._paced = cut_then_pace  # type: ignore[method-assign]
+        bot_api.on_call = count
+        clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+        await dispatcher.sweep()
+        dispatcher._paced = paced  # type: ignore[method-assign]
+        bot_api.on_call = None
+        await asyncio.sleep(2.5)  # the database is back
+        await dispatcher.sweep()
+    per_chat = {chat_id: sum("⏰" in c.text for c in bot_api.sent_to(chat_id)) for chat_id in chats}
+    assert set(per_chat.values()) == {1}, per_chat
+    assert sent_while_cut == [], f"{len(sent_while_cut)} reminders sent with the database cut"
+
+
+async def test_a_replica_stopped_during_an_outage_leaves_nothing_to_send_twice(
+    bot_api: LocalBotApi,
+    start_bot: StartBot,
+    proxy: TcpProxy,
+    database_url: str,
+    clock: FixedClock,
+) -> None:
+    """As above, but the outage outlasts the replica (a deploy stops it first): its claims
+    return after the lease and another replica sends them, each chat once."""
+    await load(database_url, TEST_EVENT, clock.now())
+    chats = list(range(8501, 8511))
+    async with start_bot(database_url=proxy.url_for(database_url), **QUIET) as app:
+        for chat_id in chats:
+            await bot_api.reply_to(bot_api.message("/subscribe test-summit", chat_id=chat_id))
+        dispatcher = app.bot_data.services.dispatcher
+        paced = dispatcher._paced
+
+        async def cut_then_pace(*args: Any, **kwargs: Any) -> Any:
+            if not proxy.cut_off:
+                proxy.cut()  # claimed and rendered a moment ago; now the database is away
+            return await paced(*args, **kwargs)
+
+        dispatcher._paced = cut_then_pace  # type: ignore[method-assign]
+        clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+        sweep = asyncio.create_task(dispatcher.sweep())
+        await asyncio.sleep(1.0)
+        await dispatcher.stop(2.0)  # still no database: claims stay until the lease ends
+        await asyncio.wait_for(sweep, 10)
+    proxy.restore()
+    lease = dt.timedelta(seconds=300)
+    clock.set(START - dt.timedelta(hours=1) + lease + dt.timedelta(seconds=5))
+    async with start_bot(**QUIET) as replica:
+        await replica.bot_data.services.dispatcher.sweep()
+    per_chat = {chat_id: sum("⏰" in c.text for c in bot_api.sent_to(chat_id)) for chat_id in chats}
+    assert set(per_chat.values()) == {1}, per_chat

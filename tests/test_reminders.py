@@ -14,6 +14,7 @@ from sqlalchemy import select
 from bot.clock import FixedClock
 from bot.context import BotApplication
 from bot.dispatcher import Dispatcher, SweepResult
+from storage.chats import forget_chat
 from storage.database import Database
 from storage.deliveries import claim_due
 from storage.models import Chat, Delivery, DeliveryStatus, Subscription
@@ -538,11 +539,11 @@ async def test_without_paid_broadcasts_reminders_do_not_ask_for_them(
     assert "allow_paid_broadcast" not in reminder.parameters
 
 
-async def test_a_claim_that_waited_long_is_renewed_and_not_sent_once_taken_over(
+async def test_a_claim_taken_over_by_another_replica_is_not_sent(
     bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
 ) -> None:
-    """A claim younger than a quarter of the lease is sent without renewing it; an older
-    one is renewed first, and one another replica has taken meanwhile is not sent."""
+    """A claim is renewed right before its send: one another replica has taken
+    meanwhile (its lease ran out while it waited) is not sent."""
     async with start_bot(**QUIET) as app:
         await subscribe(bot_api, "test-summit")
         await sweep_at(app, clock, START - dt.timedelta(days=7, minutes=1))  # planned
@@ -557,14 +558,35 @@ async def test_a_claim_that_waited_long_is_renewed_and_not_sent_once_taken_over(
                 row = await session.get(Delivery, delivery.id)
                 assert row is not None
                 row.claimed_by = "another-replica"  # its lease ran out; another took it
-            lease = app.bot_data.services.settings.delivery_lease_seconds
-            waited = await sender._open_batch(
-                batch.deliveries, claimed_at=time.perf_counter() - lease / 2
-            )
-            await sender._deliver(delivery, SweepResult(), waited)
+            opened = await sender._open_batch(batch.deliveries)
+            await sender._deliver(delivery, SweepResult(), opened)
             assert reminders(bot_api) == []
             taken = await stored(database_url, Delivery, delivery.id)
             assert taken is not None and taken.claimed_by == "another-replica"
             assert DeliveryStatus(taken.status) is DeliveryStatus.CLAIMED
         finally:
             await database.dispose()
+
+
+async def test_a_reminder_claimed_just_before_the_chat_is_forgotten_is_not_sent(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    """ "Forget me" deletes the chat and its deliveries, claimed ones too: the renewal
+    before the send finds the row gone, and nothing goes to a chat forgotten a moment ago."""
+    async with start_bot(**QUIET) as app:
+        await subscribe(bot_api, "test-summit")
+        await sweep_at(app, clock, START - dt.timedelta(days=7, minutes=1))  # planned
+        clock.set(START - dt.timedelta(days=7) + dt.timedelta(seconds=5))
+        sender = dispatcher(app)
+        database = Database(database_url)
+        try:
+            async with database.transaction() as session:
+                batch = await claim_due(session, clock.now(), sender.worker, 10)
+            (delivery,) = batch.deliveries
+            opened = await sender._open_batch(batch.deliveries)
+            async with database.transaction() as session:
+                await forget_chat(session, USER)  # the person pressed "Forget me"
+            await sender._deliver(delivery, SweepResult(), opened)
+        finally:
+            await database.dispose()
+    assert reminders(bot_api) == []
