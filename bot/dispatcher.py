@@ -608,7 +608,9 @@ class Dispatcher:
             new_chat_id = exc.new_chat_id
 
             async def follow(session: AsyncSession) -> None:
-                await migrate_chat(session, chat_id, new_chat_id)
+                await migrate_chat(
+                    session, chat_id, new_chat_id, planner=self.planner, now=self.clock.now()
+                )
                 await move_delivery(session, delivery.id, new_chat_id)
 
             await self._record(delivery.id, self._in_transaction(follow))

@@ -47,8 +47,14 @@ async def deactivate_chat(
     )
 
 
-async def migrate_chat(session: AsyncSession, old_id: int, new_id: int) -> None:
-    """A group became a supergroup with a new id: move everything to it. Never commits."""
+async def migrate_chat(
+    session: AsyncSession, old_id: int, new_id: int, *, planner: Planner, now: dt.datetime
+) -> None:
+    """A group became a supergroup with a new id: move everything to it. Never commits.
+
+    When the supergroup already followed things of its own, its wishes win: pending
+    reminders of the group it does not want (other lead times) are dropped.
+    """
     old = await session.get(Chat, old_id)
     if old is None:
         return
@@ -90,6 +96,9 @@ async def migrate_chat(session: AsyncSession, old_id: int, new_id: int) -> None:
             delivery.chat_id = new_id
     old.is_active = False
     old.migrated_to_id = new_id
+    if existing:
+        await session.flush()
+        await planner.prune(session, now, chat_ids=[new_id])
 
 
 class Chats:
@@ -195,9 +204,9 @@ class Chats:
             )
             await self.planner.prune(session, now, chat_ids=[chat_id])
 
-    async def migrate(self, old_id: int, new_id: int) -> None:
+    async def migrate(self, old_id: int, new_id: int, now: dt.datetime) -> None:
         async with self.database.transaction() as session:
-            await migrate_chat(session, old_id, new_id)
+            await migrate_chat(session, old_id, new_id, planner=self.planner, now=now)
 
 
 async def link_channel(

@@ -196,6 +196,7 @@ async def _followers(
     if chat_ids is not None:
         statement = statement.where(Subscription.chat_id.in_(chat_ids))
     known = set(event_ids)
+    offered = {*LEAD_TIME_CHOICES, *default_lead_times}
     by_event: dict[int, dict[int, _Follower]] = defaultdict(dict)
     rows = await session.execute(statement)
     for chat_id, scope, org_id, event_id, own_leads, since, zone, chat_leads in rows:
@@ -208,7 +209,11 @@ async def _followers(
             covered = [*covered, event_id]
         if not covered:
             continue
-        leads = tuple(own_leads or chat_leads or default_lead_times)
+        # Only lead times the bot offers (all it stores): the planner's window checks
+        # (``_could_be_due``, the in-place move of a re-dated event) count on that.
+        leads = tuple(
+            lead for lead in own_leads or chat_leads or default_lead_times if lead in offered
+        )
         follower = _Follower(chat_id, zone, leads, _SPECIFICITY[scope], since)
         for covered_id in covered:
             chats = by_event[covered_id]

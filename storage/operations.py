@@ -70,7 +70,10 @@ async def _load_event(session: AsyncSession, key: str, *, lock: bool = False) ->
         .where(Event.key == key)
     )
     if lock:
-        statement = statement.with_for_update()
+        # FOR NO KEY UPDATE: edits exclude each other, but a replica planning reminders
+        # (whose inserts check the foreign key with KEY SHARE) is not blocked by it, so
+        # the two cannot deadlock over the event's row and the planning watermark.
+        statement = statement.with_for_update(key_share=True)
     return await session.scalar(statement)
 
 

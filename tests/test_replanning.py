@@ -8,16 +8,18 @@ that is rolled back, and compares the reminders the two leave behind.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from storage.chats import migrate_chat
 from storage.database import Database
 from storage.dataset import follow_up_import, import_text
-from storage.deliveries import Planner
+from storage.deliveries import PLANNED_UNTIL_KEY, Planner
 from storage.models import (
     Chat,
     ChatType,
@@ -25,9 +27,11 @@ from storage.models import (
     DeliveryKind,
     DeliveryStatus,
     Event,
+    Meta,
     Subscription,
 )
 from storage.models import SubscriptionScope as Scope
+from storage.operations import _load_event, changed, load_event_row, save_event
 from tests.factories import START, TEST_EVENT, load
 
 UTC = dt.UTC
@@ -199,3 +203,140 @@ async def test_moving_back_near_a_time_already_reminded_of_does_not_repeat_it(
         await database.dispose()
     assert general_runs == 1
     assert _one_hour_before(ledger) == [(START, DeliveryStatus.SENT)]
+
+
+async def test_a_stored_lead_time_the_bot_does_not_offer_is_ignored_by_every_path(
+    database_url: str,
+) -> None:
+    """Lead times come from the bot's choices; one stored otherwise (90 minutes, written
+    to the database by hand) is ignored by the general planner as by the in-place move,
+    so the two never disagree about it: 65 minutes before, a move 110 minutes later
+    brings "90 minutes before" into the window, and neither plans it."""
+    now = START - 65 * MINUTE
+    await load(database_url, TEST_EVENT, now)
+    database = Database(database_url)
+    try:
+        await _follow(database, now)
+        async with database.transaction() as session:
+            event = await session.scalar(select(Event).where(Event.key == "test-summit"))
+            assert event is not None
+            session.add(
+                Chat(
+                    id=105,
+                    type=ChatType.PRIVATE,
+                    language="en",
+                    timezone="UTC",
+                    lead_times=[90, 60],
+                )
+            )
+            session.add(
+                Subscription(
+                    chat_id=105, scope=Scope.EVENT, event_id=event.id, created_at=now - DAY
+                )
+            )
+            await session.flush()
+            await Planner().replan(session, now, chat_ids=[105])
+        ledger, _ = await _both_ways(database, "2026-12-01T11:50", now)
+    finally:
+        await database.dispose()
+    assert [row[2] for row in ledger if row[0] == 105] == [60]
+
+
+async def test_a_supergroup_keeps_its_own_lead_times_when_a_group_moves_in(
+    database_url: str,
+) -> None:
+    """A group (201, "1 hour before") becomes a supergroup (202) that already follows the
+    summit with "15 minutes before" only: the supergroup's wishes win, so the group's
+    pending "1 hour before" is dropped, and a later move of the summit agrees."""
+    now = START - 2 * HOUR
+    await load(database_url, TEST_EVENT, now)
+    database = Database(database_url)
+    try:
+        await _follow(database, now)
+        async with database.transaction() as session:
+            event = await session.scalar(select(Event).where(Event.key == "test-summit"))
+            assert event is not None
+            for chat_id, chat_type, leads in (
+                (201, ChatType.GROUP, [60]),
+                (202, ChatType.SUPERGROUP, [15]),
+            ):
+                session.add(Chat(id=chat_id, type=chat_type, language="en", timezone="UTC"))
+                session.add(
+                    Subscription(
+                        chat_id=chat_id,
+                        scope=Scope.EVENT,
+                        event_id=event.id,
+                        lead_times=leads,
+                        created_at=now - DAY,
+                    )
+                )
+            await session.flush()
+            await Planner().replan(session, now, chat_ids=[201, 202])
+        async with database.transaction() as session:
+            await migrate_chat(session, 201, 202, planner=Planner(), now=now)
+            assert [row[2] for row in await _ledger(session) if row[0] in (201, 202)] == [15]
+        ledger, general_runs = await _both_ways(database, "2026-12-01T10:10", now)
+    finally:
+        await database.dispose()
+    assert general_runs == 0
+    assert [row[2] for row in ledger if row[0] in (201, 202)] == [15]
+
+
+async def test_an_operators_save_and_a_replicas_planning_do_not_deadlock(
+    database_url: str,
+) -> None:
+    """PostgreSQL row locks: a replica's sweep holds the planning watermark and plans the
+    summit's "1 hour before" (each insert checks the foreign key to the summit's row);
+    the operator's Save holds the summit's row and, to move its reminders, asks for the
+    watermark. The Save's lock must not block the foreign-key checks, or each waits for
+    the other and PostgreSQL aborts one."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("row locks: PostgreSQL")
+    now = START - 6 * HOUR - 30 * MINUTE
+    await load(database_url, TEST_EVENT, now)
+    database = Database(database_url)
+    try:
+        async with database.transaction() as session:
+            # Planned until 1 h 30 min before: the "1 hour before" is the next slice's.
+            until = START - HOUR - 30 * MINUTE
+            await session.execute(
+                update(Meta).where(Meta.key == PLANNED_UNTIL_KEY).values(value=until.isoformat())
+            )
+        await _follow(database, now)
+        later = now + 10 * MINUTE  # the next slice ends 20 min before: "1 hour before" in it
+        errors: list[BaseException] = []
+        holding = asyncio.Event()
+
+        async def replica_sweep() -> None:
+            await holding.wait()
+            try:
+                async with database.transaction() as session:
+                    await Planner().advance(session, later)
+            except Exception as exc:
+                errors.append(exc)
+
+        async def operators_save() -> None:
+            try:
+                async with database.transaction() as operator:
+                    row = await load_event_row(operator, "test-summit")
+                    assert row is not None
+                    # save_event's first step, the summit's row locked, done here first so
+                    # that the replica's planning comes in between.
+                    await _load_event(operator, "test-summit", lock=True)
+                    holding.set()
+                    await asyncio.sleep(0.5)  # the replica is planning by now
+                    await save_event(
+                        operator,
+                        changed(row, start="2026-12-01T10:10"),
+                        before=row,
+                        changed_by="operator",
+                        now=later,
+                        planner=Planner(),
+                    )
+            except Exception as exc:
+                errors.append(exc)
+
+        await asyncio.wait_for(asyncio.gather(replica_sweep(), operators_save()), 30)
+    finally:
+        await database.dispose()
+    assert not errors, [repr(error)[:300] for error in errors]

@@ -69,5 +69,7 @@ async def migrated(update: Update, context: BotContext) -> None:
     message = update.effective_message
     if message is None or message.migrate_to_chat_id is None:
         return
-    await context.services.chats.migrate(message.chat.id, message.migrate_to_chat_id)
+    await context.services.chats.migrate(
+        message.chat.id, message.migrate_to_chat_id, context.clock.now()
+    )
     log.info("chat %s migrated to %s", message.chat.id, message.migrate_to_chat_id)
