@@ -35,7 +35,7 @@ from telegram.request import BaseRequest, HTTPXRequest
 from bot.abuse import FloodGuard, ReplyCache
 from bot.clock import Clock, SystemClock
 from bot.context import BotApplication, BotContext, BotData, Services
-from bot.dispatcher import MAX_IN_FLIGHT, Dispatcher
+from bot.dispatcher import Dispatcher
 from bot.handlers import (
     buttons,
     calendar,
@@ -255,9 +255,10 @@ def file_url_for(base_url: str) -> str:
 
 
 # Connections to the Bot API: PTB's own defaults (256 for the bot's calls, one for the
-# long poll); deliveries get a pool of their own, a little larger than what they send at once.
+# long poll); deliveries get a pool of their own, a little larger than what they send at once
+# (DELIVERY_MAX_IN_FLIGHT).
 INTERACTIVE_POOL_SIZE = 256
-DELIVERY_POOL_SIZE = MAX_IN_FLIGHT + 4
+DELIVERY_POOL_SPARE = 4
 
 
 def telegram_request(settings: Settings, connection_pool_size: int) -> BaseRequest:
@@ -312,7 +313,8 @@ def build_application(
         base_url=settings.telegram_base_url,
         base_file_url=file_url_for(settings.telegram_base_url),
         defaults=defaults,
-        request=request or telegram_request(settings, DELIVERY_POOL_SIZE),
+        request=request
+        or telegram_request(settings, settings.delivery_max_in_flight + DELIVERY_POOL_SPARE),
     )
     register_handlers(application)
     return application

@@ -20,7 +20,7 @@ the work), send each through the rate limiter and record the outcome:
 The windows where a message can be sent twice: the process dies after Telegram
 accepted a message and before its row is marked sent; or a send times out after
 Telegram accepted it (it is retried, as the issue of a lost reminder is worse).
-Both are limited to the messages in flight (at most ``MAX_IN_FLIGHT``). Claims of
+Both are limited to the messages in flight (``DELIVERY_MAX_IN_FLIGHT``, 16). Claims of
 a dead process are put back after ``DELIVERY_LEASE_SECONDS`` (at once when this
 process holds the SQLite database alone); a claim is renewed right before its
 send, so one that waited longer than the lease is never sent by two replicas.
@@ -66,7 +66,7 @@ from bot.i18n import directional, translator
 from bot.metrics import Metrics
 from bot.prepared_message import PreparedMessage
 from bot.ratelimit import DeliveryRateLimiter
-from config.settings import Settings
+from config.settings import DEFAULT_DELIVERY_MAX_IN_FLIGHT, Settings
 from storage.chats import deactivate_chat, migrate_chat
 from storage.database import Database, is_unavailable
 from storage.deliveries import (
@@ -94,7 +94,7 @@ log = logging.getLogger(__name__)
 SWEEP_JOB = "reminder-sweep"
 WAKEUP_JOB = "reminder-wakeup"
 BATCH_SIZE = 200
-MAX_IN_FLIGHT = 16
+MAX_IN_FLIGHT = DEFAULT_DELIVERY_MAX_IN_FLIGHT  # DELIVERY_MAX_IN_FLIGHT unless set
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 600.0
 # Recording an outcome while the database is away: wait this long between tries.
@@ -137,7 +137,7 @@ class Dispatcher:
         settings: Settings,
         planner: Planner | None = None,
         limiter: DeliveryRateLimiter | None = None,
-        max_in_flight: int = MAX_IN_FLIGHT,
+        max_in_flight: int | None = None,
         *,
         metrics: Metrics | None = None,
     ) -> None:
@@ -155,7 +155,7 @@ class Dispatcher:
         self.bot: Bot | None = None
         self._job_queue: JobQueue[Any] | None = None
         self._lock = asyncio.Lock()
-        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._in_flight = asyncio.Semaphore(max_in_flight or settings.delivery_max_in_flight)
         # Claims renewed right before sending and sends recorded, together in few transactions.
         self._ledger: GroupCommit[_Renewal | _Sent, bool] = GroupCommit(self._write_ledger)
         self._started = False

@@ -87,6 +87,11 @@ class LocalBotApi:
         self.downloads: list[str] = []
         # Called with every recorded call (after it was answered): a test's trigger.
         self.on_call: Callable[[ApiCall], None] | None = None
+        # sendMessage answers after this long (a network's round trip); how many at most
+        # were being answered at once.
+        self.send_delay = 0.0
+        self.sending = 0
+        self.most_sending_at_once = 0
         self._file_ids = itertools.count(1)
         self.port = 0
 
@@ -266,6 +271,13 @@ class LocalBotApi:
         parameters = resolve_files(decode_parameters(raw), files)
         if method == "getUpdates":
             return _json(200, {"ok": True, "result": await self._get_updates(parameters)})
+        if method == "sendMessage" and self.send_delay:
+            self.sending += 1
+            self.most_sending_at_once = max(self.most_sending_at_once, self.sending)
+            try:
+                await asyncio.sleep(self.send_delay)
+            finally:
+                self.sending -= 1
         status, body = self._answer(method, raw, files)
         call = ApiCall(method, parameters, status)
         self.calls.append(call)

@@ -590,3 +590,18 @@ async def test_a_reminder_claimed_just_before_the_chat_is_forgotten_is_not_sent(
         finally:
             await database.dispose()
     assert reminders(bot_api) == []
+
+
+async def test_messages_in_flight_are_capped_by_the_setting(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
+) -> None:
+    """DELIVERY_MAX_IN_FLIGHT bounds how many sends are out at once (what a crash could
+    repeat); with Telegram slow to answer, no more than that many are ever waiting."""
+    chats = list(range(9101, 9131))
+    async with start_bot(**QUIET, delivery_max_in_flight=3, delivery_rate_limit=False) as app:
+        for chat_id in chats:
+            await subscribe(bot_api, "test-summit", chat_id=chat_id)
+        bot_api.send_delay = 0.05
+        await sweep_at(app, clock, START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+    assert [len(reminders(bot_api, chat_id)) for chat_id in chats] == [1] * len(chats)
+    assert bot_api.most_sending_at_once == 3
