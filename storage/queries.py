@@ -267,6 +267,8 @@ class Catalogue:
     # --- events ------------------------------------------------------------
 
     async def event(self, key: str) -> EventView | None:
+        if "\x00" in key:  # PostgreSQL cannot hold U+0000 in text: no id has it
+            return None
         async with self.database.sessions() as session:
             event = await session.scalar(_event_query().where(Event.key == key))
             return _view(event) if event else None

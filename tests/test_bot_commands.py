@@ -202,6 +202,16 @@ async def test_event_unknown_id_suggests(bot_api: LocalBotApi) -> None:
     assert "I don't know “sco-2024-astna”" in text
 
 
+@pytest.mark.parametrize("command", ["/event sco\x00", "/subscribe all \x00", "/subscribe x\x00y"])
+async def test_a_nul_character_is_not_found_rather_than_an_error(
+    bot_api: LocalBotApi, command: str
+) -> None:
+    """PostgreSQL cannot hold U+0000 in text, so no event has it in its id: asking for
+    one is answered as an unknown name, not with an error."""
+    text = plain(await ask(bot_api, command))
+    assert "I don't know" in text
+
+
 async def test_search_in_chinese_finds_cica(bot_api: LocalBotApi) -> None:
     text = plain(await ask(bot_api, "/search 亚信"))
     assert text.startswith("Conference on Interaction and Confidence-Building Measures in Asia")
