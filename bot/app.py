@@ -63,7 +63,7 @@ from storage.chats import Chats
 from storage.database import Database
 from storage.dataset import prepare_database
 from storage.deliveries import Planner
-from storage.queries import Catalogue
+from storage.queries import Catalogue, one_revision
 from storage.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,9 @@ class SummitApplication(Application[Any, Any, Any, Any, Any, Any]):
     async def process_update(self, update: object) -> None:
         started = time.perf_counter()
         try:
-            await super().process_update(update)
+            # The catalogue's revision, which its caches are keyed by, is read once per update.
+            with one_revision():
+                await super().process_update(update)
         finally:
             elapsed = time.perf_counter() - started
             kind = update_type(update)

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
 from storage.database import Database
-from storage.dataset import CATALOGUE_VERSION_KEY, catalogue_version
+from storage.dataset import CATALOGUE_VERSION_KEY
 from storage.dates import PartialDate
 from storage.models import (
     Chairmanship,
@@ -97,8 +99,62 @@ def _view(event: Event) -> EventView:
     return EventView.of(event, org, place)
 
 
+@dataclass
+class _RequestRevision:
+    """The catalogue's revision as read once for one request (see :func:`one_revision`)."""
+
+    revision: tuple[object, ...] | None = None
+    open: bool = True
+
+
+_request_revision: ContextVar[_RequestRevision | None] = ContextVar(
+    "catalogue_request_revision", default=None
+)
+
+
+@contextmanager
+def one_revision() -> Iterator[None]:
+    """Within this block (one update), the catalogue's revision is read at most once.
+
+    Caches are keyed by the revision, so one update reads it once and every lookup it
+    makes agrees with the others; the next update reads it anew, so a write by another
+    replica is seen by the next request. The scope closes with the block: a task that
+    outlives the update (and copied its context) reads the revision itself again.
+    """
+    scope = _RequestRevision()
+    token = _request_revision.set(scope)
+    try:
+        yield
+    finally:
+        scope.open = False
+        _request_revision.reset(token)
+
+
+@dataclass(frozen=True)
+class _OrganisationFacts:
+    """What an organisation's card shows that does not depend on the day: its row and chairs."""
+
+    id: int
+    ref: OrganisationRef
+    founded: PartialDate | None
+    founded_note: dict[str, str]
+    headquarters: dict[str, str]
+    members: int | None
+    members_note: dict[str, str]
+    rotation: dict[str, str]
+    note: dict[str, str]
+    sources: tuple[str, ...]
+    chairs: tuple[ChairView, ...] = field(default=())
+
+
 class Catalogue:
-    """Read-side service over organisations, chairmanships and events."""
+    """Read-side service over organisations, chairmanships and events.
+
+    What is cached in process (the search index, organisations by name, organisations'
+    facts and chairs) is keyed by the catalogue's revision (:meth:`_revision`), read
+    from the database at least once per request: a change written through any replica
+    retires it before the next request.
+    """
 
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -106,6 +162,8 @@ class Catalogue:
         self._index_revision: tuple[object, ...] | None = None
         self._names: dict[str, OrganisationRef] | None = None
         self._names_revision: tuple[object, ...] | None = None
+        self._facts: dict[str, _OrganisationFacts] = {}
+        self._facts_revision: tuple[object, ...] | None = None
 
     # --- organisations -----------------------------------------------------
 
@@ -133,15 +191,11 @@ class Catalogue:
 
         Where two share a name, the first by key wins.
         """
+        revision = await self._revision()
+        if self._names is not None and self._names_revision == revision:
+            return self._names
+        names: dict[str, OrganisationRef] = {}
         async with self.database.sessions() as session:
-            version = await catalogue_version(session)
-            counts = (
-                await session.execute(select(func.count(), func.max(Organisation.updated_at)))
-            ).one()
-            revision = (version, *counts)
-            if self._names is not None and self._names_revision == revision:
-                return self._names
-            names: dict[str, OrganisationRef] = {}
             for org in await session.scalars(select(Organisation).order_by(Organisation.key)):
                 ref = OrganisationRef.of(org)
                 for candidate in (
@@ -161,68 +215,140 @@ class Catalogue:
 
     async def organisation_card(self, key: str, now: dt.datetime) -> OrganisationCard | None:
         """Everything /org shows: names, facts, chair history, last and next event."""
+        return (await self.organisation_cards([key], now)).get(key)
+
+    async def organisation_cards(
+        self, keys: Iterable[str], now: dt.datetime
+    ) -> dict[str, OrganisationCard]:
+        """The cards of several organisations by key (those that exist), in one session.
+
+        Facts and chairs come from the cache while the catalogue's revision holds; the
+        last held and the next event of every organisation are read by one query.
+        """
+        wanted = list(dict.fromkeys(keys))
+        revision = await self._revision()
+        if self._facts_revision != revision:
+            self._facts, self._facts_revision = {}, revision
+        facts = self._facts  # this revision's, even if another request moves on meanwhile
         async with self.database.sessions() as session:
-            org = await session.scalar(select(Organisation).where(Organisation.key == key))
-            if org is None:
-                return None
-            ref = OrganisationRef.of(org)
-            chairs = await self._chairs(session, org.id, ref)
-            # The last held and the next event, found in the database; recurring events
-            # (few) are read whole, as their next occurrence is computed here.
-            of_org = _event_query().where(Event.organisation_id == org.id)
-            order = (Event.starts_at, self._key_order())
-            held = await session.scalar(
-                of_org.where(Event.ends_at <= now, Event.status != EventStatus.CANCELLED)
-                .order_by(*(column.desc() for column in order))
-                .limit(1)
-            )
-            first_single = (
-                select(Event.id)
-                .where(
-                    Event.organisation_id == org.id,
-                    Event.ends_at > now,
-                    Event.status != EventStatus.CANCELLED,
-                    Event.recurrence.is_(None),
-                )
-                .order_by(*order)
-                .limit(1)
-                .scalar_subquery()
-            )
-            coming = await session.scalars(
-                of_org.where(
-                    Event.status != EventStatus.CANCELLED,
-                    or_(Event.recurrence.is_not(None), Event.id == first_single),
-                )
-            )
-        events = sorted((_view(e) for e in coming), key=lambda v: (v.starts_at, v.key))
+            missing = [key for key in wanted if key not in facts]
+            if missing:
+                facts.update(await self._load_facts(session, missing))
+            found = [facts[key] for key in wanted if key in facts]
+            if not found:
+                return {}
+            rows = await self._card_events(session, [f.id for f in found], now)
+        held: dict[int, EventView] = {}
+        coming: dict[int, list[EventView]] = {}
+        for event, organisation_id, is_held in rows:
+            view = _view(event)
+            if is_held:
+                held[organisation_id] = view
+            if not is_held or view.recurrence is not None:  # a recurring one may come again
+                coming.setdefault(organisation_id, []).append(view)
         today = now.date()
-        return OrganisationCard(
-            organisation=ref,
-            founded=PartialDate.parse(org.founded) if org.founded else None,
-            founded_note=dict(org.founded_note),
-            headquarters=dict(org.headquarters),
-            members=org.members,
-            members_note=dict(org.members_note),
-            rotation=dict(org.rotation),
-            note=dict(org.note),
-            sources=tuple(org.sources),
-            chairs=tuple(chairs),
-            current_chair=_chair_on(chairs, today),
-            last_event=_view(held) if held is not None else None,
-            next_event=_next_of(events, now),
+        cards = {}
+        for fact in found:
+            events = sorted(coming.get(fact.id, ()), key=lambda v: (v.starts_at, v.key))
+            cards[fact.ref.key] = OrganisationCard(
+                organisation=fact.ref,
+                founded=fact.founded,
+                founded_note=dict(fact.founded_note),
+                headquarters=dict(fact.headquarters),
+                members=fact.members,
+                members_note=dict(fact.members_note),
+                rotation=dict(fact.rotation),
+                note=dict(fact.note),
+                sources=fact.sources,
+                chairs=fact.chairs,
+                current_chair=_chair_on(fact.chairs, today),
+                last_event=held.get(fact.id),
+                next_event=_next_of(events, now),
+            )
+        return cards
+
+    async def _load_facts(
+        self, session: AsyncSession, keys: Sequence[str]
+    ) -> dict[str, _OrganisationFacts]:
+        orgs = (await session.scalars(select(Organisation).where(Organisation.key.in_(keys)))).all()
+        refs = {org.id: OrganisationRef.of(org) for org in orgs}
+        chairs: dict[int, list[ChairView]] = {org.id: [] for org in orgs}
+        if orgs:
+            for row in await session.scalars(
+                select(Chairmanship)
+                .where(Chairmanship.organisation_id.in_(list(refs)))
+                .order_by(
+                    Chairmanship.organisation_id,
+                    Chairmanship.starts_on.is_not(None),
+                    Chairmanship.starts_on,
+                    Chairmanship.id,
+                )
+            ):
+                chairs[row.organisation_id].append(ChairView.of(row, refs[row.organisation_id]))
+        return {
+            org.key: _OrganisationFacts(
+                id=org.id,
+                ref=refs[org.id],
+                founded=PartialDate.parse(org.founded) if org.founded else None,
+                founded_note=dict(org.founded_note),
+                headquarters=dict(org.headquarters),
+                members=org.members,
+                members_note=dict(org.members_note),
+                rotation=dict(org.rotation),
+                note=dict(org.note),
+                sources=tuple(org.sources),
+                chairs=tuple(chairs[org.id]),
+            )
+            for org in orgs
+        }
+
+    async def _card_events(
+        self, session: AsyncSession, organisation_ids: Sequence[int], now: dt.datetime
+    ) -> Sequence[Any]:
+        """(event, organisation id, whether it is the last held) for the cards of these
+        organisations: the last held, the first coming single event, every recurring one
+        (few: their next occurrence is computed here). One statement for them all."""
+        order = (Event.starts_at, self._key_order())
+        not_cancelled = Event.status != EventStatus.CANCELLED
+        of_orgs = Event.organisation_id.in_(organisation_ids)
+
+        def first_by(*ordering: Any, where: Sequence[ColumnElement[bool]]) -> Any:
+            ranked = (
+                select(
+                    Event.id,
+                    func.row_number()
+                    .over(partition_by=Event.organisation_id, order_by=ordering)
+                    .label("rank"),
+                )
+                .where(of_orgs, *where)
+                .subquery()
+            )
+            return select(ranked.c.id).where(ranked.c.rank == 1)
+
+        held = first_by(
+            *(column.desc() for column in order), where=[Event.ends_at <= now, not_cancelled]
         )
+        first_single = first_by(
+            *order, where=[Event.ends_at > now, not_cancelled, Event.recurrence.is_(None)]
+        )
+        is_held = Event.id.in_(held)
+        statement = (
+            _event_query()
+            .add_columns(Event.organisation_id, is_held)
+            .where(
+                of_orgs,
+                or_(
+                    is_held,
+                    and_(
+                        not_cancelled,
+                        or_(Event.recurrence.is_not(None), Event.id.in_(first_single)),
+                    ),
+                ),
+            )
+        )
+        return (await session.execute(statement)).all()
 
     # --- chairmanships -----------------------------------------------------
-
-    async def _chairs(
-        self, session: AsyncSession, org_id: int, ref: OrganisationRef
-    ) -> list[ChairView]:
-        rows = await session.scalars(
-            select(Chairmanship)
-            .where(Chairmanship.organisation_id == org_id)
-            .order_by(Chairmanship.starts_on.is_not(None), Chairmanship.starts_on)
-        )
-        return [ChairView.of(row, ref) for row in rows]
 
     async def _chairs_by_organisation(self) -> list[tuple[OrganisationRef, list[ChairView]]]:
         async with self.database.sessions() as session:
@@ -433,7 +559,17 @@ class Catalogue:
     async def _revision(self) -> tuple[object, ...]:
         # The catalogue's version, written with every change made through the bot or an
         # import (by any replica, whatever its clock), plus counts and latest edits for
-        # changes made in the database directly. One statement of scalar subqueries.
+        # changes made in the database directly. One statement of scalar subqueries, read
+        # once per request (``one_revision``) and always before the data cached under it.
+        scope = _request_revision.get()
+        if scope is not None and scope.open and scope.revision is not None:
+            return scope.revision
+        revision = await self._read_revision()
+        if scope is not None and scope.open:
+            scope.revision = revision
+        return revision
+
+    async def _read_revision(self) -> tuple[object, ...]:
         def fingerprint(model: type[Event] | type[Organisation]) -> tuple[Any, Any]:
             return (
                 select(func.count()).select_from(model).scalar_subquery(),
