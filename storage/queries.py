@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -147,6 +147,35 @@ class _OrganisationFacts:
     chairs: tuple[ChairView, ...] = field(default=())
 
 
+# Bounds of the per-revision caches (emptied when full, rebuilt as requests come).
+MAX_CACHED_LISTS = 1024
+MAX_CACHED_EVENTS = 4096
+
+
+class _Recurring:
+    """A recurring event with its last computed next occurrence (rrule is slow to step).
+
+    The next occurrence found at ``now`` stays the next one until it ends: for any later
+    moment before its end the answer is the same, so it is computed again only then (or
+    for an earlier moment).
+    """
+
+    __slots__ = ("_occurrence", "_since", "event")
+
+    def __init__(self, event: EventView) -> None:
+        self.event = event
+        self._since: dt.datetime | None = None
+        self._occurrence: EventView | None = None
+
+    def next_occurrence(self, now: dt.datetime) -> EventView | None:
+        since, occurrence = self._since, self._occurrence
+        if since is not None and since <= now and (occurrence is None or now < occurrence.ends_at):
+            return occurrence
+        occurrence = self.event.next_occurrence(now)
+        self._since, self._occurrence = now, occurrence
+        return occurrence
+
+
 class Catalogue:
     """Read-side service over organisations, chairmanships and events.
 
@@ -164,6 +193,10 @@ class Catalogue:
         self._names_revision: tuple[object, ...] | None = None
         self._facts: dict[str, _OrganisationFacts] = {}
         self._facts_revision: tuple[object, ...] | None = None
+        self._recurring_lists: dict[EventFilter, list[_Recurring]] = {}
+        self._recurring_revision: tuple[object, ...] | None = None
+        self._views: dict[str, EventView] = {}
+        self._views_revision: tuple[object, ...] | None = None
 
     # --- organisations -----------------------------------------------------
 
@@ -437,47 +470,83 @@ class Catalogue:
         elif query.when is When.PAST:
             conditions.append(Event.ends_at <= now)
 
-        async with self.database.sessions() as session:
-            if query.when is not When.UPCOMING:
+        if query.when is not When.UPCOMING:
+            async with self.database.sessions() as session:
                 return await self._sorted_page(
                     session, conditions, page, page_size, descending=query.when is When.PAST
                 )
-            # Upcoming: recurring events at their next occurrence, merged with the others
-            # (which are all still to come, so they sort by their own start).
-            recurring = [
-                occurrence
-                for event in await session.scalars(
-                    _event_query().where(*conditions, Event.recurrence.is_not(None))
-                )
-                for occurrence in [_view(event).next_occurrence(now)]
-                if occurrence is not None
-            ]
-            recurring.sort(key=lambda v: (v.starts_at, v.key))
-            single = [*conditions, Event.recurrence.is_(None), Event.ends_at > now]
-            total = len(recurring) + await self._count(session, single)
-            page, pages = _page_bounds(total, page, page_size)
-            first, last = page * page_size, (page + 1) * page_size
-            # Only the first ``last`` single events can reach this page; their ids suffice.
+        # Upcoming: recurring events at their next occurrence, merged with the others
+        # (which are all still to come, so they sort by their own start).
+        recurring = [
+            occurrence
+            for event in await self._recurring(query, conditions)
+            for occurrence in [event.next_occurrence(now)]
+            if occurrence is not None
+        ]
+        recurring.sort(key=lambda v: (v.starts_at, v.key))
+        single = [*conditions, Event.recurrence.is_(None), Event.ends_at > now]
+        # Only the first ``last`` single events can reach the page; their ids suffice, and
+        # each row carries how many there are in all (one statement for both). A page past
+        # the end shows the last one, which the rows read for the page asked for cover.
+        asked = max(page, 0)
+        async with self.database.sessions() as session:
             prefix = (
                 await session.execute(
-                    select(Event.starts_at, Event.key)
+                    select(Event.starts_at, Event.key, func.count().over())
                     .where(*single)
                     .order_by(Event.starts_at, self._key_order())
-                    .limit(last)
+                    .limit((asked + 1) * page_size)
                 )
             ).all()
+            singles = int(prefix[0][2]) if prefix else 0
+            total = len(recurring) + singles
+            page, pages = _page_bounds(total, page, page_size)
+            first, last = page * page_size, (page + 1) * page_size
             merged = sorted(
-                [(starts_at, key, None) for starts_at, key in prefix]
+                [(starts_at, key, None) for starts_at, key, _ in prefix]
                 + [(view.starts_at, view.key, view) for view in recurring],
                 key=lambda item: (item[0], item[1]),
             )[first:last]
             wanted = [key for _, key, view in merged if view is None]
-            loaded = {
-                event.key: _view(event)
-                for event in await session.scalars(_event_query().where(Event.key.in_(wanted)))
-            }
+            loaded = await self._events_by_key(session, wanted)
         window = [view if view is not None else loaded[key] for _, key, view in merged]
         return EventPage(tuple(window), page, pages, total, page_size)
+
+    async def _recurring(
+        self, query: EventFilter, conditions: Sequence[ColumnElement[bool]]
+    ) -> list[_Recurring]:
+        """The recurring events a list shows (few), cached by revision and filter."""
+        revision = await self._revision()
+        if self._recurring_revision != revision:
+            self._recurring_lists, self._recurring_revision = {}, revision
+        cached = self._recurring_lists.get(query)
+        if cached is not None:
+            return cached
+        async with self.database.sessions() as session:
+            rows = await session.scalars(
+                _event_query().where(*conditions, Event.recurrence.is_not(None))
+            )
+            found = [_Recurring(_view(event)) for event in rows]
+        if len(self._recurring_lists) >= MAX_CACHED_LISTS:
+            self._recurring_lists.clear()
+        self._recurring_lists[query] = found
+        return found
+
+    async def _events_by_key(
+        self, session: AsyncSession, keys: Sequence[str]
+    ) -> dict[str, EventView]:
+        """Events by key, from the cache of this revision's events where they are in it."""
+        revision = await self._revision()
+        if self._views_revision != revision:
+            self._views, self._views_revision = {}, revision
+        views = self._views
+        missing = [key for key in keys if key not in views]
+        if missing:
+            if len(views) + len(missing) > MAX_CACHED_EVENTS:
+                views.clear()
+            for event in await session.scalars(_event_query().where(Event.key.in_(missing))):
+                views[event.key] = _view(event)
+        return {key: views[key] for key in keys if key in views}
 
     async def _count(self, session: AsyncSession, conditions: Sequence[ColumnElement[bool]]) -> int:
         return int(await session.scalar(select(func.count(Event.id)).where(*conditions)) or 0)
@@ -570,6 +639,15 @@ class Catalogue:
         return revision
 
     async def _read_revision(self) -> tuple[object, ...]:
+        async with self.database.sessions() as session:
+            row = (await session.execute(select(*self.revision_columns()))).one()
+        return tuple(row)
+
+    @staticmethod
+    def revision_columns() -> tuple[ScalarSelect[Any], ...]:
+        """The revision as scalar subqueries, for a request's first statement to read
+        along (``Chats.ensure``); hand the values to :meth:`use_revision`."""
+
         def fingerprint(model: type[Event] | type[Organisation]) -> tuple[Any, Any]:
             return (
                 select(func.count()).select_from(model).scalar_subquery(),
@@ -577,13 +655,15 @@ class Catalogue:
             )
 
         version = select(Meta.value).where(Meta.key == CATALOGUE_VERSION_KEY).scalar_subquery()
-        async with self.database.sessions() as session:
-            row = (
-                await session.execute(
-                    select(version, *fingerprint(Event), *fingerprint(Organisation))
-                )
-            ).one()
-        return tuple(row)
+        return (version, *fingerprint(Event), *fingerprint(Organisation))
+
+    @staticmethod
+    def use_revision(values: Sequence[object]) -> None:
+        """The revision read along with something else at the start of this request:
+        the catalogue's lookups in this request use it instead of reading it again."""
+        scope = _request_revision.get()
+        if scope is not None and scope.open and scope.revision is None:
+            scope.revision = tuple(values)
 
     async def search_index(self) -> SearchIndex:
         """The search index, rebuilt when the data changed since it was built."""
