@@ -1,0 +1,191 @@
+"""What makes replies fast must not make them stale: the caches of the catalogue follow a
+change written by another replica on the same database, a request reads the catalogue's
+revision once (with its chat), and cached formatting and occurrences are what a fresh
+computation gives."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import pytest
+import yaml
+from sqlalchemy import event
+
+from bot import render
+from bot.i18n import translator
+from config.settings import DATASET_DIR
+from storage.chats import Chats
+from storage.database import Database
+from storage.dataset import import_text
+from storage.dates import PartialDate
+from storage.queries import Catalogue, EventFilter, When, one_revision
+from tests.botapi import LocalBotApi
+from tests.conftest import StartBot
+
+UTC = dt.UTC
+NOW = dt.datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def replicas(database: Database) -> AsyncIterator[tuple[Catalogue, Catalogue]]:
+    """Two replicas' catalogues, each with its own engine, on one database."""
+    other = Database(str(database.url))
+    yield Catalogue(database), Catalogue(other)
+    await other.dispose()
+
+
+def _dataset_entry(file: str, section: str, field: str, value: str) -> dict[str, object]:
+    entries = yaml.safe_load((DATASET_DIR / file).read_text(encoding="utf-8"))[section]
+    return dict(next(entry for entry in entries if entry[field] == value))
+
+
+async def _import(catalogue: Catalogue, section: str, entry: dict[str, object]) -> None:
+    text = yaml.safe_dump({section: [entry]}, allow_unicode=True)
+    async with catalogue.database.transaction() as session:
+        await import_text(session, text, "edit.yaml", changed_by="operator")
+
+
+async def test_an_organisation_card_follows_an_edit_made_on_another_replica(
+    replicas: tuple[Catalogue, Catalogue],
+) -> None:
+    this, other = replicas
+    with one_revision():
+        card = await this.organisation_card("sco", NOW)
+    assert card is not None and card.members == 10
+    assert card.next_event is not None and card.next_event.key == "sco-2026-bishkek"
+
+    sco = _dataset_entry("organisations.yaml", "organisations", "key", "sco")
+    await _import(other, "organisations", {**sco, "members": 11})
+    summit = _dataset_entry("events.yaml", "events", "id", "sco-2026-bishkek")
+    await _import(other, "events", {**summit, "title": {"en": "Renamed on another replica"}})
+
+    with one_revision():
+        card = await this.organisation_card("sco", NOW)
+    assert card is not None and card.members == 11
+    assert card.next_event is not None
+    assert card.next_event.title["en"] == "Renamed on another replica"
+
+
+async def test_a_list_of_upcoming_events_follows_an_edit_made_on_another_replica(
+    replicas: tuple[Catalogue, Catalogue],
+) -> None:
+    this, other = replicas
+    upcoming = EventFilter(organisation="sco", when=When.UPCOMING)
+    with one_revision():
+        page = await this.events(upcoming, NOW)
+    assert "sco-2026-bishkek" in [e.key for e in page.events]
+
+    summit = _dataset_entry("events.yaml", "events", "id", "sco-2026-bishkek")
+    await _import(other, "events", {**summit, "title": {"en": "Renamed on another replica"}})
+
+    with one_revision():
+        page = await this.events(upcoming, NOW)
+    titles = {e.key: e.title["en"] for e in page.events}
+    assert titles["sco-2026-bishkek"] == "Renamed on another replica"
+
+
+async def test_one_request_reads_the_revision_once_and_the_next_request_anew(
+    replicas: tuple[Catalogue, Catalogue],
+) -> None:
+    this, other = replicas
+    statements: list[str] = []
+    event.listen(
+        this.database.engine.sync_engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: statements.append(statement),
+    )
+
+    def revision_reads() -> int:
+        return sum("FROM meta" in statement for statement in statements)
+
+    with one_revision():
+        await this.find_organisation("SCO")
+        await this.organisation_card("sco", NOW)
+        await this.search("astana", NOW)
+        await this.events(EventFilter(when=When.UPCOMING), NOW)
+    assert revision_reads() == 1
+
+    sco = _dataset_entry("organisations.yaml", "organisations", "key", "sco")
+    await _import(other, "organisations", {**sco, "members": 12})
+    with one_revision():
+        card = await this.organisation_card("sco", NOW)
+    assert revision_reads() == 2
+    assert card is not None and card.members == 12
+
+
+async def test_the_scope_of_a_request_ends_with_it() -> None:
+    # A task started by an update keeps its context after the update; it must not keep
+    # using that update's revision.
+    from storage import queries
+
+    with one_revision():
+        scope = queries._request_revision.get()
+        assert scope is not None and scope.open
+    assert not scope.open
+    assert queries._request_revision.get() is None
+
+
+async def test_the_next_occurrence_remembered_is_the_one_computed_afresh(
+    replicas: tuple[Catalogue, Catalogue],
+) -> None:
+    this, _ = replicas
+    observances = EventFilter(when=When.UPCOMING, include_observances=True)
+    recurring = await this._recurring(observances, [])
+    assert recurring
+    moments = [
+        dt.datetime(2026, 3, 20, tzinfo=UTC),
+        dt.datetime(2026, 3, 22, 12, tzinfo=UTC),  # during World Water Day somewhere
+        dt.datetime(2026, 3, 23, tzinfo=UTC),
+        dt.datetime(2027, 1, 1, tzinfo=UTC),
+        dt.datetime(2026, 1, 1, tzinfo=UTC),  # the clock set back
+        dt.datetime(2031, 6, 1, tzinfo=UTC),
+    ]
+    for now in moments:
+        for item in recurring:
+            assert item.next_occurrence(now) == item.event.next_occurrence(now), (item, now)
+
+
+async def test_a_page_past_the_end_shows_the_last_one_with_recurring_events_merged(
+    replicas: tuple[Catalogue, Catalogue],
+) -> None:
+    this, _ = replicas
+    upcoming = EventFilter(when=When.UPCOMING)
+    first = await this.events(upcoming, NOW, 0, 3)
+    assert first.pages > 1
+    keys: list[str] = []
+    for page in range(first.pages):
+        keys.extend(e.key for e in (await this.events(upcoming, NOW, page, 3)).events)
+    assert len(keys) == len(set(keys)) == first.total
+    last = await this.events(upcoming, NOW, first.pages - 1, 3)
+    assert await this.events(upcoming, NOW, first.pages + 5, 3) == last
+    assert await this.events(upcoming, NOW, -2, 3) == first
+
+
+def test_cached_date_formatting_is_babels_own() -> None:
+    from babel.dates import format_interval
+
+    for language in ("en", "ru", "zh", "ar", "kk"):
+        tr = translator(language)
+        start, end = PartialDate.parse("2024-07-03"), PartialDate.parse("2024-07-04")
+        expected = str(format_interval(start.first_day, end.first_day, "yMMMMd", locale=tr.locale))
+        assert render.format_dates(start, end, tr) == expected
+        assert render.format_dates(start, end, tr) == expected  # from the cache
+
+
+async def test_a_reply_follows_chat_settings_changed_on_another_replica(
+    start_bot: StartBot, bot_api: LocalBotApi, database_url: str
+) -> None:
+    async with start_bot():
+        first = await bot_api.reply_to(bot_api.message("/upcoming"))
+        assert "Upcoming events" in first.text
+        chat_id = first.chat_id
+        assert chat_id is not None
+        # Another replica (its own engine) changes the chat's language.
+        other = Database(database_url)
+        try:
+            await Chats(other, "en", "Asia/Almaty").set_language(chat_id, "ru")
+        finally:
+            await other.dispose()
+        second = await bot_api.reply_to(bot_api.message("/upcoming"))
+        assert "Предстоящие события" in second.text
