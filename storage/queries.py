@@ -8,6 +8,7 @@ Each method opens its own short read transaction.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -147,6 +148,14 @@ class _OrganisationFacts:
     chairs: tuple[ChairView, ...] = field(default=())
 
 
+@dataclass(frozen=True)
+class _Organisations:
+    """Every organisation as of one revision: by key (in key order) and by name."""
+
+    by_key: dict[str, _OrganisationFacts]
+    names: dict[str, OrganisationRef]
+
+
 # Bounds of the per-revision caches (emptied when full, rebuilt as requests come).
 MAX_CACHED_LISTS = 1024
 MAX_CACHED_EVENTS = 4096
@@ -189,10 +198,8 @@ class Catalogue:
         self.database = database
         self._index: SearchIndex | None = None
         self._index_revision: tuple[object, ...] | None = None
-        self._names: dict[str, OrganisationRef] | None = None
-        self._names_revision: tuple[object, ...] | None = None
-        self._facts: dict[str, _OrganisationFacts] = {}
-        self._facts_revision: tuple[object, ...] | None = None
+        self._orgs: _Organisations | None = None
+        self._orgs_revision: tuple[object, ...] | None = None
         self._recurring_lists: dict[EventFilter, list[_Recurring]] = {}
         self._recurring_revision: tuple[object, ...] | None = None
         self._views: dict[str, EventView] = {}
@@ -201,50 +208,49 @@ class Catalogue:
     # --- organisations -----------------------------------------------------
 
     async def organisations(self) -> list[OrganisationRef]:
-        async with self.database.sessions() as session:
-            rows = await session.scalars(select(Organisation).order_by(Organisation.key))
-            return [OrganisationRef.of(org) for org in rows]
+        """Every organisation, by key."""
+        return [facts.ref for facts in (await self._organisations()).by_key.values()]
 
     async def find_organisation(self, name: str) -> OrganisationRef | None:
         """The organisation with this key, name, abbreviation or alias (any language, any case)."""
         wanted = normalise(name)
         if not wanted:
             return None
-        found = (await self._organisation_names()).get(wanted)
+        organisations = await self._organisations()
+        found = organisations.names.get(wanted)
         if found is not None:
             return found
         hits = [hit for hit in (await self.search_index()).search(name, 3) if hit.exact]
         organisation_hits = [hit for hit in hits if hit.kind == "organisation"]
         if len(organisation_hits) == 1:
-            return await self._organisation_ref(organisation_hits[0].key)
+            facts = organisations.by_key.get(organisation_hits[0].key)
+            return facts.ref if facts else None
         return None
 
-    async def _organisation_names(self) -> dict[str, OrganisationRef]:
-        """Every organisation by each of its names, normalised; rebuilt when they change.
+    async def _organisations(self) -> _Organisations:
+        """Every organisation by key and by each of its names, with its facts and chairs,
+        as of the catalogue's revision; read again (two statements) when it changes.
 
         Where two share a name, the first by key wins.
         """
         revision = await self._revision()
-        if self._names is not None and self._names_revision == revision:
-            return self._names
+        if self._orgs is not None and self._orgs_revision == revision:
+            return self._orgs
         names: dict[str, OrganisationRef] = {}
         async with self.database.sessions() as session:
-            for org in await session.scalars(select(Organisation).order_by(Organisation.key)):
-                ref = OrganisationRef.of(org)
-                for candidate in (
-                    org.key,
-                    *org.names.values(),
-                    *org.abbreviations.values(),
-                    *org.aliases,
-                ):
-                    names.setdefault(normalise(candidate), ref)
-        self._names, self._names_revision = names, revision
-        return names
-
-    async def _organisation_ref(self, key: str) -> OrganisationRef | None:
-        async with self.database.sessions() as session:
-            org = await session.scalar(select(Organisation).where(Organisation.key == key))
-            return OrganisationRef.of(org) if org else None
+            orgs = (await session.scalars(select(Organisation).order_by(Organisation.key))).all()
+            by_key = await self._load_facts(session, orgs)
+        for org in orgs:
+            ref = by_key[org.key].ref
+            for candidate in (
+                org.key,
+                *org.names.values(),
+                *org.abbreviations.values(),
+                *org.aliases,
+            ):
+                names.setdefault(normalise(candidate), ref)
+        self._orgs, self._orgs_revision = _Organisations(by_key, names), revision
+        return self._orgs
 
     async def organisation_card(self, key: str, now: dt.datetime) -> OrganisationCard | None:
         """Everything /org shows: names, facts, chair history, last and next event."""
@@ -258,18 +264,11 @@ class Catalogue:
         Facts and chairs come from the cache while the catalogue's revision holds; the
         last held and the next event of every organisation are read by one query.
         """
-        wanted = list(dict.fromkeys(keys))
-        revision = await self._revision()
-        if self._facts_revision != revision:
-            self._facts, self._facts_revision = {}, revision
-        facts = self._facts  # this revision's, even if another request moves on meanwhile
+        facts = (await self._organisations()).by_key
+        found = [facts[key] for key in dict.fromkeys(keys) if key in facts]
+        if not found:
+            return {}
         async with self.database.sessions() as session:
-            missing = [key for key in wanted if key not in facts]
-            if missing:
-                facts.update(await self._load_facts(session, missing))
-            found = [facts[key] for key in wanted if key in facts]
-            if not found:
-                return {}
             rows = await self._card_events(session, [f.id for f in found], now)
         held: dict[int, EventView] = {}
         coming: dict[int, list[EventView]] = {}
@@ -301,9 +300,9 @@ class Catalogue:
         return cards
 
     async def _load_facts(
-        self, session: AsyncSession, keys: Sequence[str]
+        self, session: AsyncSession, orgs: Sequence[Organisation]
     ) -> dict[str, _OrganisationFacts]:
-        orgs = (await session.scalars(select(Organisation).where(Organisation.key.in_(keys)))).all()
+        """The facts and chairs of these organisations (one more statement, for chairs)."""
         refs = {org.id: OrganisationRef.of(org) for org in orgs}
         chairs: dict[int, list[ChairView]] = {org.id: [] for org in orgs}
         if orgs:
@@ -486,13 +485,18 @@ class Catalogue:
         recurring.sort(key=lambda v: (v.starts_at, v.key))
         single = [*conditions, Event.recurrence.is_(None), Event.ends_at > now]
         # Only the first ``last`` single events can reach the page; their ids suffice, and
-        # each row carries how many there are in all (one statement for both). A page past
+        # each row carries how many there are in all (one statement for both; the count
+        # is a subquery computed once, cheaper than a window over every row). A page past
         # the end shows the last one, which the rows read for the page asked for cover.
         asked = max(page, 0)
         async with self.database.sessions() as session:
             prefix = (
                 await session.execute(
-                    select(Event.starts_at, Event.key, func.count().over())
+                    select(
+                        Event.starts_at,
+                        Event.key,
+                        select(func.count(Event.id)).where(*single).scalar_subquery(),
+                    )
                     .where(*single)
                     .order_by(Event.starts_at, self._key_order())
                     .limit((asked + 1) * page_size)
@@ -507,8 +511,7 @@ class Catalogue:
                 + [(view.starts_at, view.key, view) for view in recurring],
                 key=lambda item: (item[0], item[1]),
             )[first:last]
-            wanted = [key for _, key, view in merged if view is None]
-            loaded = await self._events_by_key(session, wanted)
+        loaded = await self._events_by_key([key for _, key, view in merged if view is None])
         window = [view if view is not None else loaded[key] for _, key, view in merged]
         return EventPage(tuple(window), page, pages, total, page_size)
 
@@ -532,9 +535,7 @@ class Catalogue:
         self._recurring_lists[query] = found
         return found
 
-    async def _events_by_key(
-        self, session: AsyncSession, keys: Sequence[str]
-    ) -> dict[str, EventView]:
+    async def _events_by_key(self, keys: Sequence[str]) -> dict[str, EventView]:
         """Events by key, from the cache of this revision's events where they are in it."""
         revision = await self._revision()
         if self._views_revision != revision:
@@ -544,8 +545,9 @@ class Catalogue:
         if missing:
             if len(views) + len(missing) > MAX_CACHED_EVENTS:
                 views.clear()
-            for event in await session.scalars(_event_query().where(Event.key.in_(missing))):
-                views[event.key] = _view(event)
+            async with self.database.sessions() as session:
+                for event in await session.scalars(_event_query().where(Event.key.in_(missing))):
+                    views[event.key] = _view(event)
         return {key: views[key] for key in keys if key in views}
 
     async def _count(self, session: AsyncSession, conditions: Sequence[ColumnElement[bool]]) -> int:
@@ -647,15 +649,7 @@ class Catalogue:
     def revision_columns() -> tuple[ScalarSelect[Any], ...]:
         """The revision as scalar subqueries, for a request's first statement to read
         along (``Chats.ensure``); hand the values to :meth:`use_revision`."""
-
-        def fingerprint(model: type[Event] | type[Organisation]) -> tuple[Any, Any]:
-            return (
-                select(func.count()).select_from(model).scalar_subquery(),
-                select(func.max(model.updated_at)).scalar_subquery(),
-            )
-
-        version = select(Meta.value).where(Meta.key == CATALOGUE_VERSION_KEY).scalar_subquery()
-        return (version, *fingerprint(Event), *fingerprint(Organisation))
+        return _revision_columns()
 
     @staticmethod
     def use_revision(values: Sequence[object]) -> None:
@@ -711,17 +705,9 @@ class Catalogue:
         hits = index.search(text, limit)
         org_keys = [hit.key for hit in hits if hit.kind == "organisation"]
         event_keys = [hit.key for hit in hits if hit.kind == "event"]
-        async with self.database.sessions() as session:
-            orgs = {
-                org.key: OrganisationRef.of(org)
-                for org in await session.scalars(
-                    select(Organisation).where(Organisation.key.in_(org_keys))
-                )
-            }
-            events = {
-                event.key: _view(event)
-                for event in await session.scalars(_event_query().where(Event.key.in_(event_keys)))
-            }
+        facts = (await self._organisations()).by_key
+        orgs = {key: facts[key].ref for key in org_keys if key in facts}
+        events = await self._events_by_key(event_keys)
         exact = _exact_organisation(hits)
         ranked = [
             orgs.get(hit.key) if hit.kind == "organisation" else events.get(hit.key) for hit in hits
@@ -737,17 +723,24 @@ class Catalogue:
     async def suggestions(self, text: str, kind: str | None = None) -> list[Suggestion]:
         """Organisations (and event ids) whose names look like ``text``."""
         found = (await self.search_index()).suggestions(text, kind=kind)
-        org_keys = [key for found_kind, key in found if found_kind == "organisation"]
-        async with self.database.sessions() as session:
-            orgs = {
-                org.key: OrganisationRef.of(org)
-                for org in await session.scalars(
-                    select(Organisation).where(Organisation.key.in_(org_keys))
-                )
-            }
+        facts = (await self._organisations()).by_key
+        orgs = {key: facts[key].ref for found_kind, key in found if key in facts}
         return [
             orgs.get(key, key) if found_kind == "organisation" else key for found_kind, key in found
         ]
+
+
+@functools.cache
+def _revision_columns() -> tuple[ScalarSelect[Any], ...]:
+    # Built once: statements are immutable, and building them took a millisecond an update.
+    def fingerprint(model: type[Event] | type[Organisation]) -> tuple[Any, Any]:
+        return (
+            select(func.count()).select_from(model).scalar_subquery(),
+            select(func.max(model.updated_at)).scalar_subquery(),
+        )
+
+    version = select(Meta.value).where(Meta.key == CATALOGUE_VERSION_KEY).scalar_subquery()
+    return (version, *fingerprint(Event), *fingerprint(Organisation))
 
 
 def _exact_organisation(hits: list[SearchHit]) -> SearchHit | None:
