@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -156,6 +156,42 @@ class _Organisations:
     names: dict[str, OrganisationRef]
 
 
+@dataclass(frozen=True)
+class _Timeline:
+    """One organisation's events in brief, by start (and id): (starts_at, key, ends_at,
+    status, recurring). Enough to pick what its card shows at any moment."""
+
+    events: tuple[tuple[Any, ...], ...]
+
+    def card_events(self, now: dt.datetime) -> tuple[str | None, list[str]]:
+        """(the last held event, the events that may come next): the first coming single
+        event and every recurring one, whose next occurrence is computed by the caller."""
+        held = next(
+            (
+                key
+                for _, key, ends_at, status, _ in reversed(self.events)
+                if ends_at <= now and status is not EventStatus.CANCELLED
+            ),
+            None,
+        )
+        coming = [
+            key
+            for _, key, _, status, recurring in self.events
+            if recurring and status is not EventStatus.CANCELLED
+        ]
+        first_single = next(
+            (
+                key
+                for _, key, ends_at, status, recurring in self.events
+                if ends_at > now and status is not EventStatus.CANCELLED and not recurring
+            ),
+            None,
+        )
+        if first_single is not None:
+            coming.append(first_single)
+        return held, coming
+
+
 # Bounds of the per-revision caches (emptied when full, rebuilt as requests come).
 MAX_CACHED_LISTS = 1024
 MAX_CACHED_EVENTS = 4096
@@ -200,6 +236,8 @@ class Catalogue:
         self._index_revision: tuple[object, ...] | None = None
         self._orgs: _Organisations | None = None
         self._orgs_revision: tuple[object, ...] | None = None
+        self._timeline_cache: dict[int, _Timeline] = {}
+        self._timelines_revision: tuple[object, ...] | None = None
         self._recurring_lists: dict[EventFilter, list[_Recurring]] = {}
         self._recurring_revision: tuple[object, ...] | None = None
         self._views: dict[str, EventView] = {}
@@ -268,16 +306,17 @@ class Catalogue:
         found = [facts[key] for key in dict.fromkeys(keys) if key in facts]
         if not found:
             return {}
-        async with self.database.sessions() as session:
-            rows = await self._card_events(session, [f.id for f in found], now)
+        timelines = await self._timelines([f.id for f in found])
+        picked = {fact.id: timelines[fact.id].card_events(now) for fact in found}
+        views = await self._events_by_key(
+            [key for held_key, coming in picked.values() for key in (held_key, *coming) if key]
+        )
         held: dict[int, EventView] = {}
         coming: dict[int, list[EventView]] = {}
-        for event, organisation_id, is_held in rows:
-            view = _view(event)
-            if is_held:
-                held[organisation_id] = view
-            if not is_held or view.recurrence is not None:  # a recurring one may come again
-                coming.setdefault(organisation_id, []).append(view)
+        for organisation_id, (held_key, coming_keys) in picked.items():
+            if held_key is not None and held_key in views:
+                held[organisation_id] = views[held_key]
+            coming[organisation_id] = [views[key] for key in coming_keys if key in views]
         today = now.date()
         cards = {}
         for fact in found:
@@ -334,51 +373,35 @@ class Catalogue:
             for org in orgs
         }
 
-    async def _card_events(
-        self, session: AsyncSession, organisation_ids: Sequence[int], now: dt.datetime
-    ) -> Sequence[Any]:
-        """(event, organisation id, whether it is the last held) for the cards of these
-        organisations: the last held, the first coming single event, every recurring one
-        (few: their next occurrence is computed here). One statement for them all."""
-        order = (Event.starts_at, self._key_order())
-        not_cancelled = Event.status != EventStatus.CANCELLED
-        of_orgs = Event.organisation_id.in_(organisation_ids)
-
-        def first_by(*ordering: Any, where: Sequence[ColumnElement[bool]]) -> Any:
-            ranked = (
-                select(
-                    Event.id,
-                    func.row_number()
-                    .over(partition_by=Event.organisation_id, order_by=ordering)
-                    .label("rank"),
+    async def _timelines(self, organisation_ids: Sequence[int]) -> dict[int, _Timeline]:
+        """Organisations' events in brief, by organisation, as of the catalogue's revision
+        (those not read yet in one statement)."""
+        revision = await self._revision()
+        if self._timelines_revision != revision:
+            self._timeline_cache, self._timelines_revision = {}, revision
+        cache = self._timeline_cache
+        missing = [org_id for org_id in dict.fromkeys(organisation_ids) if org_id not in cache]
+        if missing:
+            rows: dict[int, list[tuple[Any, ...]]] = {org_id: [] for org_id in missing}
+            async with self.database.sessions() as session:
+                result = await session.execute(
+                    select(
+                        Event.organisation_id,
+                        Event.starts_at,
+                        Event.key,
+                        Event.ends_at,
+                        Event.status,
+                        Event.recurrence.is_not(None),
+                    )
+                    .where(Event.organisation_id.in_(missing))
+                    .order_by(Event.starts_at, self._key_order())
                 )
-                .where(of_orgs, *where)
-                .subquery()
-            )
-            return select(ranked.c.id).where(ranked.c.rank == 1)
-
-        held = first_by(
-            *(column.desc() for column in order), where=[Event.ends_at <= now, not_cancelled]
-        )
-        first_single = first_by(
-            *order, where=[Event.ends_at > now, not_cancelled, Event.recurrence.is_(None)]
-        )
-        is_held = Event.id.in_(held)
-        statement = (
-            _event_query()
-            .add_columns(Event.organisation_id, is_held)
-            .where(
-                of_orgs,
-                or_(
-                    is_held,
-                    and_(
-                        not_cancelled,
-                        or_(Event.recurrence.is_not(None), Event.id.in_(first_single)),
-                    ),
-                ),
-            )
-        )
-        return (await session.execute(statement)).all()
+                for org_id, starts_at, key, ends_at, status, recurring in result:
+                    if org_id is not None:
+                        rows[org_id].append((starts_at, key, ends_at, status, recurring))
+            for org_id, events in rows.items():
+                cache[org_id] = _Timeline(tuple(events))
+        return {org_id: cache[org_id] for org_id in organisation_ids}
 
     # --- chairmanships -----------------------------------------------------
 

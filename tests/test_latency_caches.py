@@ -189,3 +189,53 @@ async def test_a_reply_follows_chat_settings_changed_on_another_replica(
             await other.dispose()
         second = await bot_api.reply_to(bot_api.message("/upcoming"))
         assert "Предстоящие события" in second.text
+
+
+async def test_cards_pick_the_events_the_database_picks_at_any_moment(
+    replicas: tuple[Catalogue, Catalogue],
+) -> None:
+    # The last held and next event of every card, picked from the cached timelines, are
+    # those a query of the database picks (as cards were built before the cache).
+    from sqlalchemy import select
+
+    from storage.models import Event, EventStatus, Organisation
+    from storage.queries import _event_query, _next_of, _view
+
+    this, _ = replicas
+    async with this.database.sessions() as session:
+        orgs = (await session.scalars(select(Organisation))).all()
+    moments = [
+        dt.datetime(2022, 9, 16, tzinfo=UTC),
+        dt.datetime(2024, 7, 3, 12, tzinfo=UTC),
+        dt.datetime(2024, 7, 4, 23, tzinfo=UTC),
+        NOW,
+        dt.datetime(2030, 1, 1, tzinfo=UTC),
+    ]
+    for now in moments:
+        with one_revision():
+            cards = await this.organisation_cards([org.key for org in orgs], now)
+        async with this.database.sessions() as session:
+            for org in orgs:
+                of_org = _event_query().where(
+                    Event.organisation_id == org.id, Event.status != EventStatus.CANCELLED
+                )
+                held = await session.scalar(
+                    of_org.where(Event.ends_at <= now)
+                    .order_by(Event.starts_at.desc(), Event.key.desc())
+                    .limit(1)
+                )
+                single = await session.scalar(
+                    of_org.where(Event.ends_at > now, Event.recurrence.is_(None))
+                    .order_by(Event.starts_at, Event.key)
+                    .limit(1)
+                )
+                recurring = (
+                    await session.scalars(of_org.where(Event.recurrence.is_not(None)))
+                ).all()
+                coming = [*recurring, *([single] if single is not None else [])]
+                expected_next = _next_of([_view(e) for e in coming], now)
+                card = cards[org.key]
+                assert (card.last_event.key if card.last_event else None) == (
+                    held.key if held else None
+                ), (org.key, now)
+                assert card.next_event == expected_next, (org.key, now)
