@@ -7,6 +7,7 @@ Each method opens its own short read transaction.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 import math
@@ -192,6 +193,42 @@ class _Timeline:
         return held, coming
 
 
+@dataclass(frozen=True)
+class _Singles:
+    """Single events of a list in brief, by start (and id), to page the upcoming ones."""
+
+    starts: list[dt.datetime]
+    keys: list[str]
+    ends: list[dt.datetime]
+    ends_in_order: list[dt.datetime]
+    longest: dt.timedelta  # the longest span: nothing that started earlier is still on
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[Any, ...]]) -> _Singles:
+        starts = [row[0] for row in rows]
+        ends = [row[2] for row in rows]
+        spans = (end - start for start, end in zip(starts, ends, strict=True))
+        return cls(
+            starts=starts,
+            keys=[row[1] for row in rows],
+            ends=ends,
+            ends_in_order=sorted(ends),
+            longest=max(spans, default=dt.timedelta(0)),
+        )
+
+    def upcoming(self, now: dt.datetime, limit: int) -> tuple[list[tuple[dt.datetime, str]], int]:
+        """The first ``limit`` events not over at ``now`` (start, id), and how many there are."""
+        count = len(self.ends_in_order) - bisect.bisect_right(self.ends_in_order, now)
+        # Every event starting before ``now - longest`` has ended; check the rest in order.
+        index = bisect.bisect_right(self.starts, now - max(self.longest, dt.timedelta(0)))
+        found: list[tuple[dt.datetime, str]] = []
+        while len(found) < limit and index < len(self.starts):
+            if self.ends[index] > now:
+                found.append((self.starts[index], self.keys[index]))
+            index += 1
+        return found, count
+
+
 # Bounds of the per-revision caches (emptied when full, rebuilt as requests come).
 MAX_CACHED_LISTS = 1024
 MAX_CACHED_EVENTS = 4096
@@ -238,6 +275,8 @@ class Catalogue:
         self._orgs_revision: tuple[object, ...] | None = None
         self._timeline_cache: dict[int, _Timeline] = {}
         self._timelines_revision: tuple[object, ...] | None = None
+        self._single_lists: dict[EventFilter, _Singles] = {}
+        self._singles_revision: tuple[object, ...] | None = None
         self._recurring_lists: dict[EventFilter, list[_Recurring]] = {}
         self._recurring_revision: tuple[object, ...] | None = None
         self._views: dict[str, EventView] = {}
@@ -506,37 +545,47 @@ class Catalogue:
             if occurrence is not None
         ]
         recurring.sort(key=lambda v: (v.starts_at, v.key))
-        single = [*conditions, Event.recurrence.is_(None), Event.ends_at > now]
-        # Only the first ``last`` single events can reach the page; their ids suffice, and
-        # each row carries how many there are in all (one statement for both; the count
-        # is a subquery computed once, cheaper than a window over every row). A page past
-        # the end shows the last one, which the rows read for the page asked for cover.
+        # Only the first ``last`` single events can reach the page; a page past the end
+        # shows the last one, which those taken for the page asked for cover.
         asked = max(page, 0)
-        async with self.database.sessions() as session:
-            prefix = (
-                await session.execute(
-                    select(
-                        Event.starts_at,
-                        Event.key,
-                        select(func.count(Event.id)).where(*single).scalar_subquery(),
-                    )
-                    .where(*single)
-                    .order_by(Event.starts_at, self._key_order())
-                    .limit((asked + 1) * page_size)
-                )
-            ).all()
-            singles = int(prefix[0][2]) if prefix else 0
-            total = len(recurring) + singles
-            page, pages = _page_bounds(total, page, page_size)
-            first, last = page * page_size, (page + 1) * page_size
-            merged = sorted(
-                [(starts_at, key, None) for starts_at, key, _ in prefix]
-                + [(view.starts_at, view.key, view) for view in recurring],
-                key=lambda item: (item[0], item[1]),
-            )[first:last]
+        singles = await self._singles(query, conditions)
+        prefix, count = singles.upcoming(now, (asked + 1) * page_size)
+        total = len(recurring) + count
+        page, pages = _page_bounds(total, page, page_size)
+        first, last = page * page_size, (page + 1) * page_size
+        merged = sorted(
+            [(starts_at, key, None) for starts_at, key in prefix]
+            + [(view.starts_at, view.key, view) for view in recurring],
+            key=lambda item: (item[0], item[1]),
+        )[first:last]
         loaded = await self._events_by_key([key for _, key, view in merged if view is None])
         window = [view if view is not None else loaded[key] for _, key, view in merged]
         return EventPage(tuple(window), page, pages, total, page_size)
+
+    async def _singles(
+        self, query: EventFilter, conditions: Sequence[ColumnElement[bool]]
+    ) -> _Singles:
+        """The single (not recurring) events a list shows, in brief and in order, cached
+        by revision and filter: the upcoming ones at any moment are picked from them."""
+        revision = await self._revision()
+        if self._singles_revision != revision:
+            self._single_lists, self._singles_revision = {}, revision
+        cached = self._single_lists.get(query)
+        if cached is not None:
+            return cached
+        async with self.database.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Event.starts_at, Event.key, Event.ends_at)
+                    .where(*conditions, Event.recurrence.is_(None))
+                    .order_by(Event.starts_at, self._key_order())
+                )
+            ).all()
+        found = _Singles.of([tuple(row) for row in rows])
+        if len(self._single_lists) >= MAX_CACHED_LISTS:
+            self._single_lists.clear()
+        self._single_lists[query] = found
+        return found
 
     async def _recurring(
         self, query: EventFilter, conditions: Sequence[ColumnElement[bool]]

@@ -239,3 +239,60 @@ async def test_cards_pick_the_events_the_database_picks_at_any_moment(
                     held.key if held else None
                 ), (org.key, now)
                 assert card.next_event == expected_next, (org.key, now)
+
+
+def test_upcoming_singles_are_those_not_over_in_order_whatever_their_length() -> None:
+    import random
+
+    from storage.queries import _Singles
+
+    rng = random.Random(7)
+    base = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    rows = []
+    for index in range(400):
+        starts = base + dt.timedelta(hours=rng.randrange(0, 24 * 400))
+        length = dt.timedelta(hours=rng.choice([0, 1, 30, 24 * 40, 24 * 200]))
+        rows.append((starts, f"e{index:03d}", starts + length))
+    rows.sort(key=lambda row: (row[0], row[1]))
+    singles = _Singles.of(rows)
+    for days in (-10, 0, 37, 150, 399, 800):
+        now = base + dt.timedelta(days=days, minutes=30)
+        on = [(starts, key) for starts, key, ends in rows if ends > now]
+        for limit in (1, 8, 48, 1000):
+            assert singles.upcoming(now, limit) == (on[:limit], len(on)), (now, limit)
+
+
+@pytest.mark.parametrize("organisation", [None, "sco", "csto"])
+async def test_upcoming_pages_list_what_is_not_over_in_order(
+    replicas: tuple[Catalogue, Catalogue], organisation: str | None
+) -> None:
+    from storage.models import Event, EventStatus
+    from storage.queries import MEETING_KINDS_EXCLUDE, _event_query, _view
+
+    this, _ = replicas
+    query = EventFilter(organisation=organisation, when=When.UPCOMING)
+    async with this.database.sessions() as session:
+        statement = _event_query().where(Event.status != EventStatus.CANCELLED)
+        everything = [_view(e) for e in await session.scalars(statement)]
+    for now in (dt.datetime(2024, 3, 21, 23, tzinfo=UTC), NOW, dt.datetime(2030, 1, 1, tzinfo=UTC)):
+        expected = sorted(
+            (
+                occurrence
+                for view in everything
+                if organisation is None
+                or (view.organisation is not None and view.organisation.key == organisation)
+                if query.with_observances or view.kind not in MEETING_KINDS_EXCLUDE
+                for occurrence in [view.next_occurrence(now) if view.recurrence else view]
+                if occurrence is not None and occurrence.ends_at > now
+            ),
+            key=lambda view: (view.starts_at, view.key),
+        )
+        with one_revision():
+            first = await this.events(query, now, 0, 5)
+            shown = [
+                view
+                for page in range(first.pages)
+                for view in (await this.events(query, now, page, 5)).events
+            ]
+        assert first.total == len(expected)
+        assert [(v.key, v.starts_at) for v in shown] == [(v.key, v.starts_at) for v in expected]
