@@ -296,3 +296,50 @@ async def test_upcoming_pages_list_what_is_not_over_in_order(
             ]
         assert first.total == len(expected)
         assert [(v.key, v.starts_at) for v in shown] == [(v.key, v.starts_at) for v in expected]
+
+
+def test_prefix_matches_found_by_bisection_are_those_a_scan_finds() -> None:
+    from rapidfuzz import fuzz, process
+
+    from storage import search
+
+    entries = yaml.safe_load((DATASET_DIR / "organisations.yaml").read_text(encoding="utf-8"))
+    documents = [
+        search.SearchDocument(
+            "organisation",
+            entry["key"],
+            (entry["key"], *entry["names"].values(), *entry.get("abbreviations", {}).values()),
+        )
+        for entry in entries["organisations"]
+    ]
+    index = search.SearchIndex(documents)
+
+    def scanned(token: str) -> dict[int, float]:  # the linear scan the index did before
+        scores: dict[int, float] = {}
+
+        def offer(word: str, score: float) -> None:
+            for position in index._postings[word]:
+                scores[position] = max(scores.get(position, 0.0), score)
+
+        if token in index._postings:
+            offer(token, search.EXACT)
+        cjk = search._is_cjk(token)
+        for word in index._vocabulary:
+            if word == token:
+                continue
+            if len(token) >= 2 and word.startswith(token):
+                offer(word, search.PREFIX)
+            elif cjk and len(token) >= 2 and (token in word or (len(word) >= 2 and word in token)):
+                offer(word, search.CONTAINED)
+        if len(token) >= 4 and not token.isdigit():
+            for word, ratio, _ in process.extract(
+                token, index._vocabulary, scorer=fuzz.ratio, score_cutoff=75, limit=25
+            ):
+                offer(word, search.FUZZY_WEIGHT * ratio / 100)
+        return scores
+
+    words = sorted(index._vocabulary)
+    tokens = {w[:n] for w in words for n in (1, 2, 3, 5)} | {"sc", "шо", "上合", "coop", "zzz"}
+    for token in sorted(tokens):
+        # The same scores in the same order (ties among hits keep it).
+        assert list(index._token_scores(token).items()) == list(scanned(token).items()), token
