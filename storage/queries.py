@@ -261,10 +261,13 @@ class _Recurring:
 class Catalogue:
     """Read-side service over organisations, chairmanships and events.
 
-    What is cached in process (the search index, organisations by name, organisations'
-    facts and chairs) is keyed by the catalogue's revision (:meth:`_revision`), read
-    from the database at least once per request: a change written through any replica
-    retires it before the next request.
+    What is cached in process (the search index; organisations with their names, facts
+    and chairs; each organisation's timeline; the events of upcoming lists in brief;
+    event views) is keyed by the catalogue's revision (:meth:`_revision`), read from the
+    database once per request and before any data cached under it: a change written
+    through any replica retires it before the next request. A cache filled while a
+    newer revision arrives is filled under the revision it was read for, never the
+    newer one. Nothing depending on the moment is cached, only what it is picked from.
     """
 
     def __init__(self, database: Database) -> None:
@@ -338,8 +341,9 @@ class Catalogue:
     ) -> dict[str, OrganisationCard]:
         """The cards of several organisations by key (those that exist), in one session.
 
-        Facts and chairs come from the cache while the catalogue's revision holds; the
-        last held and the next event of every organisation are read by one query.
+        Facts, chairs and each organisation's timeline come from the caches while the
+        catalogue's revision holds; the last held and next events are picked from the
+        timelines for ``now``, and their views come from the event cache.
         """
         facts = (await self._organisations()).by_key
         found = [facts[key] for key in dict.fromkeys(keys) if key in facts]
@@ -418,7 +422,7 @@ class Catalogue:
         revision = await self._revision()
         if self._timelines_revision != revision:
             self._timeline_cache, self._timelines_revision = {}, revision
-        cache = self._timeline_cache
+        cache = self._timeline_cache  # this revision's (see ``_singles``)
         missing = [org_id for org_id in dict.fromkeys(organisation_ids) if org_id not in cache]
         if missing:
             rows: dict[int, list[tuple[Any, ...]]] = {org_id: [] for org_id in missing}
@@ -570,7 +574,9 @@ class Catalogue:
         revision = await self._revision()
         if self._singles_revision != revision:
             self._single_lists, self._singles_revision = {}, revision
-        cached = self._single_lists.get(query)
+        # This revision's lists: a newer revision may replace them while this one reads.
+        lists = self._single_lists
+        cached = lists.get(query)
         if cached is not None:
             return cached
         async with self.database.sessions() as session:
@@ -582,9 +588,9 @@ class Catalogue:
                 )
             ).all()
         found = _Singles.of([tuple(row) for row in rows])
-        if len(self._single_lists) >= MAX_CACHED_LISTS:
-            self._single_lists.clear()
-        self._single_lists[query] = found
+        if len(lists) >= MAX_CACHED_LISTS:
+            lists.clear()
+        lists[query] = found
         return found
 
     async def _recurring(
@@ -594,7 +600,8 @@ class Catalogue:
         revision = await self._revision()
         if self._recurring_revision != revision:
             self._recurring_lists, self._recurring_revision = {}, revision
-        cached = self._recurring_lists.get(query)
+        lists = self._recurring_lists  # this revision's (see ``_singles``)
+        cached = lists.get(query)
         if cached is not None:
             return cached
         async with self.database.sessions() as session:
@@ -602,9 +609,9 @@ class Catalogue:
                 _event_query().where(*conditions, Event.recurrence.is_not(None))
             )
             found = [_Recurring(_view(event)) for event in rows]
-        if len(self._recurring_lists) >= MAX_CACHED_LISTS:
-            self._recurring_lists.clear()
-        self._recurring_lists[query] = found
+        if len(lists) >= MAX_CACHED_LISTS:
+            lists.clear()
+        lists[query] = found
         return found
 
     async def _events_by_key(self, keys: Sequence[str]) -> dict[str, EventView]:
