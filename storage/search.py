@@ -7,6 +7,7 @@ and to Chinese written without spaces (a query inside a name counts).
 from __future__ import annotations
 
 import bisect
+import heapq
 import re
 import unicodedata
 from collections import defaultdict
@@ -149,13 +150,20 @@ class SearchIndex:
                 totals[index] += score / len(query_tokens)
         for index in exact:
             totals[index] = EXACT
-        hits = [
-            SearchHit(self.documents[i].kind, self.documents[i].key, score, i in exact)
-            for i, score in totals.items()
-            if score >= MIN_SCORE
+        documents = self.documents
+
+        def rank(item: tuple[int, float]) -> tuple[bool, float, bool]:
+            index, score = item
+            return (index not in exact, -score, documents[index].kind != "organisation")
+
+        # The best ``limit`` only (a common word matches thousands of events): heapq's
+        # nsmallest is sorted(...)[:limit], ties in the same order, without sorting all.
+        best = heapq.nsmallest(
+            limit, ((i, score) for i, score in totals.items() if score >= MIN_SCORE), key=rank
+        )
+        return [
+            SearchHit(documents[i].kind, documents[i].key, score, i in exact) for i, score in best
         ]
-        hits.sort(key=lambda hit: (-hit.exact, -hit.score, hit.kind != "organisation"))
-        return hits[:limit]
 
     def suggestions(
         self, text: str, limit: int = 3, kind: str | None = None

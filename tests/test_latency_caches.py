@@ -343,3 +343,37 @@ def test_prefix_matches_found_by_bisection_are_those_a_scan_finds() -> None:
     for token in sorted(tokens):
         # The same scores in the same order (ties among hits keep it).
         assert list(index._token_scores(token).items()) == list(scanned(token).items()), token
+
+
+async def test_the_best_hits_are_those_a_full_sort_puts_first(
+    replicas: tuple[Catalogue, Catalogue],
+) -> None:
+    from collections import defaultdict
+
+    from storage import search
+
+    this, _ = replicas
+    index = await this.search_index()
+
+    def sorted_in_full(text: str, limit: int) -> list[search.SearchHit]:  # as it was done
+        totals: dict[int, float] = defaultdict(float)
+        exact = index._phrases.get(search.normalise(text), set())
+        query_tokens = [
+            t for t in search.tokens(text) if t not in search.NEXT_WORDS
+        ] or search.tokens(text)
+        for token in query_tokens:
+            for position, score in index._token_scores(token).items():
+                totals[position] += score / len(query_tokens)
+        for position in exact:
+            totals[position] = search.EXACT
+        hits = [
+            search.SearchHit(index.documents[i].kind, index.documents[i].key, score, i in exact)
+            for i, score in totals.items()
+            if score >= search.MIN_SCORE
+        ]
+        hits.sort(key=lambda hit: (-hit.exact, -hit.score, hit.kind != "organisation"))
+        return hits[:limit]
+
+    for text in ("summit 2024", "SCO", "шос", "астана", "cooperation", "forum", "上合", "x"):
+        for limit in (1, 3, 10, 20):
+            assert index.search(text, limit) == sorted_in_full(text, limit), (text, limit)
