@@ -706,6 +706,11 @@ class Catalogue:
 
     # --- search ------------------------------------------------------------
 
+    async def revision(self) -> tuple[object, ...]:
+        """The catalogue's revision (read once per request): changes with every change
+        to places, organisations, chairs or events, made through any replica."""
+        return await self._revision()
+
     async def _revision(self) -> tuple[object, ...]:
         # The catalogue's version, written with every change made through the bot or an
         # import (by any replica, whatever its clock), plus counts and latest edits for

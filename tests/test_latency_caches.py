@@ -377,3 +377,21 @@ async def test_the_best_hits_are_those_a_full_sort_puts_first(
     for text in ("summit 2024", "SCO", "шос", "астана", "cooperation", "forum", "上合", "x"):
         for limit in (1, 3, 10, 20):
             assert index.search(text, limit) == sorted_in_full(text, limit), (text, limit)
+
+
+async def test_a_cached_reply_is_retired_by_another_replicas_edit(
+    start_bot: StartBot, bot_api: LocalBotApi, database_url: str
+) -> None:
+    async with start_bot(reply_cache_seconds=300):
+        first = await bot_api.reply_to(bot_api.message("/org sco"))
+        again = await bot_api.reply_to(bot_api.message("/org sco"))
+        assert again.text == first.text  # from the cache
+        other = Catalogue(Database(database_url))
+        try:
+            sco = _dataset_entry("organisations.yaml", "organisations", "key", "sco")
+            await _import(other, "organisations", {**sco, "members": 11})
+        finally:
+            await other.database.dispose()
+        edited = await bot_api.reply_to(bot_api.message("/org sco"))
+        assert "Members: 11" in edited.text
+        assert "Members: 10" in first.text
