@@ -417,15 +417,16 @@ class Catalogue:
         }
 
     async def _timelines(self, organisation_ids: Sequence[int]) -> dict[int, _Timeline]:
-        """Organisations' events in brief, by organisation, as of the catalogue's revision
-        (those not read yet in one statement)."""
+        """Organisations' events in brief, by organisation, as of the catalogue's revision.
+
+        Every organisation's at once, in one statement of a few columns, when a revision
+        is first asked for: read one organisation at a time, most /org requests found
+        theirs missing (there are many organisations, each asked for now and then).
+        """
         revision = await self._revision()
+        timelines = self._timeline_cache
         if self._timelines_revision != revision:
-            self._timeline_cache, self._timelines_revision = {}, revision
-        cache = self._timeline_cache  # this revision's (see ``_singles``)
-        missing = [org_id for org_id in dict.fromkeys(organisation_ids) if org_id not in cache]
-        if missing:
-            rows: dict[int, list[tuple[Any, ...]]] = {org_id: [] for org_id in missing}
+            rows: dict[int, list[tuple[Any, ...]]] = {}
             async with self.database.sessions() as session:
                 result = await session.execute(
                     select(
@@ -436,15 +437,18 @@ class Catalogue:
                         Event.status,
                         Event.recurrence.is_not(None),
                     )
-                    .where(Event.organisation_id.in_(missing))
+                    .where(Event.organisation_id.is_not(None))
                     .order_by(Event.starts_at, self._key_order())
                 )
                 for org_id, starts_at, key, ends_at, status, recurring in result:
                     if org_id is not None:
-                        rows[org_id].append((starts_at, key, ends_at, status, recurring))
-            for org_id, events in rows.items():
-                cache[org_id] = _Timeline(tuple(events))
-        return {org_id: cache[org_id] for org_id in organisation_ids}
+                        rows.setdefault(org_id, []).append(
+                            (starts_at, key, ends_at, status, recurring)
+                        )
+            timelines = {org_id: _Timeline(tuple(events)) for org_id, events in rows.items()}
+            self._timeline_cache, self._timelines_revision = timelines, revision
+        empty = _Timeline(())
+        return {org_id: timelines.get(org_id, empty) for org_id in organisation_ids}
 
     # --- chairmanships -----------------------------------------------------
 
