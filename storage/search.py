@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 import re
 import unicodedata
 from collections import defaultdict
@@ -156,11 +157,16 @@ class SearchIndex:
             index, score = item
             return (index not in exact, -score, documents[index].kind != "organisation")
 
-        # The best ``limit`` only (a common word matches thousands of events): heapq's
-        # nsmallest is sorted(...)[:limit], ties in the same order, without sorting all.
-        best = heapq.nsmallest(
-            limit, ((i, score) for i, score in totals.items() if score >= MIN_SCORE), key=rank
-        )
+        # Only the best ``limit`` are kept, and a common word matches thousands of events:
+        # what cannot reach them (scored below the best ``limit`` others) is left out before
+        # sorting. Exact matches come first whatever their score; ties keep their order.
+        candidates = [(i, score) for i, score in totals.items() if score >= MIN_SCORE]
+        if len(candidates) > limit:
+            others = [score for i, score in candidates if i not in exact]
+            wanted = limit - (len(candidates) - len(others))
+            threshold = heapq.nlargest(wanted, others)[-1] if wanted > 0 else math.inf
+            candidates = [(i, score) for i, score in candidates if i in exact or score >= threshold]
+        best = sorted(candidates, key=rank)[:limit]
         return [
             SearchHit(documents[i].kind, documents[i].key, score, i in exact) for i, score in best
         ]

@@ -378,6 +378,22 @@ async def test_the_best_hits_are_those_a_full_sort_puts_first(
         for limit in (1, 3, 10, 20):
             assert index.search(text, limit) == sorted_in_full(text, limit), (text, limit)
 
+    # Many documents sharing words and years: thousands of hits, many tied.
+    index = search.SearchIndex(
+        [
+            search.SearchDocument(
+                "organisation" if number % 50 == 0 else "event",
+                f"doc-{number}",
+                (f"{('Caspian', 'Arctic', 'Nordic')[number % 3]} summit {number % 7}",),
+                (str(2020 + number % 9),),
+            )
+            for number in range(3000)
+        ]
+    )
+    for text in ("summit", "summit 2024", "caspian summit 2027", "arctic 3", "nordic summit 5"):
+        for limit in (1, 10, 20, 500):
+            assert index.search(text, limit) == sorted_in_full(text, limit), (text, limit)
+
 
 async def test_a_cached_reply_is_retired_by_another_replicas_edit(
     start_bot: StartBot, bot_api: LocalBotApi, database_url: str
