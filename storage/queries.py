@@ -495,6 +495,9 @@ class Catalogue:
     # --- events ------------------------------------------------------------
 
     async def event(self, key: str) -> EventView | None:
+        """The event with this id, or None."""
+        if "\x00" in key:  # no id holds a NUL, and PostgreSQL refuses one in text
+            return None
         async with self.database.sessions() as session:
             event = await session.scalar(_event_query().where(Event.key == key))
             return _view(event) if event else None

@@ -411,3 +411,11 @@ async def test_a_cached_reply_is_retired_by_another_replicas_edit(
         edited = await bot_api.reply_to(bot_api.message("/org sco"))
         assert "Members: 11" in edited.text
         assert "Members: 10" in first.text
+
+
+async def test_an_event_id_with_a_nul_is_simply_not_found(
+    replicas: tuple[Catalogue, Catalogue],
+) -> None:
+    # Found by the fuzz test: PostgreSQL refuses NUL in text, and /event passed it on.
+    this, _ = replicas
+    assert await this.event("sco\x00") is None
