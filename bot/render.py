@@ -8,12 +8,14 @@ HTML-escaped here; handlers never build message text themselves.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.dates import format_date, format_datetime, format_interval, format_skeleton
 from babel.dates import format_timedelta as babel_timedelta
 from babel.lists import format_list
@@ -153,37 +155,58 @@ def kind_label(kind: str, tr: Translator) -> str:
 
 
 def format_day(day: dt.date, tr: Translator) -> str:
-    return str(format_date(day, format="long", locale=tr.locale))
+    return _format_day(day, tr.locale)
 
 
 def format_partial(value: PartialDate, tr: Translator) -> str:
     """A date shown only as precisely as it is known."""
-    match value.precision:
-        case Precision.YEAR:
-            return str(value.year)
-        case Precision.MONTH:
-            return str(format_skeleton("yMMMM", value.first_day, locale=tr.locale))
-        case Precision.DAY:
-            return format_day(value.first_day, tr)
-        case Precision.TIME:
-            moment = value.local_start
-            return str(format_datetime(moment, "d MMMM y, HH:mm", locale=tr.locale))
+    return _format_partial(value, tr.locale)
 
 
 def format_dates(start: PartialDate, end: PartialDate | None, tr: Translator) -> str:
     """A span of dates at their precision: "3–4 July 2024", "April – May 2026", "2026"."""
+    return _format_dates(start, end, tr.locale)
+
+
+# Babel's formatting (an interval takes about a millisecond: it matches its skeleton
+# anew each time) is a pure function of the dates and the locale, and a card or a list
+# shows the same few dates again and again: formatted once, kept (bounded).
+FORMAT_CACHE_SIZE = 8192
+
+
+@functools.lru_cache(maxsize=FORMAT_CACHE_SIZE)
+def _format_day(day: dt.date, locale: Locale) -> str:
+    return str(format_date(day, format="long", locale=locale))
+
+
+@functools.lru_cache(maxsize=FORMAT_CACHE_SIZE)
+def _format_partial(value: PartialDate, locale: Locale) -> str:
+    match value.precision:
+        case Precision.YEAR:
+            return str(value.year)
+        case Precision.MONTH:
+            return str(format_skeleton("yMMMM", value.first_day, locale=locale))
+        case Precision.DAY:
+            return _format_day(value.first_day, locale)
+        case Precision.TIME:
+            moment = value.local_start
+            return str(format_datetime(moment, "d MMMM y, HH:mm", locale=locale))
+
+
+@functools.lru_cache(maxsize=FORMAT_CACHE_SIZE)
+def _format_dates(start: PartialDate, end: PartialDate | None, locale: Locale) -> str:
     if end is None or end == start:
-        return format_partial(start, tr)
+        return _format_partial(start, locale)
     same_precision = start.precision == end.precision
     if start.year != end.year:
-        return f"{format_partial(start, tr)} – {format_partial(end, tr)}"
+        return f"{_format_partial(start, locale)} – {_format_partial(end, locale)}"
     if same_precision and start.precision is Precision.DAY:
-        interval = format_interval(start.first_day, end.first_day, "yMMMMd", locale=tr.locale)
+        interval = format_interval(start.first_day, end.first_day, "yMMMMd", locale=locale)
         return str(interval)
     if same_precision and start.precision is Precision.MONTH:
-        interval = format_interval(start.first_day, end.first_day, "yMMMM", locale=tr.locale)
+        interval = format_interval(start.first_day, end.first_day, "yMMMM", locale=locale)
         return str(interval)
-    return f"{format_partial(start, tr)} – {format_partial(end, tr)}"
+    return f"{_format_partial(start, locale)} – {_format_partial(end, locale)}"
 
 
 def event_when(event: EventView, chat: ChatView, tr: Translator) -> list[str]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, ScalarSelect, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
@@ -18,6 +20,9 @@ from storage.models import (
     Subscription,
 )
 from storage.views import ChatView
+
+# A value read in the same statement as a chat: one round trip for both.
+ReadAlong = ScalarSelect[Any]
 
 
 async def deactivate_chat(
@@ -116,14 +121,19 @@ class Chats:
         self.default_timezone = default_timezone
         self.planner = planner or Planner()
 
-    async def view_for_user(self, user_id: int, language: str | None) -> ChatView:
+    async def view_for_user(
+        self, user_id: int, language: str | None, *, read_along: Sequence[ReadAlong] = ()
+    ) -> tuple[ChatView, Row[Any] | None]:
         """Settings for a user seen outside any chat (inline mode): their private chat's
-        if they have one, else the defaults in their language. Nothing is stored."""
-        async with self.database.sessions() as session:
-            chat = await session.get(Chat, user_id)
+        if they have one, else the defaults in their language. Nothing is stored.
+
+        ``read_along``: scalar subqueries read in the same statement as the chat (see
+        :meth:`ensure`); their values, or None when the chat is not stored.
+        """
+        chat, along = await self._read(user_id, read_along)
         if chat is not None:
-            return ChatView.of(chat)
-        return ChatView(
+            return ChatView.of(chat), along
+        view = ChatView(
             user_id,
             ChatType.PRIVATE,
             None,
@@ -131,6 +141,18 @@ class Chats:
             self.default_timezone,
             True,
         )
+        return view, None
+
+    async def _read(
+        self, chat_id: int, read_along: Sequence[ReadAlong]
+    ) -> tuple[Chat | None, Row[Any] | None]:
+        async with self.database.sessions() as session:
+            row = (
+                await session.execute(select(Chat, *read_along).where(Chat.id == chat_id))
+            ).first()
+        if row is None:
+            return None, None
+        return row[0], row[1:]
 
     async def set_language(self, chat_id: int, language: str) -> None:
         async with self.database.transaction() as session:
@@ -151,8 +173,18 @@ class Chats:
         now: dt.datetime,
         *,
         reactivate: bool = True,
-    ) -> ChatView:
-        """The chat, created on first contact; a group keeps its language whoever writes."""
+        read_along: Sequence[ReadAlong] = (),
+    ) -> tuple[ChatView, Row[Any] | None]:
+        """The chat, created on first contact; a group keeps its language whoever writes.
+
+        A chat already stored as it is (nearly every update) is only read, with no write
+        lock or commit; ``read_along`` (scalar subqueries, e.g. the catalogue's revision)
+        are read in that same statement, and their values returned (None when the chat
+        had to be written).
+        """
+        chat, along = await self._read(chat_id, read_along)
+        if chat is not None and chat.is_active and chat.title == title and chat.type == chat_type:
+            return ChatView.of(chat), along
         async with self.database.transaction() as session:
             chat = await session.get(Chat, chat_id)
             if chat is None:
@@ -173,7 +205,7 @@ class Chats:
                     await self.planner.replan(session, now, chat_ids=[chat_id])
                 chat.title = title
                 chat.type = chat_type
-            return ChatView.of(chat)
+            return ChatView.of(chat), None
 
     async def set_active(self, chat_id: int, active: bool, reason: str, now: dt.datetime) -> None:
         """Record that the bot was added back (active) or blocked/removed (inactive)."""

@@ -7,19 +7,23 @@ Each method opens its own short read transaction.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import functools
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
 from storage.database import Database
-from storage.dataset import CATALOGUE_VERSION_KEY, catalogue_version
+from storage.dataset import CATALOGUE_VERSION_KEY
 from storage.dates import PartialDate
 from storage.models import (
     Chairmanship,
@@ -97,132 +101,356 @@ def _view(event: Event) -> EventView:
     return EventView.of(event, org, place)
 
 
+@dataclass
+class _RequestRevision:
+    """The catalogue's revision as read once for one request (see :func:`one_revision`)."""
+
+    revision: tuple[object, ...] | None = None
+    open: bool = True
+
+
+_request_revision: ContextVar[_RequestRevision | None] = ContextVar(
+    "catalogue_request_revision", default=None
+)
+
+
+@contextmanager
+def one_revision() -> Iterator[None]:
+    """Within this block (one update), the catalogue's revision is read at most once.
+
+    Caches are keyed by the revision, so one update reads it once and every lookup it
+    makes agrees with the others; the next update reads it anew, so a write by another
+    replica is seen by the next request. The scope closes with the block: a task that
+    outlives the update (and copied its context) reads the revision itself again.
+    """
+    scope = _RequestRevision()
+    token = _request_revision.set(scope)
+    try:
+        yield
+    finally:
+        scope.open = False
+        _request_revision.reset(token)
+
+
+@dataclass(frozen=True)
+class _OrganisationFacts:
+    """What an organisation's card shows that does not depend on the day: its row and chairs."""
+
+    id: int
+    ref: OrganisationRef
+    founded: PartialDate | None
+    founded_note: dict[str, str]
+    headquarters: dict[str, str]
+    members: int | None
+    members_note: dict[str, str]
+    rotation: dict[str, str]
+    note: dict[str, str]
+    sources: tuple[str, ...]
+    chairs: tuple[ChairView, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class _Organisations:
+    """Every organisation as of one revision: by key (in key order) and by name."""
+
+    by_key: dict[str, _OrganisationFacts]
+    names: dict[str, OrganisationRef]
+
+
+@dataclass(frozen=True)
+class _Timeline:
+    """One organisation's events in brief, by start (and id): (starts_at, key, ends_at,
+    status, recurring). Enough to pick what its card shows at any moment."""
+
+    events: tuple[tuple[Any, ...], ...]
+
+    def card_events(self, now: dt.datetime) -> tuple[str | None, list[str]]:
+        """(the last held event, the events that may come next): the first coming single
+        event and every recurring one, whose next occurrence is computed by the caller."""
+        held = next(
+            (
+                key
+                for _, key, ends_at, status, _ in reversed(self.events)
+                if ends_at <= now and status is not EventStatus.CANCELLED
+            ),
+            None,
+        )
+        coming = [
+            key
+            for _, key, _, status, recurring in self.events
+            if recurring and status is not EventStatus.CANCELLED
+        ]
+        first_single = next(
+            (
+                key
+                for _, key, ends_at, status, recurring in self.events
+                if ends_at > now and status is not EventStatus.CANCELLED and not recurring
+            ),
+            None,
+        )
+        if first_single is not None:
+            coming.append(first_single)
+        return held, coming
+
+
+@dataclass(frozen=True)
+class _Singles:
+    """Single events of a list in brief, by start (and id), to page the upcoming ones."""
+
+    starts: list[dt.datetime]
+    keys: list[str]
+    ends: list[dt.datetime]
+    ends_in_order: list[dt.datetime]
+    longest: dt.timedelta  # the longest span: nothing that started earlier is still on
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[Any, ...]]) -> _Singles:
+        starts = [row[0] for row in rows]
+        ends = [row[2] for row in rows]
+        spans = (end - start for start, end in zip(starts, ends, strict=True))
+        return cls(
+            starts=starts,
+            keys=[row[1] for row in rows],
+            ends=ends,
+            ends_in_order=sorted(ends),
+            longest=max(spans, default=dt.timedelta(0)),
+        )
+
+    def upcoming(self, now: dt.datetime, limit: int) -> tuple[list[tuple[dt.datetime, str]], int]:
+        """The first ``limit`` events not over at ``now`` (start, id), and how many there are."""
+        count = len(self.ends_in_order) - bisect.bisect_right(self.ends_in_order, now)
+        # Every event starting before ``now - longest`` has ended; check the rest in order.
+        index = bisect.bisect_right(self.starts, now - max(self.longest, dt.timedelta(0)))
+        found: list[tuple[dt.datetime, str]] = []
+        while len(found) < limit and index < len(self.starts):
+            if self.ends[index] > now:
+                found.append((self.starts[index], self.keys[index]))
+            index += 1
+        return found, count
+
+
+# Bounds of the per-revision caches (emptied when full, rebuilt as requests come).
+MAX_CACHED_LISTS = 1024
+MAX_CACHED_EVENTS = 4096
+
+
+class _Recurring:
+    """A recurring event with its last computed next occurrence (rrule is slow to step).
+
+    The next occurrence found at ``now`` stays the next one until it ends: for any later
+    moment before its end the answer is the same, so it is computed again only then (or
+    for an earlier moment).
+    """
+
+    __slots__ = ("_occurrence", "_since", "event")
+
+    def __init__(self, event: EventView) -> None:
+        self.event = event
+        self._since: dt.datetime | None = None
+        self._occurrence: EventView | None = None
+
+    def next_occurrence(self, now: dt.datetime) -> EventView | None:
+        since, occurrence = self._since, self._occurrence
+        if since is not None and since <= now and (occurrence is None or now < occurrence.ends_at):
+            return occurrence
+        occurrence = self.event.next_occurrence(now)
+        self._since, self._occurrence = now, occurrence
+        return occurrence
+
+
 class Catalogue:
-    """Read-side service over organisations, chairmanships and events."""
+    """Read-side service over organisations, chairmanships and events.
+
+    What is cached in process (the search index; organisations with their names, facts
+    and chairs; each organisation's timeline; the events of upcoming lists in brief;
+    event views) is keyed by the catalogue's revision (:meth:`_revision`), read from the
+    database once per request and before any data cached under it: a change written
+    through any replica retires it before the next request. A cache filled while a
+    newer revision arrives is filled under the revision it was read for, never the
+    newer one. Nothing depending on the moment is cached, only what it is picked from.
+    """
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self._index: SearchIndex | None = None
         self._index_revision: tuple[object, ...] | None = None
-        self._names: dict[str, OrganisationRef] | None = None
-        self._names_revision: tuple[object, ...] | None = None
+        self._orgs: _Organisations | None = None
+        self._orgs_revision: tuple[object, ...] | None = None
+        self._timeline_cache: dict[int, _Timeline] = {}
+        self._timelines_revision: tuple[object, ...] | None = None
+        self._single_lists: dict[EventFilter, _Singles] = {}
+        self._singles_revision: tuple[object, ...] | None = None
+        self._recurring_lists: dict[EventFilter, list[_Recurring]] = {}
+        self._recurring_revision: tuple[object, ...] | None = None
+        self._views: dict[str, EventView] = {}
+        self._views_revision: tuple[object, ...] | None = None
 
     # --- organisations -----------------------------------------------------
 
     async def organisations(self) -> list[OrganisationRef]:
-        async with self.database.sessions() as session:
-            rows = await session.scalars(select(Organisation).order_by(Organisation.key))
-            return [OrganisationRef.of(org) for org in rows]
+        """Every organisation, by key."""
+        return [facts.ref for facts in (await self._organisations()).by_key.values()]
 
     async def find_organisation(self, name: str) -> OrganisationRef | None:
         """The organisation with this key, name, abbreviation or alias (any language, any case)."""
         wanted = normalise(name)
         if not wanted:
             return None
-        found = (await self._organisation_names()).get(wanted)
+        organisations = await self._organisations()
+        found = organisations.names.get(wanted)
         if found is not None:
             return found
         hits = [hit for hit in (await self.search_index()).search(name, 3) if hit.exact]
         organisation_hits = [hit for hit in hits if hit.kind == "organisation"]
         if len(organisation_hits) == 1:
-            return await self._organisation_ref(organisation_hits[0].key)
+            facts = organisations.by_key.get(organisation_hits[0].key)
+            return facts.ref if facts else None
         return None
 
-    async def _organisation_names(self) -> dict[str, OrganisationRef]:
-        """Every organisation by each of its names, normalised; rebuilt when they change.
+    async def _organisations(self) -> _Organisations:
+        """Every organisation by key and by each of its names, with its facts and chairs,
+        as of the catalogue's revision; read again (two statements) when it changes.
 
         Where two share a name, the first by key wins.
         """
+        revision = await self._revision()
+        if self._orgs is not None and self._orgs_revision == revision:
+            return self._orgs
+        names: dict[str, OrganisationRef] = {}
         async with self.database.sessions() as session:
-            version = await catalogue_version(session)
-            counts = (
-                await session.execute(select(func.count(), func.max(Organisation.updated_at)))
-            ).one()
-            revision = (version, *counts)
-            if self._names is not None and self._names_revision == revision:
-                return self._names
-            names: dict[str, OrganisationRef] = {}
-            for org in await session.scalars(select(Organisation).order_by(Organisation.key)):
-                ref = OrganisationRef.of(org)
-                for candidate in (
-                    org.key,
-                    *org.names.values(),
-                    *org.abbreviations.values(),
-                    *org.aliases,
-                ):
-                    names.setdefault(normalise(candidate), ref)
-        self._names, self._names_revision = names, revision
-        return names
-
-    async def _organisation_ref(self, key: str) -> OrganisationRef | None:
-        async with self.database.sessions() as session:
-            org = await session.scalar(select(Organisation).where(Organisation.key == key))
-            return OrganisationRef.of(org) if org else None
+            orgs = (await session.scalars(select(Organisation).order_by(Organisation.key))).all()
+            by_key = await self._load_facts(session, orgs)
+        for org in orgs:
+            ref = by_key[org.key].ref
+            for candidate in (
+                org.key,
+                *org.names.values(),
+                *org.abbreviations.values(),
+                *org.aliases,
+            ):
+                names.setdefault(normalise(candidate), ref)
+        self._orgs, self._orgs_revision = _Organisations(by_key, names), revision
+        return self._orgs
 
     async def organisation_card(self, key: str, now: dt.datetime) -> OrganisationCard | None:
         """Everything /org shows: names, facts, chair history, last and next event."""
-        async with self.database.sessions() as session:
-            org = await session.scalar(select(Organisation).where(Organisation.key == key))
-            if org is None:
-                return None
-            ref = OrganisationRef.of(org)
-            chairs = await self._chairs(session, org.id, ref)
-            # The last held and the next event, found in the database; recurring events
-            # (few) are read whole, as their next occurrence is computed here.
-            of_org = _event_query().where(Event.organisation_id == org.id)
-            order = (Event.starts_at, self._key_order())
-            held = await session.scalar(
-                of_org.where(Event.ends_at <= now, Event.status != EventStatus.CANCELLED)
-                .order_by(*(column.desc() for column in order))
-                .limit(1)
-            )
-            first_single = (
-                select(Event.id)
-                .where(
-                    Event.organisation_id == org.id,
-                    Event.ends_at > now,
-                    Event.status != EventStatus.CANCELLED,
-                    Event.recurrence.is_(None),
-                )
-                .order_by(*order)
-                .limit(1)
-                .scalar_subquery()
-            )
-            coming = await session.scalars(
-                of_org.where(
-                    Event.status != EventStatus.CANCELLED,
-                    or_(Event.recurrence.is_not(None), Event.id == first_single),
-                )
-            )
-        events = sorted((_view(e) for e in coming), key=lambda v: (v.starts_at, v.key))
-        today = now.date()
-        return OrganisationCard(
-            organisation=ref,
-            founded=PartialDate.parse(org.founded) if org.founded else None,
-            founded_note=dict(org.founded_note),
-            headquarters=dict(org.headquarters),
-            members=org.members,
-            members_note=dict(org.members_note),
-            rotation=dict(org.rotation),
-            note=dict(org.note),
-            sources=tuple(org.sources),
-            chairs=tuple(chairs),
-            current_chair=_chair_on(chairs, today),
-            last_event=_view(held) if held is not None else None,
-            next_event=_next_of(events, now),
+        return (await self.organisation_cards([key], now)).get(key)
+
+    async def organisation_cards(
+        self, keys: Iterable[str], now: dt.datetime
+    ) -> dict[str, OrganisationCard]:
+        """The cards of several organisations by key (those that exist), in one session.
+
+        Facts, chairs and each organisation's timeline come from the caches while the
+        catalogue's revision holds; the last held and next events are picked from the
+        timelines for ``now``, and their views come from the event cache.
+        """
+        facts = (await self._organisations()).by_key
+        found = [facts[key] for key in dict.fromkeys(keys) if key in facts]
+        if not found:
+            return {}
+        timelines = await self._timelines([f.id for f in found])
+        picked = {fact.id: timelines[fact.id].card_events(now) for fact in found}
+        views = await self._events_by_key(
+            [key for held_key, coming in picked.values() for key in (held_key, *coming) if key]
         )
+        held: dict[int, EventView] = {}
+        coming: dict[int, list[EventView]] = {}
+        for organisation_id, (held_key, coming_keys) in picked.items():
+            if held_key is not None and held_key in views:
+                held[organisation_id] = views[held_key]
+            coming[organisation_id] = [views[key] for key in coming_keys if key in views]
+        today = now.date()
+        cards = {}
+        for fact in found:
+            events = sorted(coming.get(fact.id, ()), key=lambda v: (v.starts_at, v.key))
+            cards[fact.ref.key] = OrganisationCard(
+                organisation=fact.ref,
+                founded=fact.founded,
+                founded_note=dict(fact.founded_note),
+                headquarters=dict(fact.headquarters),
+                members=fact.members,
+                members_note=dict(fact.members_note),
+                rotation=dict(fact.rotation),
+                note=dict(fact.note),
+                sources=fact.sources,
+                chairs=fact.chairs,
+                current_chair=_chair_on(fact.chairs, today),
+                last_event=held.get(fact.id),
+                next_event=_next_of(events, now),
+            )
+        return cards
+
+    async def _load_facts(
+        self, session: AsyncSession, orgs: Sequence[Organisation]
+    ) -> dict[str, _OrganisationFacts]:
+        """The facts and chairs of these organisations (one more statement, for chairs)."""
+        refs = {org.id: OrganisationRef.of(org) for org in orgs}
+        chairs: dict[int, list[ChairView]] = {org.id: [] for org in orgs}
+        if orgs:
+            for row in await session.scalars(
+                select(Chairmanship)
+                .where(Chairmanship.organisation_id.in_(list(refs)))
+                .order_by(
+                    Chairmanship.organisation_id,
+                    Chairmanship.starts_on.is_not(None),
+                    Chairmanship.starts_on,
+                    Chairmanship.id,
+                )
+            ):
+                chairs[row.organisation_id].append(ChairView.of(row, refs[row.organisation_id]))
+        return {
+            org.key: _OrganisationFacts(
+                id=org.id,
+                ref=refs[org.id],
+                founded=PartialDate.parse(org.founded) if org.founded else None,
+                founded_note=dict(org.founded_note),
+                headquarters=dict(org.headquarters),
+                members=org.members,
+                members_note=dict(org.members_note),
+                rotation=dict(org.rotation),
+                note=dict(org.note),
+                sources=tuple(org.sources),
+                chairs=tuple(chairs[org.id]),
+            )
+            for org in orgs
+        }
+
+    async def _timelines(self, organisation_ids: Sequence[int]) -> dict[int, _Timeline]:
+        """Organisations' events in brief, by organisation, as of the catalogue's revision.
+
+        Every organisation's at once, in one statement of a few columns, when a revision
+        is first asked for: read one organisation at a time, most /org requests found
+        theirs missing (there are many organisations, each asked for now and then).
+        """
+        revision = await self._revision()
+        timelines = self._timeline_cache
+        if self._timelines_revision != revision:
+            rows: dict[int, list[tuple[Any, ...]]] = {}
+            async with self.database.sessions() as session:
+                result = await session.execute(
+                    select(
+                        Event.organisation_id,
+                        Event.starts_at,
+                        Event.key,
+                        Event.ends_at,
+                        Event.status,
+                        Event.recurrence.is_not(None),
+                    )
+                    .where(Event.organisation_id.is_not(None))
+                    .order_by(Event.starts_at, self._key_order())
+                )
+                for org_id, starts_at, key, ends_at, status, recurring in result:
+                    if org_id is not None:
+                        rows.setdefault(org_id, []).append(
+                            (starts_at, key, ends_at, status, recurring)
+                        )
+            timelines = {org_id: _Timeline(tuple(events)) for org_id, events in rows.items()}
+            self._timeline_cache, self._timelines_revision = timelines, revision
+        empty = _Timeline(())
+        return {org_id: timelines.get(org_id, empty) for org_id in organisation_ids}
 
     # --- chairmanships -----------------------------------------------------
-
-    async def _chairs(
-        self, session: AsyncSession, org_id: int, ref: OrganisationRef
-    ) -> list[ChairView]:
-        rows = await session.scalars(
-            select(Chairmanship)
-            .where(Chairmanship.organisation_id == org_id)
-            .order_by(Chairmanship.starts_on.is_not(None), Chairmanship.starts_on)
-        )
-        return [ChairView.of(row, ref) for row in rows]
 
     async def _chairs_by_organisation(self) -> list[tuple[OrganisationRef, list[ChairView]]]:
         async with self.database.sessions() as session:
@@ -267,7 +495,8 @@ class Catalogue:
     # --- events ------------------------------------------------------------
 
     async def event(self, key: str) -> EventView | None:
-        if "\x00" in key:  # PostgreSQL cannot hold U+0000 in text: no id has it
+        """The event with this id, or None."""
+        if "\x00" in key:  # no id holds a NUL, and PostgreSQL refuses one in text
             return None
         async with self.database.sessions() as session:
             event = await session.scalar(_event_query().where(Event.key == key))
@@ -313,47 +542,99 @@ class Catalogue:
         elif query.when is When.PAST:
             conditions.append(Event.ends_at <= now)
 
-        async with self.database.sessions() as session:
-            if query.when is not When.UPCOMING:
+        if query.when is not When.UPCOMING:
+            async with self.database.sessions() as session:
                 return await self._sorted_page(
                     session, conditions, page, page_size, descending=query.when is When.PAST
                 )
-            # Upcoming: recurring events at their next occurrence, merged with the others
-            # (which are all still to come, so they sort by their own start).
-            recurring = [
-                occurrence
-                for event in await session.scalars(
-                    _event_query().where(*conditions, Event.recurrence.is_not(None))
-                )
-                for occurrence in [_view(event).next_occurrence(now)]
-                if occurrence is not None
-            ]
-            recurring.sort(key=lambda v: (v.starts_at, v.key))
-            single = [*conditions, Event.recurrence.is_(None), Event.ends_at > now]
-            total = len(recurring) + await self._count(session, single)
-            page, pages = _page_bounds(total, page, page_size)
-            first, last = page * page_size, (page + 1) * page_size
-            # Only the first ``last`` single events can reach this page; their ids suffice.
-            prefix = (
-                await session.execute(
-                    select(Event.starts_at, Event.key)
-                    .where(*single)
-                    .order_by(Event.starts_at, self._key_order())
-                    .limit(last)
-                )
-            ).all()
-            merged = sorted(
-                [(starts_at, key, None) for starts_at, key in prefix]
-                + [(view.starts_at, view.key, view) for view in recurring],
-                key=lambda item: (item[0], item[1]),
-            )[first:last]
-            wanted = [key for _, key, view in merged if view is None]
-            loaded = {
-                event.key: _view(event)
-                for event in await session.scalars(_event_query().where(Event.key.in_(wanted)))
-            }
+        # Upcoming: recurring events at their next occurrence, merged with the others
+        # (which are all still to come, so they sort by their own start).
+        recurring = [
+            occurrence
+            for event in await self._recurring(query, conditions)
+            for occurrence in [event.next_occurrence(now)]
+            if occurrence is not None
+        ]
+        recurring.sort(key=lambda v: (v.starts_at, v.key))
+        # Only the first ``last`` single events can reach the page; a page past the end
+        # shows the last one, which those taken for the page asked for cover.
+        asked = max(page, 0)
+        singles = await self._singles(query, conditions)
+        prefix, count = singles.upcoming(now, (asked + 1) * page_size)
+        total = len(recurring) + count
+        page, pages = _page_bounds(total, page, page_size)
+        first, last = page * page_size, (page + 1) * page_size
+        merged = sorted(
+            [(starts_at, key, None) for starts_at, key in prefix]
+            + [(view.starts_at, view.key, view) for view in recurring],
+            key=lambda item: (item[0], item[1]),
+        )[first:last]
+        loaded = await self._events_by_key([key for _, key, view in merged if view is None])
         window = [view if view is not None else loaded[key] for _, key, view in merged]
         return EventPage(tuple(window), page, pages, total, page_size)
+
+    async def _singles(
+        self, query: EventFilter, conditions: Sequence[ColumnElement[bool]]
+    ) -> _Singles:
+        """The single (not recurring) events a list shows, in brief and in order, cached
+        by revision and filter: the upcoming ones at any moment are picked from them."""
+        revision = await self._revision()
+        if self._singles_revision != revision:
+            self._single_lists, self._singles_revision = {}, revision
+        # This revision's lists: a newer revision may replace them while this one reads.
+        lists = self._single_lists
+        cached = lists.get(query)
+        if cached is not None:
+            return cached
+        async with self.database.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Event.starts_at, Event.key, Event.ends_at)
+                    .where(*conditions, Event.recurrence.is_(None))
+                    .order_by(Event.starts_at, self._key_order())
+                )
+            ).all()
+        found = _Singles.of([tuple(row) for row in rows])
+        if len(lists) >= MAX_CACHED_LISTS:
+            lists.clear()
+        lists[query] = found
+        return found
+
+    async def _recurring(
+        self, query: EventFilter, conditions: Sequence[ColumnElement[bool]]
+    ) -> list[_Recurring]:
+        """The recurring events a list shows (few), cached by revision and filter."""
+        revision = await self._revision()
+        if self._recurring_revision != revision:
+            self._recurring_lists, self._recurring_revision = {}, revision
+        lists = self._recurring_lists  # this revision's (see ``_singles``)
+        cached = lists.get(query)
+        if cached is not None:
+            return cached
+        async with self.database.sessions() as session:
+            rows = await session.scalars(
+                _event_query().where(*conditions, Event.recurrence.is_not(None))
+            )
+            found = [_Recurring(_view(event)) for event in rows]
+        if len(lists) >= MAX_CACHED_LISTS:
+            lists.clear()
+        lists[query] = found
+        return found
+
+    async def _events_by_key(self, keys: Sequence[str]) -> dict[str, EventView]:
+        """Events by key, from the cache of this revision's events where they are in it."""
+        revision = await self._revision()
+        if self._views_revision != revision:
+            self._views, self._views_revision = {}, revision
+        views = self._views
+        missing = [key for key in keys if key not in views]
+        if missing:
+            if len(views) + len(missing) > MAX_CACHED_EVENTS:
+                views.clear()
+            async with self.database.sessions() as session:
+                for event in await session.scalars(_event_query().where(Event.key.in_(missing))):
+                    views[event.key] = _view(event)
+        return {key: views[key] for key in keys if key in views}
 
     async def _count(self, session: AsyncSession, conditions: Sequence[ColumnElement[bool]]) -> int:
         return int(await session.scalar(select(func.count(Event.id)).where(*conditions)) or 0)
@@ -432,24 +713,42 @@ class Catalogue:
 
     # --- search ------------------------------------------------------------
 
+    async def revision(self) -> tuple[object, ...]:
+        """The catalogue's revision (read once per request): changes with every change
+        to places, organisations, chairs or events, made through any replica."""
+        return await self._revision()
+
     async def _revision(self) -> tuple[object, ...]:
         # The catalogue's version, written with every change made through the bot or an
         # import (by any replica, whatever its clock), plus counts and latest edits for
-        # changes made in the database directly. One statement of scalar subqueries.
-        def fingerprint(model: type[Event] | type[Organisation]) -> tuple[Any, Any]:
-            return (
-                select(func.count()).select_from(model).scalar_subquery(),
-                select(func.max(model.updated_at)).scalar_subquery(),
-            )
+        # changes made in the database directly. One statement of scalar subqueries, read
+        # once per request (``one_revision``) and always before the data cached under it.
+        scope = _request_revision.get()
+        if scope is not None and scope.open and scope.revision is not None:
+            return scope.revision
+        revision = await self._read_revision()
+        if scope is not None and scope.open:
+            scope.revision = revision
+        return revision
 
-        version = select(Meta.value).where(Meta.key == CATALOGUE_VERSION_KEY).scalar_subquery()
+    async def _read_revision(self) -> tuple[object, ...]:
         async with self.database.sessions() as session:
-            row = (
-                await session.execute(
-                    select(version, *fingerprint(Event), *fingerprint(Organisation))
-                )
-            ).one()
+            row = (await session.execute(select(*self.revision_columns()))).one()
         return tuple(row)
+
+    @staticmethod
+    def revision_columns() -> tuple[ScalarSelect[Any], ...]:
+        """The revision as scalar subqueries, for a request's first statement to read
+        along (``Chats.ensure``); hand the values to :meth:`use_revision`."""
+        return _revision_columns()
+
+    @staticmethod
+    def use_revision(values: Sequence[object]) -> None:
+        """The revision read along with something else at the start of this request:
+        the catalogue's lookups in this request use it instead of reading it again."""
+        scope = _request_revision.get()
+        if scope is not None and scope.open and scope.revision is None:
+            scope.revision = tuple(values)
 
     async def search_index(self) -> SearchIndex:
         """The search index, rebuilt when the data changed since it was built."""
@@ -497,17 +796,9 @@ class Catalogue:
         hits = index.search(text, limit)
         org_keys = [hit.key for hit in hits if hit.kind == "organisation"]
         event_keys = [hit.key for hit in hits if hit.kind == "event"]
-        async with self.database.sessions() as session:
-            orgs = {
-                org.key: OrganisationRef.of(org)
-                for org in await session.scalars(
-                    select(Organisation).where(Organisation.key.in_(org_keys))
-                )
-            }
-            events = {
-                event.key: _view(event)
-                for event in await session.scalars(_event_query().where(Event.key.in_(event_keys)))
-            }
+        facts = (await self._organisations()).by_key
+        orgs = {key: facts[key].ref for key in org_keys if key in facts}
+        events = await self._events_by_key(event_keys)
         exact = _exact_organisation(hits)
         ranked = [
             orgs.get(hit.key) if hit.kind == "organisation" else events.get(hit.key) for hit in hits
@@ -523,17 +814,24 @@ class Catalogue:
     async def suggestions(self, text: str, kind: str | None = None) -> list[Suggestion]:
         """Organisations (and event ids) whose names look like ``text``."""
         found = (await self.search_index()).suggestions(text, kind=kind)
-        org_keys = [key for found_kind, key in found if found_kind == "organisation"]
-        async with self.database.sessions() as session:
-            orgs = {
-                org.key: OrganisationRef.of(org)
-                for org in await session.scalars(
-                    select(Organisation).where(Organisation.key.in_(org_keys))
-                )
-            }
+        facts = (await self._organisations()).by_key
+        orgs = {key: facts[key].ref for found_kind, key in found if key in facts}
         return [
             orgs.get(key, key) if found_kind == "organisation" else key for found_kind, key in found
         ]
+
+
+@functools.cache
+def _revision_columns() -> tuple[ScalarSelect[Any], ...]:
+    # Built once: statements are immutable, and building them took a millisecond an update.
+    def fingerprint(model: type[Event] | type[Organisation]) -> tuple[Any, Any]:
+        return (
+            select(func.count()).select_from(model).scalar_subquery(),
+            select(func.max(model.updated_at)).scalar_subquery(),
+        )
+
+    version = select(Meta.value).where(Meta.key == CATALOGUE_VERSION_KEY).scalar_subquery()
+    return (version, *fingerprint(Event), *fingerprint(Organisation))
 
 
 def _exact_organisation(hits: list[SearchHit]) -> SearchHit | None:

@@ -6,6 +6,9 @@ and to Chinese written without spaces (a query inside a name counts).
 
 from __future__ import annotations
 
+import bisect
+import heapq
+import math
 import re
 import unicodedata
 from collections import defaultdict
@@ -73,7 +76,7 @@ class SearchIndex:
     def __init__(self, documents: Iterable[SearchDocument]) -> None:
         self.documents = list(documents)
         self._phrases: dict[str, set[int]] = defaultdict(set)
-        self._postings: dict[str, set[int]] = defaultdict(set)
+        postings: dict[str, set[int]] = defaultdict(set)
         for index, document in enumerate(self.documents):
             for phrase in document.phrases:
                 normal = normalise(phrase)
@@ -81,11 +84,20 @@ class SearchIndex:
                     continue
                 self._phrases[normal].add(index)
                 for token in tokens(phrase):
-                    self._postings[token].add(index)
+                    postings[token].add(index)
             for term in document.extra_terms:
                 for token in tokens(term):
-                    self._postings[token].add(index)
+                    postings[token].add(index)
+        # Tuples of numbers, which the garbage collector stops tracking: sets would be
+        # traversed by every full collection (hundreds of thousands of entries, about a
+        # tenth of a second a time with 10,000 events).
+        self._postings: dict[str, tuple[int, ...]] = {
+            word: tuple(found) for word, found in postings.items()
+        }
         self._vocabulary = list(self._postings)
+        # Sorted, words that start with a token are one run, found by bisection.
+        self._sorted_vocabulary = sorted(self._vocabulary)
+        self._rank = {word: rank for rank, word in enumerate(self._vocabulary)}
         self._phrase_list = list(self._phrases)
 
     def _token_scores(self, token: str) -> dict[int, float]:
@@ -98,14 +110,27 @@ class SearchIndex:
 
         if token in self._postings:
             offer(token, EXACT)
-        cjk = _is_cjk(token)
-        for word in self._vocabulary:
-            if word == token:
-                continue
-            if len(token) >= 2 and word.startswith(token):
+        if _is_cjk(token):
+            for word in self._vocabulary:
+                if word == token:
+                    continue
+                if len(token) >= 2 and word.startswith(token):
+                    offer(word, PREFIX)
+                elif len(token) >= 2 and (token in word or (len(word) >= 2 and word in token)):
+                    offer(word, CONTAINED)
+        elif len(token) >= 2:
+            # Only prefixes count for other scripts: the words after ``token`` in order,
+            # up to the first that does not start with it.
+            # Offered in the vocabulary's own order, as a scan would: ties keep their order.
+            words = self._sorted_vocabulary
+            matches = []
+            for position in range(bisect.bisect_right(words, token), len(words)):
+                word = words[position]
+                if not word.startswith(token):
+                    break
+                matches.append(word)
+            for word in sorted(matches, key=self._rank.__getitem__):
                 offer(word, PREFIX)
-            elif cjk and len(token) >= 2 and (token in word or (len(word) >= 2 and word in token)):
-                offer(word, CONTAINED)
         if len(token) >= 4 and not token.isdigit():
             for word, ratio, _ in process.extract(
                 token, self._vocabulary, scorer=fuzz.ratio, score_cutoff=75, limit=25
@@ -126,13 +151,25 @@ class SearchIndex:
                 totals[index] += score / len(query_tokens)
         for index in exact:
             totals[index] = EXACT
-        hits = [
-            SearchHit(self.documents[i].kind, self.documents[i].key, score, i in exact)
-            for i, score in totals.items()
-            if score >= MIN_SCORE
+        documents = self.documents
+
+        def rank(item: tuple[int, float]) -> tuple[bool, float, bool]:
+            index, score = item
+            return (index not in exact, -score, documents[index].kind != "organisation")
+
+        # Only the best ``limit`` are kept, and a common word matches thousands of events:
+        # what cannot reach them (scored below the best ``limit`` others) is left out before
+        # sorting. Exact matches come first whatever their score; ties keep their order.
+        candidates = [(i, score) for i, score in totals.items() if score >= MIN_SCORE]
+        if len(candidates) > limit:
+            others = [score for i, score in candidates if i not in exact]
+            wanted = limit - (len(candidates) - len(others))
+            threshold = heapq.nlargest(wanted, others)[-1] if wanted > 0 else math.inf
+            candidates = [(i, score) for i, score in candidates if i in exact or score >= threshold]
+        best = sorted(candidates, key=rank)[:limit]
+        return [
+            SearchHit(documents[i].kind, documents[i].key, score, i in exact) for i, score in best
         ]
-        hits.sort(key=lambda hit: (-hit.exact, -hit.score, hit.kind != "organisation"))
-        return hits[:limit]
 
     def suggestions(
         self, text: str, limit: int = 3, kind: str | None = None

@@ -16,16 +16,22 @@ async def remember_chat(update: Update, context: BotContext) -> None:
     settings = context.services.settings
     # A group's language is that of the person who first spoke to the bot there, and stays.
     language = normalise_language(user.language_code if user else None, settings.default_language)
+    # The catalogue's revision is read in the same statement as the chat: one round trip.
+    revision = context.services.catalogue.revision_columns()
     if chat is None:
         if user is not None:  # inline queries and buttons under inline messages
-            context.chat_view = await context.services.chats.view_for_user(user.id, language)
+            context.chat_view, along = await context.services.chats.view_for_user(
+                user.id, language, read_along=revision
+            )
+            if along is not None:
+                context.services.catalogue.use_revision(along)
         return
     try:
         chat_type = ChatType(chat.type)
     except ValueError:
         chat_type = ChatType.PRIVATE
     title = chat.title or chat.full_name or chat.username
-    context.chat_view = await context.services.chats.ensure(
+    context.chat_view, along = await context.services.chats.ensure(
         chat.id,
         chat_type,
         title,
@@ -34,4 +40,7 @@ async def remember_chat(update: Update, context: BotContext) -> None:
         # A membership change says itself whether the bot can write there.
         # In a channel only the bot's rights say that (a post can come while it may not post).
         reactivate=update.my_chat_member is None and chat_type is not ChatType.CHANNEL,
+        read_along=revision,
     )
+    if along is not None:
+        context.services.catalogue.use_revision(along)

@@ -13,7 +13,6 @@ from bot.context import BotContext
 from bot.i18n import translator
 from bot.messaging import answer
 from config.languages import normalise_language
-from storage.dataset import catalogue_version
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ async def flood_guard(update: Update, context: BotContext) -> None:
 async def cached_reply(update: Update, context: BotContext) -> None:
     """Answer a repeated read-only request from the cache (the chat is known by now).
 
-    The key holds the catalogue's version and the chat's settings, both as stored in
+    The key holds the catalogue's revision and the chat's settings, both as stored in
     the database: an edit or a /lang made through any replica retires cached replies
     everywhere at once.
     """
@@ -57,9 +56,9 @@ async def cached_reply(update: Update, context: BotContext) -> None:
     key = cache_key(chat.id, message.text)
     if key is None:
         return
-    async with context.services.database.sessions() as session:
-        version = await catalogue_version(session)
-    key = (key[0], f"{version}\x1f{context.chat_view!r}\x1f{key[1]}")
+    # The revision was read with the chat (``handlers.chats``): no round trip of its own.
+    revision = await context.catalogue.revision()
+    key = (key[0], f"{revision!r}\x1f{context.chat_view!r}\x1f{key[1]}")
     reply = cache.get(key)
     if reply is None:
         context.cache_key = key  # ``messaging.answer`` stores the reply under it

@@ -39,10 +39,14 @@ async def inline_query(update: Update, context: BotContext) -> None:
     else:  # an empty query offers what comes next
         page = await context.catalogue.events(EventFilter(when=When.UPCOMING), now, 0, 10)
         found = list(page.events)
+    # Every organisation's card at once: one query for all of them, not several per card.
+    cards = await context.catalogue.organisation_cards(
+        [item.key for item in found if isinstance(item, OrganisationRef)], now
+    )
     results: list[InlineQueryResultArticle] = []
     for item in found:
         if isinstance(item, OrganisationRef):
-            card = await context.catalogue.organisation_card(item.key, now)
+            card = cards.get(item.key)
             if card is not None:
                 reply = render.organisation_card(card, chat, now, tr)
                 title = render.organisation_title(item, tr)
