@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from bot.clock import FixedClock
+from bot.dispatcher import Dispatcher
 from storage.database import Database
 from storage.models import Delivery, DeliveryStatus
 from tests.botapi import ApiCall, LocalBotApi
@@ -109,6 +110,34 @@ async def test_an_outage_mid_batch_loses_no_reminder_and_sends_none_twice(
     assert "summitbot_database_up 1.0" in metrics
 
 
+def cut_before_the_first_send(
+    dispatcher: Dispatcher, proxy: TcpProxy, *, restore_after: float | None = None
+) -> None:
+    """Cut the database once, when the dispatcher is about to send its first message (a
+    batch claimed and rendered a moment ago); restore it ``restore_after`` seconds later."""
+    paced = dispatcher._paced
+    cut: list[bool] = []
+
+    async def cut_then_pace(*args: Any, **kwargs: Any) -> bool:
+        if not cut:
+            cut.append(True)
+            proxy.cut()
+            if restore_after is not None:
+                asyncio.get_running_loop().call_later(restore_after, proxy.restore)
+        return await paced(*args, **kwargs)
+
+    dispatcher._paced = cut_then_pace  # type: ignore[method-assign]
+
+
+async def subscribed(bot_api: LocalBotApi, chats: list[int]) -> None:
+    for chat_id in chats:
+        await bot_api.reply_to(bot_api.message("/subscribe test-summit", chat_id=chat_id))
+
+
+def reminders_per_chat(bot_api: LocalBotApi, chats: list[int]) -> dict[int, int]:
+    return {chat_id: sum("⏰" in c.text for c in bot_api.sent_to(chat_id)) for chat_id in chats}
+
+
 async def test_nothing_new_is_sent_while_the_database_is_unreachable(
     bot_api: LocalBotApi,
     start_bot: StartBot,
@@ -122,34 +151,22 @@ async def test_nothing_new_is_sent_while_the_database_is_unreachable(
     await load(database_url, TEST_EVENT, clock.now())
     chats = list(range(8401, 8411))
     async with start_bot(database_url=proxy.url_for(database_url), **QUIET) as app:
-        for chat_id in chats:
-            await bot_api.reply_to(bot_api.message("/subscribe test-summit", chat_id=chat_id))
+        await subscribed(bot_api, chats)
         dispatcher = app.bot_data.services.dispatcher
-        paced = dispatcher._paced
-        loop = asyncio.get_running_loop()
-        cut: list[bool] = []
         sent_while_cut: list[int] = []
-
-        async def cut_then_pace(*args: Any, **kwargs: Any) -> Any:
-            if not cut:
-                cut.append(True)
-                proxy.cut()  # claimed and rendered a moment ago; now the database is away
-                loop.call_later(2.0, proxy.restore)
-            return await paced(*args, **kwargs)
 
         def count(call: ApiCall) -> None:
             if "⏰" in call.text and proxy.cut_off:
                 sent_while_cut.append(call.chat_id)
 
-        dispatcher._paced = cut_then_pace  # type: ignore[method-assign]
+        cut_before_the_first_send(dispatcher, proxy, restore_after=2.0)
         bot_api.on_call = count
         clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
         await dispatcher.sweep()
-        dispatcher._paced = paced  # type: ignore[method-assign]
         bot_api.on_call = None
         await asyncio.sleep(2.5)  # the database is back
         await dispatcher.sweep()
-    per_chat = {chat_id: sum("⏰" in c.text for c in bot_api.sent_to(chat_id)) for chat_id in chats}
+    per_chat = reminders_per_chat(bot_api, chats)
     assert set(per_chat.values()) == {1}, per_chat
     assert sent_while_cut == [], f"{len(sent_while_cut)} reminders sent with the database cut"
 
@@ -166,17 +183,9 @@ async def test_a_replica_stopped_during_an_outage_leaves_nothing_to_send_twice(
     await load(database_url, TEST_EVENT, clock.now())
     chats = list(range(8501, 8511))
     async with start_bot(database_url=proxy.url_for(database_url), **QUIET) as app:
-        for chat_id in chats:
-            await bot_api.reply_to(bot_api.message("/subscribe test-summit", chat_id=chat_id))
+        await subscribed(bot_api, chats)
         dispatcher = app.bot_data.services.dispatcher
-        paced = dispatcher._paced
-
-        async def cut_then_pace(*args: Any, **kwargs: Any) -> Any:
-            if not proxy.cut_off:
-                proxy.cut()  # claimed and rendered a moment ago; now the database is away
-            return await paced(*args, **kwargs)
-
-        dispatcher._paced = cut_then_pace  # type: ignore[method-assign]
+        cut_before_the_first_send(dispatcher, proxy)
         clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
         sweep = asyncio.create_task(dispatcher.sweep())
         await asyncio.sleep(1.0)
@@ -187,5 +196,5 @@ async def test_a_replica_stopped_during_an_outage_leaves_nothing_to_send_twice(
     clock.set(START - dt.timedelta(hours=1) + lease + dt.timedelta(seconds=5))
     async with start_bot(**QUIET) as replica:
         await replica.bot_data.services.dispatcher.sweep()
-    per_chat = {chat_id: sum("⏰" in c.text for c in bot_api.sent_to(chat_id)) for chat_id in chats}
+    per_chat = reminders_per_chat(bot_api, chats)
     assert set(per_chat.values()) == {1}, per_chat

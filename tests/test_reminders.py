@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import FixedClock
 from bot.context import BotApplication
@@ -539,33 +541,51 @@ async def test_without_paid_broadcasts_reminders_do_not_ask_for_them(
     assert "allow_paid_broadcast" not in reminder.parameters
 
 
+async def claim_then_deliver(
+    app: BotApplication,
+    bot_api: LocalBotApi,
+    clock: FixedClock,
+    database_url: str,
+    meanwhile: Callable[[AsyncSession, int], Awaitable[None]],
+) -> int:
+    """Subscribe, let this app's dispatcher claim the 7-day reminder, do ``meanwhile``
+    (in a transaction of its own, with the delivery's id), then let it deliver the claim.
+    Returns the delivery's id."""
+    await subscribe(bot_api, "test-summit")
+    await sweep_at(app, clock, START - dt.timedelta(days=7, minutes=1))  # planned
+    clock.set(START - dt.timedelta(days=7) + dt.timedelta(seconds=5))
+    sender = dispatcher(app)
+    database = Database(database_url)
+    try:
+        async with database.transaction() as session:
+            batch = await claim_due(session, clock.now(), sender.worker, 10)
+        (delivery,) = batch.deliveries
+        opened = await sender._open_batch(batch.deliveries)
+        async with database.transaction() as session:
+            await meanwhile(session, delivery.id)
+        await sender._deliver(delivery, SweepResult(), opened)
+    finally:
+        await database.dispose()
+    return delivery.id
+
+
 async def test_a_claim_taken_over_by_another_replica_is_not_sent(
     bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
 ) -> None:
     """A claim is renewed right before its send: one another replica has taken
     meanwhile (its lease ran out while it waited) is not sent."""
+
+    async def taken_over(session: AsyncSession, delivery_id: int) -> None:
+        row = await session.get(Delivery, delivery_id)
+        assert row is not None
+        row.claimed_by = "another-replica"  # its lease ran out; another took it
+
     async with start_bot(**QUIET) as app:
-        await subscribe(bot_api, "test-summit")
-        await sweep_at(app, clock, START - dt.timedelta(days=7, minutes=1))  # planned
-        clock.set(START - dt.timedelta(days=7) + dt.timedelta(seconds=5))
-        sender = dispatcher(app)
-        database = Database(database_url)
-        try:
-            async with database.transaction() as session:
-                batch = await claim_due(session, clock.now(), sender.worker, 10)
-            (delivery,) = batch.deliveries
-            async with database.transaction() as session:
-                row = await session.get(Delivery, delivery.id)
-                assert row is not None
-                row.claimed_by = "another-replica"  # its lease ran out; another took it
-            opened = await sender._open_batch(batch.deliveries)
-            await sender._deliver(delivery, SweepResult(), opened)
-            assert reminders(bot_api) == []
-            taken = await stored(database_url, Delivery, delivery.id)
-            assert taken is not None and taken.claimed_by == "another-replica"
-            assert DeliveryStatus(taken.status) is DeliveryStatus.CLAIMED
-        finally:
-            await database.dispose()
+        delivery_id = await claim_then_deliver(app, bot_api, clock, database_url, taken_over)
+    assert reminders(bot_api) == []
+    taken = await stored(database_url, Delivery, delivery_id)
+    assert taken is not None and taken.claimed_by == "another-replica"
+    assert DeliveryStatus(taken.status) is DeliveryStatus.CLAIMED
 
 
 async def test_a_reminder_claimed_just_before_the_chat_is_forgotten_is_not_sent(
@@ -573,22 +593,12 @@ async def test_a_reminder_claimed_just_before_the_chat_is_forgotten_is_not_sent(
 ) -> None:
     """ "Forget me" deletes the chat and its deliveries, claimed ones too: the renewal
     before the send finds the row gone, and nothing goes to a chat forgotten a moment ago."""
+
+    async def forgotten(session: AsyncSession, delivery_id: int) -> None:
+        await forget_chat(session, USER)  # the person pressed "Forget me"
+
     async with start_bot(**QUIET) as app:
-        await subscribe(bot_api, "test-summit")
-        await sweep_at(app, clock, START - dt.timedelta(days=7, minutes=1))  # planned
-        clock.set(START - dt.timedelta(days=7) + dt.timedelta(seconds=5))
-        sender = dispatcher(app)
-        database = Database(database_url)
-        try:
-            async with database.transaction() as session:
-                batch = await claim_due(session, clock.now(), sender.worker, 10)
-            (delivery,) = batch.deliveries
-            opened = await sender._open_batch(batch.deliveries)
-            async with database.transaction() as session:
-                await forget_chat(session, USER)  # the person pressed "Forget me"
-            await sender._deliver(delivery, SweepResult(), opened)
-        finally:
-            await database.dispose()
+        await claim_then_deliver(app, bot_api, clock, database_url, forgotten)
     assert reminders(bot_api) == []
 
 
