@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import machine
+from bench.output import DEFAULT_OUT_DIR
 
 BENCHMARKS = ("fanout", "broadcast", "latency", "scale", "plot")
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+DEFAULT_OUT = DEFAULT_OUT_DIR
 README = Path(__file__).resolve().parent.parent / "README.md"
 START_MARK, END_MARK = "<!-- bench:results -->", "<!-- /bench:results -->"
 

@@ -220,7 +220,8 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> s
 
 def write_results(out_dir: Path, name: str, results: dict[str, Any], markdown: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{name}.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(results, indent=2, ensure_ascii=False, default=str)
+    (out_dir / f"{name}.json").write_text(text + "\n")
     (out_dir / f"{name}.md").write_text(markdown)
 
 

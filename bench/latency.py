@@ -31,8 +31,9 @@ from bench.catalogue import (
     seed,
     throwaway_database,
 )
+from bench.common import machine, markdown_table, write_results
 from bench.inprocess import ErrorCounter, InProcessBot, bench_settings
-from bench.output import DEFAULT_OUT_DIR, machine, markdown_table, write
+from bench.output import DEFAULT_OUT_DIR
 from bot import callbacks
 from bot.clock import FixedClock
 from storage.database import Database
@@ -224,7 +225,7 @@ async def run_async(
         result["postgresql_to_sqlite_p50"] = {
             kind: round(pg_rows[kind]["p50_ms"] / sqlite_rows[kind]["p50_ms"], 2) for kind in KINDS
         }
-    write(out_dir, NAME, result, markdown(result))
+    write_results(out_dir, NAME, result, markdown(result))
     return result
 
 
@@ -251,7 +252,7 @@ def markdown(result: dict[str, Any]) -> str:
     text += markdown_table(["database", "handler", "p50 ms", "p99 ms", "p99 ≤ target"], rows)
     machine_info = result["machine"]
     text += (
-        f"\n{machine_info['cpu_count']} × {machine_info['cpu_model']}, "
+        f"\n{machine_info['cores']} × {machine_info['cpu']}, "
         f"Python {machine_info['python']}; {parameters['samples_per_handler']} updates per "
         f"handler after {parameters['warmup_per_handler']} of warm-up, reply cache off.\n"
     )

@@ -36,8 +36,9 @@ from sqlalchemy import func, select
 
 import storage.dataset as dataset_module
 from bench.catalogue import BACKENDS, BENCH_NOW, Scale, postgres_available, seed, throwaway_database
+from bench.common import machine, markdown_table, write_results
 from bench.inprocess import OPERATOR_ID, ErrorCounter, InProcessBot, bench_settings
-from bench.output import DEFAULT_OUT_DIR, machine, markdown_table, peak_rss_mb, write
+from bench.output import DEFAULT_OUT_DIR, peak_rss_mb
 from bot.clock import FixedClock
 from storage.database import Database
 from storage.deliveries import Planner, plan_change_notices
@@ -270,7 +271,7 @@ async def run_async(
             for key in ("startup_seconds", "replan_seconds", "peak_resident_mb")
             if sqlite[key]
         }
-    write(out_dir, NAME, result, markdown(result))
+    write_results(out_dir, NAME, result, markdown(result))
     return result
 
 
@@ -333,10 +334,7 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     text += markdown_table(["database", "what", "measured", "target", ""], rows)
     machine_info = result["machine"]
-    text += (
-        f"\n{machine_info['cpu_count']} × {machine_info['cpu_model']}, "
-        f"Python {machine_info['python']}.\n"
-    )
+    text += f"\n{machine_info['cores']} × {machine_info['cpu']}, Python {machine_info['python']}.\n"
     text += (
         "\nThe target is for the re-plan: the reminders of an event followed by every chat, "
         "after its date changes. The operator's Save also writes one change notice per "
