@@ -457,7 +457,8 @@ class ImportReport:
     touched_event_ids: list[int] = field(default_factory=list)
     # New events: followers of their organisation are told.
     added_event_ids: list[int] = field(default_factory=list)
-    # Events that only moved in time (same organisation, precision, recurrence and status),
+    # Events that only moved in time (same organisation, precision and recurrence, still not
+    # cancelled or still cancelled),
     # with where they started before: their pending reminders can move along in place.
     moved_events: dict[int, dt.datetime] = field(default_factory=dict)
 
