@@ -556,16 +556,19 @@ async def claim_then_deliver(
     clock.set(START - dt.timedelta(days=7) + dt.timedelta(seconds=5))
     sender = dispatcher(app)
     database = Database(database_url)
-    try:
-        async with database.transaction() as session:
-            batch = await claim_due(session, clock.now(), sender.worker, 10)
-        (delivery,) = batch.deliveries
-        opened = await sender._open_batch(batch.deliveries)
-        async with database.transaction() as session:
-            await meanwhile(session, delivery.id)
-        await sender._deliver(delivery, SweepResult(), opened)
-    finally:
-        await database.dispose()
+    # Held as a sweep holds it: the app's own sweeps (its job queue runs) would otherwise
+    # hand this process's claims back at their start and send the reminder themselves.
+    async with sender._lock:
+        try:
+            async with database.transaction() as session:
+                batch = await claim_due(session, clock.now(), sender.worker, 10)
+            (delivery,) = batch.deliveries
+            opened = await sender._open_batch(batch.deliveries)
+            async with database.transaction() as session:
+                await meanwhile(session, delivery.id)
+            await sender._deliver(delivery, SweepResult(), opened)
+        finally:
+            await database.dispose()
     return delivery.id
 
 
