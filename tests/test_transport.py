@@ -237,3 +237,27 @@ async def test_shutdown_closes_the_connections() -> None:
         assert connection.is_closing()
         with pytest.raises(RuntimeError, match="not initialized"):
             await request.do_request(server.url(), "POST")
+
+
+async def test_a_proxy_named_in_the_environment_carries_the_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_PROXY is honoured as with PTB's HTTPX transport, and NO_PROXY exempts a host."""
+    seen: list[str] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.host}{request.path}")
+        return web.json_response({"ok": True, "result": True})
+
+    for name in ("HTTPS_PROXY", "https_proxy", "http_proxy", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with PlainServer(proxy) as server:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
+        monkeypatch.setenv("NO_PROXY", "exempt.invalid")
+        async with AiohttpRequest() as request:
+            for _ in range(2):
+                url = f"http://api.summitbot.invalid/bot{TEST_TOKEN}/getMe"
+                assert await request.post(url, RequestData()) is True
+            with pytest.raises(NetworkError):  # straight to a host that does not exist
+                await request.post(f"http://exempt.invalid/bot{TEST_TOKEN}/getMe", RequestData())
+    assert seen == [f"POST api.summitbot.invalid/bot{TEST_TOKEN}/getMe"] * 2

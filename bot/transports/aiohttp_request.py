@@ -12,6 +12,11 @@ socket (``sock_connect``); ``pool_timeout`` plus ``connect_timeout`` bound getti
 connection, pooled or new (``connect``); ``read_timeout`` bounds each wait for the
 server's answer (``sock_read``). aiohttp has no timeout per write, so the write timeout
 bounds the whole request together with the others (``total``).
+
+Proxies come from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``), as with
+PTB's HTTPX transport, read once per host rather than on every request: aiohttp's own
+``trust_env`` reads the environment (and ``~/.netrc``) for each request, which in the
+fan-out benchmark tripled the client's CPU time per message (0.44 ms against 0.14 ms).
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+from yarl import URL
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -39,6 +46,7 @@ class AiohttpRequest(BaseRequest):
         "_connection_pool_size",
         "_media_write_timeout",
         "_pool_timeout",
+        "_proxies",
         "_read_timeout",
         "_session",
         "_write_timeout",
@@ -62,6 +70,10 @@ class AiohttpRequest(BaseRequest):
         self._pool_timeout = pool_timeout
         self._media_write_timeout = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
+        # The proxy for each scheme and host, from the environment, once known.
+        self._proxies: dict[
+            tuple[str, str | None], tuple[URL | None, aiohttp.BasicAuth | None]
+        ] = {}
 
     @property
     def read_timeout(self) -> float | None:
@@ -78,9 +90,10 @@ class AiohttpRequest(BaseRequest):
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={"User-Agent": self.USER_AGENT},
-            # HTTP(S)_PROXY and NO_PROXY from the environment, as PTB's HTTPX transport does.
-            trust_env=True,
+            # The environment's proxies are looked up once per host (``_proxy_for``).
+            trust_env=False,
         )
+        self._proxies.clear()
 
     async def shutdown(self) -> None:
         session, self._session = self._session, None
@@ -122,15 +135,34 @@ class AiohttpRequest(BaseRequest):
                 # encoding non-Latin text (most of ours) is slow Python and showed in profiles.
                 body = request_data.json_payload
                 headers["Content-Type"] = JSON_CONTENT_TYPE
+        proxy, proxy_auth = self._proxy_for(url)
         try:
             async with self._session.request(
-                method, url, data=body, headers=headers, timeout=timeout
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=timeout,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
             ) as response:
                 return response.status, await response.read()
         except TimeoutError as exc:  # aiohttp's own time-outs are TimeoutErrors too
             raise TimedOut(f"Timed out: {type(exc).__name__}") from exc
         except aiohttp.ClientError as exc:
             raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+
+    def _proxy_for(self, url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+        """The proxy the environment names for ``url``'s scheme and host (none if it says
+        to bypass it), as aiohttp's ``trust_env`` would find it."""
+        target = URL(url)
+        key = (target.scheme, target.host)
+        if key not in self._proxies:
+            try:
+                self._proxies[key] = get_env_proxy_for_url(target)
+            except LookupError:
+                self._proxies[key] = (None, None)
+        return self._proxies[key]
 
 
 def _chosen(value: ODVInput[float], default: float | None) -> float | None:
