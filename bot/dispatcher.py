@@ -76,17 +76,16 @@ from storage.deliveries import (
     claim_due,
     count_due,
     mark_failed,
-    mark_sent,
     mark_skipped,
     move_delivery,
     next_due_at,
     release_claims,
-    renew_claims,
     requeue_abandoned,
     retry_later,
 )
 from storage.models import Chat, ChatType, DeliveryKind, EventChange
 from storage.queries import Catalogue
+from storage.send_ledger import SendLedger
 from storage.views import ChatView, EventView
 
 log = logging.getLogger(__name__)
@@ -157,6 +156,7 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         self._in_flight = asyncio.Semaphore(max_in_flight or settings.delivery_max_in_flight)
         # Claims renewed right before sending and sends recorded, together in few transactions.
+        self._send_ledger = SendLedger(database, self.worker)
         self._ledger: GroupCommit[_Renewal | _Sent, bool] = GroupCommit(self._write_ledger)
         self._started = False
         self.batch_size = BATCH_SIZE
@@ -224,7 +224,17 @@ class Dispatcher:
                 self._database_lost(exc)
             else:
                 self._database_back()
+            finally:
+                await self._release_send_ledger()
         return result
+
+    async def _release_send_ledger(self) -> None:
+        try:
+            await self._send_ledger.release()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            self._database_lost(exc)
 
     async def _sweep(self, result: SweepResult) -> None:
         now = self.clock.now()
@@ -399,6 +409,7 @@ class Dispatcher:
             log.warning("deliveries still in flight after %.0f s; stopping anyway", grace_seconds)
             return
         try:
+            await self._release_send_ledger()
             async with self.database.transaction() as session:
                 released = await release_claims(session, self.worker, self._unrecorded)
             if released:
@@ -513,13 +524,9 @@ class Dispatcher:
 
     async def _write_ledger(self, writes: list[_Renewal | _Sent]) -> list[bool]:
         """Renewals (True: the claim is still ours) and sends, in one transaction."""
-        now = self.clock.now()
         renewals = [w.delivery_id for w in writes if isinstance(w, _Renewal)]
         sent = {w.delivery_id: w.message_id for w in writes if isinstance(w, _Sent)}
-        # A plain connection: these are Core statements, the ORM session would only add cost.
-        async with self.database.engine.begin() as connection:
-            await mark_sent(connection, sent, now)
-            ours = await renew_claims(connection, renewals, self.worker, now)
+        ours = await self._send_ledger.write(renewals, sent, self.clock.now())
         return [not isinstance(w, _Renewal) or w.delivery_id in ours for w in writes]
 
     async def _deliver(self, delivery: ClaimedDelivery, result: SweepResult, batch: _Batch) -> None:

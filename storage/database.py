@@ -122,6 +122,8 @@ def is_unavailable(error: BaseException) -> bool:
             if "sqlite" not in type(current.orig).__module__:
                 return True
             return any(reason in str(current.orig).lower() for reason in _SQLITE_UNAVAILABLE)
+        if isinstance(current, sqlite3.OperationalError):  # from the driver itself
+            return any(reason in str(current).lower() for reason in _SQLITE_UNAVAILABLE)
         if type(current).__name__ in _ASYNCPG_CONNECTION_ERRORS:
             return True
         if isinstance(current, ConnectionError | TimeoutError | socket.gaierror):

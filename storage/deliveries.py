@@ -22,14 +22,13 @@ import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ARRAY,
     BigInteger,
     ColumnElement,
-    Table,
     and_,
     bindparam,
     delete,
@@ -42,7 +41,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from storage.dates import UTC, Precision
@@ -1048,31 +1047,6 @@ async def claim_due(
     return ClaimedBatch(claimed, len(stale), len(ids))
 
 
-async def renew_claims(
-    session: AsyncSession | AsyncConnection,
-    delivery_ids: Collection[int],
-    worker: str,
-    now: dt.datetime,
-) -> set[int]:
-    """Refresh claims just before sending. Returns the ids still ``worker``'s: one taken
-    away meanwhile (it waited longer than the lease, another dispatcher has it) is not."""
-    if not delivery_ids:
-        return set()
-    result = await session.execute(
-        update(Delivery)
-        .where(
-            Delivery.id.in_(delivery_ids),
-            Delivery.status == DeliveryStatus.CLAIMED,
-            Delivery.claimed_by == worker,
-        )
-        .values(claimed_at=now)
-        .returning(Delivery.id)
-        # No ORM objects to keep in step: sent from a plain connection or a session.
-        .execution_options(synchronize_session=False)
-    )
-    return set(result.scalars().all())
-
-
 async def requeue_abandoned(session: AsyncSession, older_than: dt.datetime) -> int:
     """Put back claims a dead dispatcher left (claimed before ``older_than``). Never commits.
 
@@ -1085,32 +1059,6 @@ async def requeue_abandoned(session: AsyncSession, older_than: dt.datetime) -> i
         .values(status=DeliveryStatus.PENDING, claimed_by=None, claimed_at=None)
     )
     return max(getattr(result, "rowcount", 0) or 0, 0)
-
-
-async def mark_sent(
-    session: AsyncSession | AsyncConnection,
-    message_ids: Mapping[int, int | None],
-    now: dt.datetime,
-) -> None:
-    """Record deliveries Telegram accepted: delivery id → the message id it gave."""
-    if not message_ids:
-        return
-    table = cast(Table, Delivery.__table__)
-    # One statement run for many rows (Core executemany: the ORM's bulk path costs more).
-    await session.execute(
-        update(table)
-        .where(table.c.id == bindparam("delivery_id"))
-        .values(
-            status=DeliveryStatus.SENT,
-            message_id=bindparam("telegram_message_id"),
-            finished_at=now,
-            error=None,
-        ),
-        [
-            {"delivery_id": delivery_id, "telegram_message_id": message_id}
-            for delivery_id, message_id in message_ids.items()
-        ],
-    )
 
 
 async def mark_skipped(

@@ -568,6 +568,7 @@ async def claim_then_deliver(
                 await meanwhile(session, delivery.id)
             await sender._deliver(delivery, SweepResult(), opened)
         finally:
+            await sender._release_send_ledger()  # as the end of a sweep does
             await database.dispose()
     return delivery.id
 
