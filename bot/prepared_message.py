@@ -5,10 +5,12 @@ A fan-out sends the same reminder text and button to thousands of chats. Through
 answer into a ``Message`` with its ``Chat`` and ``User``: in the fan-out profile that
 was most of the CPU left per message, more than our database work. Here the parameters
 are encoded once (as PTB's own ``RequestParameter``s, which any transport reads), each
-send adds only its ``chat_id``, and the answer is read for its ``message_id``. It still
-goes through the bot's transport and python-telegram-bot's ``BaseRequest``, so every
-Bot API error becomes the same exception as before (``RetryAfter``, ``ChatMigrated``,
-``Forbidden``, ``BadRequest``, ``NetworkError``, ``TimedOut``).
+send adds only its ``chat_id``, and the answer is read for its ``message_id``. On our
+aiohttp transport the whole JSON body is encoded once too and posted as it is
+(``AiohttpRequest.post_encoded``); on any transport every Bot API error goes through
+python-telegram-bot's ``BaseRequest``, so it becomes the same exception as before
+(``RetryAfter``, ``ChatMigrated``, ``Forbidden``, ``BadRequest``, ``NetworkError``,
+``TimedOut``).
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from telegram import Bot, TelegramObject
 from telegram.request import RequestData
 from telegram.request._requestparameter import RequestParameter
 
+from bot.transports.aiohttp_request import AiohttpRequest
+
 
 class PreparedMessage:
     """``sendMessage`` parameters shared by every chat: HTML text, no link preview, a
     keyboard if any, and ``allow_paid_broadcast`` when asked."""
 
-    __slots__ = ("_parameters",)
+    __slots__ = ("_body_tail", "_parameters")
 
     def __init__(
         self,
@@ -48,14 +52,25 @@ class PreparedMessage:
             RequestParameter(name, value if isinstance(value, str) else json.dumps(value), None)
             for name, value in values.items()
         ]
+        # The JSON body PTB would send, less its opening brace: a chat id goes in front.
+        self._body_tail = RequestData(self._parameters).json_payload[1:]
 
     def request_for(self, chat_id: int) -> RequestData:
         return RequestData(
             [RequestParameter("chat_id", str(int(chat_id)), None), *self._parameters]
         )
 
+    def body_for(self, chat_id: int) -> bytes:
+        """The JSON body of ``request_for(chat_id)``, byte for byte."""
+        return b'{"chat_id": "%d", ' % int(chat_id) + self._body_tail
+
     async def send(self, bot: Bot, chat_id: int) -> int:
         """Send to ``chat_id`` through ``bot``'s transport; Telegram's message id."""
-        result = await bot.request.post(f"{bot.base_url}/sendMessage", self.request_for(chat_id))
+        url = f"{bot.base_url}/sendMessage"
+        request = bot.request
+        if isinstance(request, AiohttpRequest):
+            result = await request.post_encoded(url, self.body_for(chat_id))
+        else:
+            result = await request.post(url, self.request_for(chat_id))
         assert isinstance(result, dict), result
         return int(result["message_id"])

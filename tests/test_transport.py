@@ -28,6 +28,7 @@ from telegram.error import (
 )
 from telegram.request import RequestData
 
+from bot.prepared_message import PreparedMessage
 from bot.transports.aiohttp_request import AiohttpRequest
 from tests.botapi import LocalBotApi
 from tests.conftest import TEST_TOKEN
@@ -133,6 +134,7 @@ async def test_an_ics_file_arrives_intact_as_a_multipart_upload(
         (502, "Bad Gateway", {}, NetworkError),
     ],
 )
+@pytest.mark.parametrize("sender", ["send_message", "prepared message"])
 async def test_telegram_errors_become_ptb_exceptions(
     api_bot: Bot,
     bot_api: LocalBotApi,
@@ -140,10 +142,15 @@ async def test_telegram_errors_become_ptb_exceptions(
     description: str,
     extra: dict[str, int],
     expected: type[TelegramError],
+    sender: str,
 ) -> None:
+    """Through PTB's ``Bot`` and through a fan-out's prepared message (its lean path)."""
     bot_api.fail("sendMessage", status, description, **extra)  # type: ignore[arg-type]
     with pytest.raises(expected) as raised:
-        await api_bot.send_message(CHAT, "hello")
+        if sender == "send_message":
+            await api_bot.send_message(CHAT, "hello")
+        else:
+            await PreparedMessage("hello").send(api_bot, CHAT)
     error = raised.value
     if isinstance(error, RetryAfter):
         assert error.retry_after in (7, dt.timedelta(seconds=7))
@@ -153,6 +160,36 @@ async def test_telegram_errors_become_ptb_exceptions(
         # PTB drops Telegram's "Bad Request: " and capitalises what follows.
         assert description.rpartition(": ")[2].lower() in error.message.lower()
     assert bot_api.sent_to(CHAT) == []
+
+
+async def test_a_prepared_message_posts_what_send_message_would(
+    api_bot: Bot, bot_api: LocalBotApi
+) -> None:
+    keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Саммит", callback_data="e:sco")]])
+    prepared = PreparedMessage("<b>Астана</b>, 3 July", keyboard, allow_paid_broadcast=True)
+    assert prepared.body_for(CHAT) == prepared.request_for(CHAT).json_payload
+    message_id = await prepared.send(api_bot, CHAT)
+    [call] = bot_api.sent_to(CHAT)
+    assert call.text == "<b>Астана</b>, 3 July"
+    assert call.buttons == [{"text": "Саммит", "callback_data": "e:sco"}]
+    assert call.parameters["allow_paid_broadcast"] is True
+    assert call.parameters["parse_mode"] == "HTML"
+    assert message_id > 0
+
+
+async def test_a_prepared_message_times_out_and_fails_as_a_send_does() -> None:
+    async with PlainServer(slow(2.0)) as server, AiohttpRequest(read_timeout=0.2) as request:
+        bot = Bot(TEST_TOKEN, base_url=f"http://127.0.0.1:{server.port}/bot", request=request)
+        with pytest.raises(TimedOut):
+            await PreparedMessage("hello").send(bot, CHAT)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with AiohttpRequest() as request:
+        bot = Bot(TEST_TOKEN, base_url=f"http://127.0.0.1:{port}/bot", request=request)
+        with pytest.raises(NetworkError) as raised:
+            await PreparedMessage("hello").send(bot, CHAT)
+    assert not isinstance(raised.value, TimedOut)
 
 
 async def test_a_wrong_token_is_an_invalid_token(bot_api: LocalBotApi) -> None:

@@ -26,12 +26,13 @@ from typing import Any
 import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
 from telegram._utils.defaultvalue import DefaultValue
-from telegram._utils.types import ODVInput
-from telegram.error import NetworkError, TimedOut
+from telegram._utils.types import JSONDict, ODVInput
+from telegram.error import NetworkError, TelegramError, TimedOut
 from telegram.request import BaseRequest, RequestData
 from yarl import URL
 
 JSON_CONTENT_TYPE = "application/json"
+_JSON_HEADERS = {"Content-Type": JSON_CONTENT_TYPE}
 
 
 class AiohttpRequest(BaseRequest):
@@ -44,6 +45,7 @@ class AiohttpRequest(BaseRequest):
     __slots__ = (
         "_connect_timeout",
         "_connection_pool_size",
+        "_default_timeout",
         "_media_write_timeout",
         "_pool_timeout",
         "_proxies",
@@ -69,6 +71,9 @@ class AiohttpRequest(BaseRequest):
         self._connect_timeout = connect_timeout
         self._pool_timeout = pool_timeout
         self._media_write_timeout = media_write_timeout
+        self._default_timeout = _timeout(
+            connect=connect_timeout, pool=pool_timeout, write=write_timeout, read=read_timeout
+        )
         self._session: aiohttp.ClientSession | None = None
         # The proxy for each scheme and host, from the environment, once known.
         self._proxies: dict[
@@ -95,6 +100,28 @@ class AiohttpRequest(BaseRequest):
         )
         self._proxies.clear()
 
+    async def post_encoded(self, url: str, body: bytes) -> JSONDict | list[JSONDict] | bool:
+        """POST a JSON body encoded beforehand, with the default timeouts: what
+        :meth:`post` returns and raises, without building a ``RequestData`` per call.
+
+        A fan-out sends thousands of one prepared message (``bot/prepared_message.py``).
+        A successful answer is read here; any other is handed to PTB's own
+        ``BaseRequest`` to turn into its exception, so errors are exactly PTB's.
+        """
+        try:
+            status, payload = await self._send(
+                "POST", url, body, _JSON_HEADERS, self._default_timeout
+            )
+        except TelegramError:
+            raise
+        except Exception as exc:  # as BaseRequest does with what a transport lets through
+            raise NetworkError(f"Unknown error in HTTP implementation: {exc!r}") from exc
+        if 200 <= status <= 299:
+            answer = self.parse_json_payload(payload)
+            return answer["result"]  # type: ignore[no-any-return]
+        async with _Answered(status, payload) as answered:
+            return await answered.post(url)
+
     async def shutdown(self) -> None:
         session, self._session = self._session, None
         if session is not None and not session.closed:
@@ -110,20 +137,14 @@ class AiohttpRequest(BaseRequest):
         connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
         pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
-        if self._session is None or self._session.closed:
-            raise RuntimeError("This AiohttpRequest is not initialized!")
         has_files = request_data is not None and request_data.contains_files
-        read = _chosen(read_timeout, self._read_timeout)
-        write = _chosen(
-            write_timeout, self._media_write_timeout if has_files else self._write_timeout
-        )
-        connect = _chosen(connect_timeout, self._connect_timeout)
-        pool = _chosen(pool_timeout, self._pool_timeout)
-        timeout = aiohttp.ClientTimeout(
-            total=_sum(connect, pool, write, read),
-            connect=_sum(pool, connect),
-            sock_connect=connect,
-            sock_read=read,
+        timeout = _timeout(
+            connect=_chosen(connect_timeout, self._connect_timeout),
+            pool=_chosen(pool_timeout, self._pool_timeout),
+            write=_chosen(
+                write_timeout, self._media_write_timeout if has_files else self._write_timeout
+            ),
+            read=_chosen(read_timeout, self._read_timeout),
         )
         body: Any = None
         headers: dict[str, str] = {}
@@ -134,7 +155,19 @@ class AiohttpRequest(BaseRequest):
                 # JSON, which the Bot API accepts too: json.dumps runs in C, while percent-
                 # encoding non-Latin text (most of ours) is slow Python and showed in profiles.
                 body = request_data.json_payload
-                headers["Content-Type"] = JSON_CONTENT_TYPE
+                headers = _JSON_HEADERS
+        return await self._send(method, url, body, headers, timeout)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        headers: dict[str, str],
+        bounds: aiohttp.ClientTimeout,
+    ) -> tuple[int, bytes]:
+        if self._session is None or self._session.closed:
+            raise RuntimeError("This AiohttpRequest is not initialized!")
         proxy, proxy_auth = self._proxy_for(url)
         try:
             async with self._session.request(
@@ -142,7 +175,7 @@ class AiohttpRequest(BaseRequest):
                 url,
                 data=body,
                 headers=headers,
-                timeout=timeout,
+                timeout=bounds,
                 proxy=proxy,
                 proxy_auth=proxy_auth,
             ) as response:
@@ -165,6 +198,17 @@ class AiohttpRequest(BaseRequest):
         return self._proxies[key]
 
 
+def _timeout(
+    *, connect: float | None, pool: float | None, write: float | None, read: float | None
+) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(
+        total=_sum(connect, pool, write, read),
+        connect=_sum(pool, connect),
+        sock_connect=connect,
+        sock_read=read,
+    )
+
+
 def _chosen(value: ODVInput[float], default: float | None) -> float | None:
     return default if isinstance(value, DefaultValue) else value
 
@@ -182,3 +226,26 @@ def _multipart(request_data: RequestData) -> aiohttp.FormData:
     for name, (filename, content, mime_type) in request_data.multipart_data.items():
         form.add_field(name, content, filename=filename, content_type=mime_type)
     return form
+
+
+class _Answered(BaseRequest):
+    """A "transport" that has already been answered: run through PTB's ``BaseRequest``,
+    which turns an error answer into ``RetryAfter``, ``Forbidden`` and the rest."""
+
+    __slots__ = ("_answer",)
+
+    def __init__(self, status: int, payload: bytes) -> None:
+        self._answer = (status, payload)
+
+    @property
+    def read_timeout(self) -> float | None:
+        return None
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+    async def do_request(self, *_: Any, **__: Any) -> tuple[int, bytes]:
+        return self._answer
