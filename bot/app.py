@@ -37,7 +37,7 @@ from telegram.request import BaseRequest, HTTPXRequest
 from bot.abuse import FloodGuard, ReplyCache
 from bot.clock import Clock, SystemClock
 from bot.context import BotApplication, BotContext, BotData, Services
-from bot.dispatcher import Dispatcher
+from bot.dispatcher import Dispatcher, messages_in_flight
 from bot.handlers import (
     buttons,
     calendar,
@@ -271,7 +271,7 @@ def file_url_for(base_url: str) -> str:
 
 # Connections to the Bot API: PTB's own defaults (256 for the bot's calls, one for the
 # long poll); deliveries get a pool of their own, a little larger than what they send at once
-# (DELIVERY_MAX_IN_FLIGHT).
+# (DELIVERY_MAX_IN_FLIGHT, or as `messages_in_flight` sizes it).
 INTERACTIVE_POOL_SIZE = 256
 DELIVERY_POOL_SPARE = 4
 
@@ -329,7 +329,7 @@ def build_application(
         base_file_url=file_url_for(settings.telegram_base_url),
         defaults=defaults,
         request=request
-        or telegram_request(settings, settings.delivery_max_in_flight + DELIVERY_POOL_SPARE),
+        or telegram_request(settings, messages_in_flight(settings) + DELIVERY_POOL_SPARE),
     )
     register_handlers(application)
     return application
