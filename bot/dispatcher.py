@@ -245,6 +245,9 @@ class Dispatcher:
         return result
 
     async def _release_send_ledger(self) -> None:
+        # A sweep cut short (stopping) may leave writes queued: they go first, on the
+        # connection they would otherwise reopen and keep.
+        await self._ledger.settled()
         try:
             await self._send_ledger.release()
         except Exception as exc:

@@ -34,6 +34,12 @@ class GroupCommit(Generic[ItemT, ResultT]):
             self._writer = asyncio.create_task(self._write_waiting())
         return await future
 
+    async def settled(self) -> None:
+        """Return once nothing is waiting or being written (even if the callers that
+        submitted it were cancelled meanwhile: what they submitted is still written)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait({self._writer})
+
     async def _write_waiting(self) -> None:
         while self._waiting:
             group, self._waiting = self._waiting, []

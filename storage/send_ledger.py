@@ -94,6 +94,17 @@ class SendLedger:
                 if self.database.is_sqlite:
                     return await self._write_sqlite(driver, renewals, sent, now)
                 return await self._write_postgres(driver, renewals, sent, now)
+            except Exception as exc:
+                closed = _closed(driver)
+                await self._discard()
+                if closed and not is_unavailable(exc):
+                    # The driver's own "connection is closed" (asyncpg's InterfaceError,
+                    # aiosqlite's ValueError) is the database going away, not a bug: the
+                    # dispatcher must wait for it (a mark) or leave the claim (a renewal).
+                    raise ConnectionError(
+                        f"the send ledger's connection was lost: {exc!r}"
+                    ) from exc
+                raise
             except BaseException:
                 # Lost, cancelled mid-statement or failed: the connection is not used again
                 # (closing it rolls back whatever was begun).
@@ -108,6 +119,10 @@ class SendLedger:
                 await connection.close()
 
     async def _driver_connection(self) -> Any:
+        if self._connection is not None and _closed(self._driver):
+            # Dropped by the server (a restart, a failover, an idle timeout) since the last
+            # write. The pool checks a connection only when it is taken out, once a sweep.
+            await self._discard()
         if self._connection is None:
             connection = await self.database.engine.connect()
             try:
@@ -173,6 +188,15 @@ class SendLedger:
             self.worker,
         )
         return {row[0] for row in rows}
+
+
+def _closed(driver: Any) -> bool:
+    """Whether the driver knows its connection is gone (asyncpg notices the server
+    closing it; an aiosqlite connection only closes when we close it)."""
+    is_closed = getattr(driver, "is_closed", None)  # asyncpg's public check
+    if is_closed is not None:
+        return bool(is_closed())
+    return getattr(driver, "_connection", True) is None  # aiosqlite, once closed
 
 
 def _unchanged(value: Any) -> Any:

@@ -54,3 +54,16 @@ async def test_a_failed_write_fails_its_callers_only() -> None:
         with pytest.raises(ConnectionError):
             await task
     assert await commits.submit(4) == "row 4"  # the next write goes ahead
+
+
+async def test_settled_waits_for_writes_whose_callers_were_cancelled() -> None:
+    ledger = Ledger()
+    commits = GroupCommit(ledger.write)
+    first = asyncio.create_task(commits.submit(1))
+    await asyncio.sleep(0.001)  # the first write is under way
+    second = asyncio.create_task(commits.submit(2))
+    await asyncio.sleep(0)
+    second.cancel()  # as a sweep cut short by a stop cancels its deliveries
+    await commits.settled()
+    assert ledger.transactions == [[1], [2]]  # written all the same
+    assert await first == "row 1"

@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from telegram import Bot
 
 from bot.clock import FixedClock
 from bot.dispatcher import Dispatcher
+from bot.prepared_message import PreparedMessage
 from storage.database import Database
 from storage.models import Delivery, DeliveryStatus
 from tests.botapi import ApiCall, LocalBotApi
@@ -93,20 +95,11 @@ async def test_an_outage_mid_batch_loses_no_reminder_and_sends_none_twice(
     assert set(per_chat.values()) == {1}, per_chat
     assert first.sent + second.sent == len(chats)
     assert first.sent >= sent_before_cut  # those were recorded once the database was back
-    database = Database(database_url)
-    try:
-        async with database.sessions() as session:
-            statuses = dict(
-                (
-                    await session.execute(
-                        select(Delivery.status, func.count()).group_by(Delivery.status)
-                    )
-                ).all()
-            )
-    finally:
-        await database.dispose()
     # The 7-day and 1-day reminders were superseded (skipped); none is left claimed.
-    assert statuses == {DeliveryStatus.SENT: len(chats), DeliveryStatus.SKIPPED: 2 * len(chats)}
+    assert await statuses(database_url) == {
+        DeliveryStatus.SENT: len(chats),
+        DeliveryStatus.SKIPPED: 2 * len(chats),
+    }
     assert "summitbot_database_up 1.0" in metrics
 
 
@@ -127,6 +120,19 @@ def cut_before_the_first_send(
         return await paced(*args, **kwargs)
 
     dispatcher._paced = cut_then_pace  # type: ignore[method-assign]
+
+
+async def statuses(database_url: str) -> dict[DeliveryStatus, int]:
+    """How many deliveries are in each status."""
+    database = Database(database_url)
+    try:
+        async with database.sessions() as session:
+            counted = await session.execute(
+                select(Delivery.status, func.count()).group_by(Delivery.status)
+            )
+            return {DeliveryStatus(status): count for status, count in counted.all()}
+    finally:
+        await database.dispose()
 
 
 async def subscribed(bot_api: LocalBotApi, chats: list[int]) -> None:
@@ -198,3 +204,42 @@ async def test_a_replica_stopped_during_an_outage_leaves_nothing_to_send_twice(
         await replica.bot_data.services.dispatcher.sweep()
     per_chat = reminders_per_chat(bot_api, chats)
     assert set(per_chat.values()) == {1}, per_chat
+
+
+async def test_a_restart_while_a_message_is_with_telegram_does_not_send_it_twice(
+    bot_api: LocalBotApi,
+    start_bot: StartBot,
+    proxy: TcpProxy,
+    database_url: str,
+    clock: FixedClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database restarts while Telegram takes its time to accept a message (the
+    dispatcher's ledger connection idle meanwhile): its "sent" mark waits for the
+    database, so when the lease has long passed nobody sends it again."""
+    loop = asyncio.get_running_loop()
+    send = PreparedMessage.send
+
+    async def slow_send(self: PreparedMessage, bot: Bot, chat_id: int) -> int:
+        if not proxy.cut_off:
+            proxy.cut()  # the claim was renewed; now the database restarts
+            loop.call_later(2.0, proxy.restore)
+        await asyncio.sleep(0.3)  # Telegram's round trip
+        return await send(self, bot, chat_id)
+
+    await load(database_url, TEST_EVENT, clock.now())
+    chat = 8601
+    async with start_bot(database_url=proxy.url_for(database_url), **QUIET) as app:
+        await subscribed(bot_api, [chat])
+        dispatcher: Dispatcher = app.bot_data.services.dispatcher
+        monkeypatch.setattr(PreparedMessage, "send", slow_send)
+        clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+        await dispatcher.sweep()
+        monkeypatch.setattr(PreparedMessage, "send", send)
+        lease = dt.timedelta(seconds=app.bot_data.services.settings.delivery_lease_seconds)
+        for later in (5, 6):  # any claim left behind would be taken back and sent
+            clock.set(START - dt.timedelta(hours=1) + lease + dt.timedelta(seconds=later))
+            await dispatcher.sweep()
+    assert reminders_per_chat(bot_api, [chat]) == {chat: 1}
+    # The week's and the day's reminders were superseded; the hour's was sent, once.
+    assert await statuses(database_url) == {DeliveryStatus.SENT: 1, DeliveryStatus.SKIPPED: 2}

@@ -3,13 +3,15 @@ the ORM's rows do, on both databases, and a failed connection must not be used a
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
-from storage.database import Database
+from storage import send_ledger
+from storage.database import Database, is_unavailable
 from storage.deliveries import requeue_abandoned
 from storage.models import Chat, ChatType, Delivery, DeliveryKind, DeliveryStatus
 from storage.send_ledger import SendLedger
@@ -75,21 +77,67 @@ async def test_marks_and_renewals_read_as_the_orm_writes_them(
         assert await requeue_abandoned(session, NOW + dt.timedelta(seconds=1)) == 2
 
 
-async def test_a_failed_connection_is_replaced_by_the_next_write(
+async def test_a_connection_closed_since_the_last_write_is_replaced(
     database: Database, claimed: list[int]
 ) -> None:
     first, second, *_ = claimed
     ledger = SendLedger(database, WORKER)
     try:
         assert await ledger.write([first], {}, NOW) == {first}
-        assert ledger._connection is not None
         broken = ledger._connection
-        await broken.invalidate()  # as a lost server leaves it: unusable
-        with pytest.raises(Exception):  # noqa: B017 - the driver's own error, per database
-            await ledger.write([second], {}, NOW)
-        assert ledger._connection is None
+        assert broken is not None
+        await broken.invalidate()  # closed under the ledger, as a server restart leaves it
         assert await ledger.write([second], {first: 5}, NOW) == {second}
+        assert ledger._connection is not None and ledger._connection is not broken
     finally:
         await ledger.release()
     after = await rows(database)
     assert after[first].status is DeliveryStatus.SENT and after[first].message_id == 5
+
+
+async def test_a_connection_closed_under_a_write_reads_as_the_database_gone(
+    database: Database, claimed: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closed between the check and the write: the driver's own error ("connection is
+    closed") must read as unavailable, so a mark is retried and a claim left alone, and
+    the next write opens a new connection."""
+    first, second, *_ = claimed
+    ledger = SendLedger(database, WORKER)
+    checks: list[object] = []
+
+    def closed_after_the_check(driver: object) -> bool:
+        checks.append(driver)
+        return len(checks) > 1 and real_closed(driver)
+
+    real_closed = send_ledger._closed
+    try:
+        assert await ledger.write([first], {}, NOW) == {first}
+        assert ledger._connection is not None
+        await ledger._connection.invalidate()
+        monkeypatch.setattr(send_ledger, "_closed", closed_after_the_check)
+        with pytest.raises(ConnectionError) as raised:
+            await ledger.write([second], {}, NOW)
+        assert is_unavailable(raised.value)
+        assert ledger._connection is None
+        monkeypatch.setattr(send_ledger, "_closed", real_closed)
+        assert await ledger.write([second], {}, NOW) == {second}
+    finally:
+        await ledger.release()
+
+
+async def test_a_connection_the_server_ended_is_replaced(
+    database: Database, claimed: list[int]
+) -> None:
+    if database.is_sqlite:
+        pytest.skip("a server ending a connection: PostgreSQL")
+    first, second, *_ = claimed
+    ledger = SendLedger(database, WORKER)
+    try:
+        assert await ledger.write([first], {}, NOW) == {first}
+        backend = await ledger._driver.fetchval("SELECT pg_backend_pid()")
+        async with database.engine.connect() as other:  # as a restart or failover would
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        await asyncio.sleep(0.2)  # the driver notices the connection closing
+        assert await ledger.write([second], {}, NOW) == {second}
+    finally:
+        await ledger.release()
