@@ -35,8 +35,9 @@ What a fan-out costs (profiled with pyinstrument, see bench/): the deliveries of
 claimed batch share one query for their chats, one load of each event, one render per
 event, language and time zone, and its encoding (``bot/prepared_message.py``);
 renewals and "sent" marks from all sends in flight are written together by group commit
-(``bot/group_commit.py``), each send still waiting for its own renewal before it goes
-and for its own mark before it counts as done.
+(``bot/group_commit.py``), on one connection held for the sweep and in the driver's own
+terms (``storage/send_ledger.py``), each send still waiting for its own renewal before
+it goes and for its own mark before it counts as done.
 """
 
 from __future__ import annotations
