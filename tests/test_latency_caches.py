@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import yaml
 from sqlalchemy import event
+from sqlalchemy import text as sql
 
 from bot import render
 from bot.i18n import translator
@@ -419,3 +420,44 @@ async def test_an_event_id_with_a_nul_is_simply_not_found(
     # Found by the fuzz test: PostgreSQL refuses NUL in text, and /event passed it on.
     this, _ = replicas
     assert await this.event("sco\x00") is None
+
+
+async def test_rows_changed_by_hand_in_the_database_retire_the_caches(
+    replicas: tuple[Catalogue, Catalogue],
+) -> None:
+    # Written at the database's console: no catalogue version, no updated_at, the number
+    # of events unchanged by the first edit. Only the database's own count of changes
+    # tells the caches.
+    this, other = replicas
+    upcoming = EventFilter(organisation="sco", when=When.UPCOMING)
+    with one_revision():
+        await this.events(upcoming, NOW)
+        await this.organisation_card("sco", NOW)
+        found = await this.search("Renamed by hand", NOW)
+    assert "sco-2026-bishkek" not in [hit.key for hit in found.events]
+
+    async with other.database.transaction() as session:
+        await session.execute(
+            sql(
+                'UPDATE events SET title = \'{"en": "Renamed by hand"}\' '
+                "WHERE key = 'sco-2026-bishkek'"
+            )
+        )
+    with one_revision():
+        page = await this.events(upcoming, NOW)
+        card = await this.organisation_card("sco", NOW)
+        found = await this.search("Renamed by hand", NOW)
+    assert {e.key: e.title["en"] for e in page.events}["sco-2026-bishkek"] == "Renamed by hand"
+    assert card is not None and card.next_event is not None
+    assert card.next_event.title["en"] == "Renamed by hand"
+    assert [hit.key for hit in found.events][:1] == ["sco-2026-bishkek"]
+
+    async with other.database.transaction() as session:
+        await session.execute(sql("DELETE FROM events WHERE key = 'sco-2026-bishkek'"))
+    with one_revision():
+        page = await this.events(upcoming, NOW)
+        card = await this.organisation_card("sco", NOW)
+    assert "sco-2026-bishkek" not in [e.key for e in page.events]
+    assert card is not None and (
+        card.next_event is None or card.next_event.key != "sco-2026-bishkek"
+    )
