@@ -461,3 +461,53 @@ async def test_rows_changed_by_hand_in_the_database_retire_the_caches(
     assert card is not None and (
         card.next_event is None or card.next_event.key != "sco-2026-bishkek"
     )
+
+
+async def test_a_chat_read_as_columns_is_the_chat_as_stored(database: Database) -> None:
+    # Every update reads its chat as a row of columns: the view must be the one the stored
+    # chat gives, whatever its settings, and a changed title is still written.
+    from storage.models import Chat, ChatType, DigestFrequency
+    from storage.views import ChatView
+
+    chats = Chats(database, "en", "UTC")
+    stored = [
+        Chat(id=501, type=ChatType.PRIVATE, title="Ann", language="ru", timezone="Asia/Almaty"),
+        Chat(
+            id=-502,
+            type=ChatType.SUPERGROUP,
+            title="Delegates",
+            language="zh",
+            timezone="Asia/Shanghai",
+            paused=True,
+            digest=DigestFrequency.WEEKLY,
+            lead_times=[1440, 60],
+        ),
+        Chat(
+            id=-1003,
+            type=ChatType.CHANNEL,
+            title="News",
+            language="ar",
+            timezone="Asia/Dubai",
+            linked_by=501,
+            digest=DigestFrequency.DAILY,
+        ),
+    ]
+    async with database.transaction() as session:
+        for chat in stored:
+            chat.is_active = True
+            session.add(chat)
+    for chat in stored:
+        async with database.sessions() as session:
+            loaded = await session.get(Chat, chat.id)
+            assert loaded is not None
+            expected = ChatView.of(loaded)
+        view, along = await chats.ensure(
+            chat.id, chat.type, chat.title, None, NOW, read_along=Catalogue.revision_columns()
+        )
+        assert view == expected
+        assert along is not None and len(along) == len(Catalogue.revision_columns())
+        assert (await chats.view_for_user(chat.id, "kk"))[0] == expected
+
+    renamed, along = await chats.ensure(-502, ChatType.SUPERGROUP, "Heads", None, NOW)
+    assert renamed.title == "Heads" and renamed.lead_times == (1440, 60) and along is None
+    assert (await chats.ensure(-502, ChatType.SUPERGROUP, "Heads", None, NOW))[0] == renamed
