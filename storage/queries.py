@@ -258,6 +258,36 @@ class _Recurring:
         return occurrence
 
 
+@functools.lru_cache(maxsize=1024)
+def _filter_conditions(query: EventFilter) -> tuple[ColumnElement[bool], ...]:
+    """A list's conditions that do not depend on the moment, built once per filter:
+    building them cost more than picking a warm list's page."""
+    conditions: list[ColumnElement[bool]] = []
+    if query.organisation:
+        conditions.append(
+            Event.organisation_id.in_(
+                select(Organisation.id).where(Organisation.key == query.organisation)
+            )
+        )
+    if not query.with_observances:
+        conditions.append(Event.kind.not_in(MEETING_KINDS_EXCLUDE))
+    if query.year is not None:
+        year_start = dt.datetime(query.year, 1, 1, tzinfo=dt.UTC)
+        year_end = dt.datetime(query.year + 1, 1, 1, tzinfo=dt.UTC)
+        # Spans are compared in UTC; a day either side keeps venue-zone days in their year.
+        # Then exactly: the venue-local dates touch the year (the end's year is that of
+        # its last day, whatever its precision).
+        conditions += [
+            Event.starts_at < year_end + dt.timedelta(days=1),
+            Event.ends_at > year_start - dt.timedelta(days=1),
+            Event.start_local < year_end.replace(tzinfo=None),
+            func.coalesce(Event.end_local, Event.start_local) >= year_start.replace(tzinfo=None),
+        ]
+    if query.when is When.UPCOMING:
+        conditions.append(Event.status != EventStatus.CANCELLED)
+    return tuple(conditions)
+
+
 class Catalogue:
     """Read-side service over organisations, chairmanships and events.
 
@@ -515,31 +545,8 @@ class Catalogue:
         (and, when upcoming, the few recurring ones, whose next occurrence is computed
         here) are loaded.
         """
-        conditions: list[ColumnElement[bool]] = []
-        if query.organisation:
-            conditions.append(
-                Event.organisation_id.in_(
-                    select(Organisation.id).where(Organisation.key == query.organisation)
-                )
-            )
-        if not query.with_observances:
-            conditions.append(Event.kind.not_in(MEETING_KINDS_EXCLUDE))
-        if query.year is not None:
-            year_start = dt.datetime(query.year, 1, 1, tzinfo=dt.UTC)
-            year_end = dt.datetime(query.year + 1, 1, 1, tzinfo=dt.UTC)
-            # Spans are compared in UTC; a day either side keeps venue-zone days in their year.
-            # Then exactly: the venue-local dates touch the year (the end's year is that of
-            # its last day, whatever its precision).
-            conditions += [
-                Event.starts_at < year_end + dt.timedelta(days=1),
-                Event.ends_at > year_start - dt.timedelta(days=1),
-                Event.start_local < year_end.replace(tzinfo=None),
-                func.coalesce(Event.end_local, Event.start_local)
-                >= year_start.replace(tzinfo=None),
-            ]
-        if query.when is When.UPCOMING:
-            conditions.append(Event.status != EventStatus.CANCELLED)
-        elif query.when is When.PAST:
+        conditions = list(_filter_conditions(query))
+        if query.when is When.PAST:
             conditions.append(Event.ends_at <= now)
 
         if query.when is not When.UPCOMING:
