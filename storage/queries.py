@@ -10,8 +10,9 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import functools
+import itertools
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -232,6 +233,8 @@ class _Singles:
 # Bounds of the per-revision caches (emptied when full, rebuilt as requests come).
 MAX_CACHED_LISTS = 1024
 MAX_CACHED_EVENTS = 4096
+# Events read along with a miss because they are likely asked for next (every card's).
+MAX_PRELOADED_EVENTS = 1024
 
 
 class _Recurring:
@@ -381,8 +384,20 @@ class Catalogue:
             return {}
         timelines = await self._timelines([f.id for f in found])
         picked = {fact.id: timelines[fact.id].card_events(now) for fact in found}
+        all_timelines = self._timeline_cache  # this revision's (or a newer one's)
+
+        def every_card() -> Iterator[str]:
+            # A miss reads what every organisation's card shows now, in the same statement:
+            # one at a time, most /org requests after a change missed their own.
+            for timeline in all_timelines.values():
+                held_key, coming_keys = timeline.card_events(now)
+                if held_key:
+                    yield held_key
+                yield from coming_keys
+
         views = await self._events_by_key(
-            [key for held_key, coming in picked.values() for key in (held_key, *coming) if key]
+            [key for held_key, coming in picked.values() for key in (held_key, *coming) if key],
+            also=every_card,
         )
         held: dict[int, EventView] = {}
         coming: dict[int, list[EventView]] = {}
@@ -628,16 +643,27 @@ class Catalogue:
         lists[query] = found
         return found
 
-    async def _events_by_key(self, keys: Sequence[str]) -> dict[str, EventView]:
-        """Events by key, from the cache of this revision's events where they are in it."""
+    async def _events_by_key(
+        self, keys: Sequence[str], also: Callable[[], Iterable[str]] | None = None
+    ) -> dict[str, EventView]:
+        """Events by key, from the cache of this revision's events where they are in it.
+
+        When some are missing, the events ``also`` names (likely asked for soon) are read
+        with them, as many as leave the cache room (up to MAX_PRELOADED_EVENTS).
+        """
         revision = await self._revision()
         if self._views_revision != revision:
             self._views, self._views_revision = {}, revision
         views = self._views
-        missing = [key for key in keys if key not in views]
+        missing = list(dict.fromkeys(key for key in keys if key not in views))
         if missing:
             if len(views) + len(missing) > MAX_CACHED_EVENTS:
                 views.clear()
+            if also is not None:
+                room = min(MAX_PRELOADED_EVENTS, MAX_CACHED_EVENTS - len(views) - len(missing))
+                wanted = set(missing)
+                extra = (key for key in also() if key not in views and key not in wanted)
+                missing += dict.fromkeys(itertools.islice(extra, max(room, 0)))
             async with self.database.sessions() as session:
                 for event in await session.scalars(_event_query().where(Event.key.in_(missing))):
                     views[event.key] = _view(event)

@@ -511,3 +511,29 @@ async def test_a_chat_read_as_columns_is_the_chat_as_stored(database: Database) 
     renamed, along = await chats.ensure(-502, ChatType.SUPERGROUP, "Heads", None, NOW)
     assert renamed.title == "Heads" and renamed.lead_times == (1440, 60) and along is None
     assert (await chats.ensure(-502, ChatType.SUPERGROUP, "Heads", None, NOW))[0] == renamed
+
+
+async def test_a_card_read_after_another_needs_no_statement_and_is_the_same(
+    replicas: tuple[Catalogue, Catalogue],
+) -> None:
+    # The first card that misses reads what every organisation's card shows now, so the
+    # next organisation's card is read without a statement, and shows the same events
+    # as a catalogue that reads only that card.
+    this, other = replicas
+    statements: list[str] = []
+    event.listen(
+        this.database.engine.sync_engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: statements.append(statement),
+    )
+    with one_revision():
+        await this.organisation_card("sco", NOW)
+    keys = [ref.key for ref in await other.organisations() if ref.key != "sco"]
+    statements.clear()
+    with one_revision():
+        cards = await this.organisation_cards(keys, NOW)
+    assert [s for s in statements if "FROM events" in s] == []
+    for key in keys:
+        with one_revision():
+            alone = await Catalogue(other.database).organisation_card(key, NOW)
+        assert cards[key] == alone, key
