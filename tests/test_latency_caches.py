@@ -537,3 +537,38 @@ async def test_a_card_read_after_another_needs_no_statement_and_is_the_same(
         with one_revision():
             alone = await Catalogue(other.database).organisation_card(key, NOW)
         assert cards[key] == alone, key
+
+
+async def test_an_inline_query_that_finds_nothing_answers_at_once_without_suggestions(
+    start_bot: StartBot, bot_api: LocalBotApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Inline results have no "did you mean": the fuzzy pass over every name (some 10 ms
+    # with 10,000 events) is left out there, and still made for /search.
+    from storage.search import SearchIndex
+
+    looked_up: list[str] = []
+    suggestions = SearchIndex.suggestions
+
+    def counted(index: SearchIndex, text: str, *args: object, **kwargs: object) -> object:
+        looked_up.append(text)
+        return suggestions(index, text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SearchIndex, "suggestions", counted)
+    async with start_bot():
+        bot_api.push(
+            {
+                "inline_query": {
+                    "id": "q-nothing",
+                    "from": {"id": 8700, "is_bot": False, "first_name": "R"},
+                    "query": "Shngh Cprtn",
+                    "offset": "",
+                }
+            }
+        )
+        answer = await bot_api.wait_for(lambda c: c.method == "answerInlineQuery")
+        assert answer.status == 200
+        assert answer.parameters["results"] in ([], "[]")
+        assert looked_up == []
+        reply = await bot_api.reply_to(bot_api.message("/search Shngh Cprtn"))
+        assert "Did you mean: <b>SCO</b>?" in reply.text
+        assert looked_up == ["Shngh Cprtn"]
