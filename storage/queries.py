@@ -384,7 +384,9 @@ class Catalogue:
             return {}
         timelines = await self._timelines([f.id for f in found])
         picked = {fact.id: timelines[fact.id].card_events(now) for fact in found}
-        all_timelines = self._timeline_cache  # this revision's (or a newer one's)
+        # The timelines read last (another request's may have replaced these): they only
+        # choose which events are read along, not what this card shows.
+        all_timelines = self._timeline_cache
 
         def every_card() -> Iterator[str]:
             # A miss reads what every organisation's card shows now, in the same statement:
@@ -663,7 +665,7 @@ class Catalogue:
                 room = min(MAX_PRELOADED_EVENTS, MAX_CACHED_EVENTS - len(views) - len(missing))
                 wanted = set(missing)
                 extra = (key for key in also() if key not in views and key not in wanted)
-                missing += dict.fromkeys(itertools.islice(extra, max(room, 0)))
+                missing.extend(dict.fromkeys(itertools.islice(extra, max(room, 0))))
             async with self.database.sessions() as session:
                 for event in await session.scalars(_event_query().where(Event.key.in_(missing))):
                     views[event.key] = _view(event)
