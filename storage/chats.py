@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, ScalarSelect, delete, select, update
+from sqlalchemy import Row, ScalarSelect, Select, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
@@ -23,6 +23,23 @@ from storage.views import ChatView
 
 # A value read in the same statement as a chat: one round trip for both.
 ReadAlong = ScalarSelect[Any]
+
+# What a ChatView shows, and ``ensure`` compares, read as columns (see ``Chats._read``).
+_VIEW_COLUMNS = tuple(
+    Chat.__table__.c[name]
+    for name in (
+        "id",
+        "type",
+        "title",
+        "language",
+        "timezone",
+        "is_active",
+        "paused",
+        "digest",
+        "linked_by",
+        "lead_times",
+    )
+)
 
 
 async def deactivate_chat(
@@ -120,6 +137,7 @@ class Chats:
         self.default_language = default_language
         self.default_timezone = default_timezone
         self.planner = planner or Planner()
+        self._statements: dict[tuple[ReadAlong, ...], Select[Any]] = {}
 
     async def view_for_user(
         self, user_id: int, language: str | None, *, read_along: Sequence[ReadAlong] = ()
@@ -145,14 +163,22 @@ class Chats:
 
     async def _read(
         self, chat_id: int, read_along: Sequence[ReadAlong]
-    ) -> tuple[Chat | None, Row[Any] | None]:
+    ) -> tuple[Row[Any] | None, Row[Any] | None]:
+        # The columns a view needs, not the ORM entity: nearly every update reads its chat,
+        # and loading an identity-mapped object cost more than the statement. Built once
+        # for each set of values read along (statements hash by identity; the catalogue
+        # hands out one tuple of its revision's).
+        along = tuple(read_along)
+        statement = self._statements.get(along)
+        if statement is None:
+            chat_id_column = Chat.__table__.c.id
+            statement = select(*_VIEW_COLUMNS, *along).where(chat_id_column == bindparam("chat_id"))
+            self._statements[along] = statement
         async with self.database.sessions() as session:
-            row = (
-                await session.execute(select(Chat, *read_along).where(Chat.id == chat_id))
-            ).first()
+            row = (await session.execute(statement, {"chat_id": chat_id})).first()
         if row is None:
             return None, None
-        return row[0], row[1:]
+        return row, row[len(_VIEW_COLUMNS) :]
 
     async def set_language(self, chat_id: int, language: str) -> None:
         async with self.database.transaction() as session:
@@ -186,9 +212,9 @@ class Chats:
         if chat is not None and chat.is_active and chat.title == title and chat.type == chat_type:
             return ChatView.of(chat), along
         async with self.database.transaction() as session:
-            chat = await session.get(Chat, chat_id)
-            if chat is None:
-                chat = Chat(
+            stored = await session.get(Chat, chat_id)
+            if stored is None:
+                stored = Chat(
                     id=chat_id,
                     type=chat_type,
                     title=title,
@@ -196,16 +222,16 @@ class Chats:
                     timezone=self.default_timezone,
                     is_active=True,
                 )
-                session.add(chat)
-            elif not chat.is_active or chat.title != title or chat.type != chat_type:
-                if reactivate and not chat.is_active and chat.migrated_to_id is None:
+                session.add(stored)
+            elif not stored.is_active or stored.title != title or stored.type != chat_type:
+                if reactivate and not stored.is_active and stored.migrated_to_id is None:
                     # A message from the chat means the bot can write there again.
-                    chat.is_active = True
+                    stored.is_active = True
                     await session.flush()
                     await self.planner.replan(session, now, chat_ids=[chat_id])
-                chat.title = title
-                chat.type = chat_type
-            return ChatView.of(chat), None
+                stored.title = title
+                stored.type = chat_type
+            return ChatView.of(stored), None
 
     async def set_active(self, chat_id: int, active: bool, reason: str, now: dt.datetime) -> None:
         """Record that the bot was added back (active) or blocked/removed (inactive)."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import functools
+import itertools
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -232,6 +233,8 @@ class _Singles:
 # Bounds of the per-revision caches (emptied when full, rebuilt as requests come).
 MAX_CACHED_LISTS = 1024
 MAX_CACHED_EVENTS = 4096
+# Events read along with a miss because they are likely asked for next (every card's).
+MAX_PRELOADED_EVENTS = 1024
 
 
 class _Recurring:
@@ -256,6 +259,36 @@ class _Recurring:
         occurrence = self.event.next_occurrence(now)
         self._since, self._occurrence = now, occurrence
         return occurrence
+
+
+@functools.lru_cache(maxsize=1024)
+def _filter_conditions(query: EventFilter) -> tuple[ColumnElement[bool], ...]:
+    """A list's conditions that do not depend on the moment, built once per filter:
+    building them cost more than picking a warm list's page."""
+    conditions: list[ColumnElement[bool]] = []
+    if query.organisation:
+        conditions.append(
+            Event.organisation_id.in_(
+                select(Organisation.id).where(Organisation.key == query.organisation)
+            )
+        )
+    if not query.with_observances:
+        conditions.append(Event.kind.not_in(MEETING_KINDS_EXCLUDE))
+    if query.year is not None:
+        year_start = dt.datetime(query.year, 1, 1, tzinfo=dt.UTC)
+        year_end = dt.datetime(query.year + 1, 1, 1, tzinfo=dt.UTC)
+        # Spans are compared in UTC; a day either side keeps venue-zone days in their year.
+        # Then exactly: the venue-local dates touch the year (the end's year is that of
+        # its last day, whatever its precision).
+        conditions += [
+            Event.starts_at < year_end + dt.timedelta(days=1),
+            Event.ends_at > year_start - dt.timedelta(days=1),
+            Event.start_local < year_end.replace(tzinfo=None),
+            func.coalesce(Event.end_local, Event.start_local) >= year_start.replace(tzinfo=None),
+        ]
+    if query.when is When.UPCOMING:
+        conditions.append(Event.status != EventStatus.CANCELLED)
+    return tuple(conditions)
 
 
 class Catalogue:
@@ -351,8 +384,22 @@ class Catalogue:
             return {}
         timelines = await self._timelines([f.id for f in found])
         picked = {fact.id: timelines[fact.id].card_events(now) for fact in found}
+        # The timelines read last (another request's may have replaced these): they only
+        # choose which events are read along, not what this card shows.
+        all_timelines = self._timeline_cache
+
+        def every_card() -> Iterator[str]:
+            # A miss reads what every organisation's card shows now, in the same statement:
+            # one at a time, most /org requests after a change missed their own.
+            for timeline in all_timelines.values():
+                held_key, coming_keys = timeline.card_events(now)
+                if held_key:
+                    yield held_key
+                yield from coming_keys
+
         views = await self._events_by_key(
-            [key for held_key, coming in picked.values() for key in (held_key, *coming) if key]
+            [key for held_key, coming in picked.values() for key in (held_key, *coming) if key],
+            also=every_card,
         )
         held: dict[int, EventView] = {}
         coming: dict[int, list[EventView]] = {}
@@ -515,31 +562,8 @@ class Catalogue:
         (and, when upcoming, the few recurring ones, whose next occurrence is computed
         here) are loaded.
         """
-        conditions: list[ColumnElement[bool]] = []
-        if query.organisation:
-            conditions.append(
-                Event.organisation_id.in_(
-                    select(Organisation.id).where(Organisation.key == query.organisation)
-                )
-            )
-        if not query.with_observances:
-            conditions.append(Event.kind.not_in(MEETING_KINDS_EXCLUDE))
-        if query.year is not None:
-            year_start = dt.datetime(query.year, 1, 1, tzinfo=dt.UTC)
-            year_end = dt.datetime(query.year + 1, 1, 1, tzinfo=dt.UTC)
-            # Spans are compared in UTC; a day either side keeps venue-zone days in their year.
-            # Then exactly: the venue-local dates touch the year (the end's year is that of
-            # its last day, whatever its precision).
-            conditions += [
-                Event.starts_at < year_end + dt.timedelta(days=1),
-                Event.ends_at > year_start - dt.timedelta(days=1),
-                Event.start_local < year_end.replace(tzinfo=None),
-                func.coalesce(Event.end_local, Event.start_local)
-                >= year_start.replace(tzinfo=None),
-            ]
-        if query.when is When.UPCOMING:
-            conditions.append(Event.status != EventStatus.CANCELLED)
-        elif query.when is When.PAST:
+        conditions = list(_filter_conditions(query))
+        if query.when is When.PAST:
             conditions.append(Event.ends_at <= now)
 
         if query.when is not When.UPCOMING:
@@ -621,16 +645,27 @@ class Catalogue:
         lists[query] = found
         return found
 
-    async def _events_by_key(self, keys: Sequence[str]) -> dict[str, EventView]:
-        """Events by key, from the cache of this revision's events where they are in it."""
+    async def _events_by_key(
+        self, keys: Sequence[str], also: Callable[[], Iterable[str]] | None = None
+    ) -> dict[str, EventView]:
+        """Events by key, from the cache of this revision's events where they are in it.
+
+        When some are missing, the events ``also`` names (likely asked for soon) are read
+        with them, as many as leave the cache room (up to MAX_PRELOADED_EVENTS).
+        """
         revision = await self._revision()
         if self._views_revision != revision:
             self._views, self._views_revision = {}, revision
         views = self._views
-        missing = [key for key in keys if key not in views]
+        missing = list(dict.fromkeys(key for key in keys if key not in views))
         if missing:
             if len(views) + len(missing) > MAX_CACHED_EVENTS:
                 views.clear()
+            if also is not None:
+                room = min(MAX_PRELOADED_EVENTS, MAX_CACHED_EVENTS - len(views) - len(missing))
+                wanted = set(missing)
+                extra = (key for key in also() if key not in views and key not in wanted)
+                missing.extend(dict.fromkeys(itertools.islice(extra, max(room, 0))))
             async with self.database.sessions() as session:
                 for event in await session.scalars(_event_query().where(Event.key.in_(missing))):
                     views[event.key] = _view(event)
@@ -720,9 +755,10 @@ class Catalogue:
 
     async def _revision(self) -> tuple[object, ...]:
         # The catalogue's version, written with every change made through the bot or an
-        # import (by any replica, whatever its clock), plus counts and latest edits for
-        # changes made in the database directly. One statement of scalar subqueries, read
-        # once per request (``one_revision``) and always before the data cached under it.
+        # import (by any replica, whatever its clock), plus the count of changes the
+        # database's triggers keep, for changes made in it directly (a row deleted by
+        # hand too). Two rows of ``meta`` by key, read once per request (``one_revision``)
+        # and always before the data cached under it.
         scope = _request_revision.get()
         if scope is not None and scope.open and scope.revision is not None:
             return scope.revision
@@ -790,8 +826,12 @@ class Catalogue:
                 )
         return SearchIndex(documents)
 
-    async def search(self, text: str, now: dt.datetime, limit: int = 10) -> SearchResults:
-        """Organisations and events matching ``text``, with suggestions when nothing does."""
+    async def search(
+        self, text: str, now: dt.datetime, limit: int = 10, *, suggest: bool = True
+    ) -> SearchResults:
+        """Organisations and events matching ``text``, with suggestions when nothing does
+        (unless not ``suggest``: a fuzzy pass over every name, some 10 ms with 10,000
+        events, for a caller that shows none)."""
         index = await self.search_index()
         hits = index.search(text, limit)
         org_keys = [hit.key for hit in hits if hit.kind == "organisation"]
@@ -807,7 +847,7 @@ class Catalogue:
             organisations=tuple(orgs[key] for key in org_keys if key in orgs),
             events=tuple(events[key] for key in event_keys if key in events),
             exact_organisation=orgs.get(exact.key) if exact else None,
-            suggestions=tuple(await self.suggestions(text)) if not hits else (),
+            suggestions=tuple(await self.suggestions(text)) if suggest and not hits else (),
             ranked=tuple(item for item in ranked if item is not None),
         )
 
@@ -821,17 +861,18 @@ class Catalogue:
         ]
 
 
+# The row of ``meta`` that triggers add one to on every change to places, organisations,
+# chairs or events, however made (migration 0009).
+CATALOGUE_CHANGES_KEY = "catalogue_changes"
+
+
 @functools.cache
 def _revision_columns() -> tuple[ScalarSelect[Any], ...]:
     # Built once: statements are immutable, and building them took a millisecond an update.
-    def fingerprint(model: type[Event] | type[Organisation]) -> tuple[Any, Any]:
-        return (
-            select(func.count()).select_from(model).scalar_subquery(),
-            select(func.max(model.updated_at)).scalar_subquery(),
-        )
+    def meta(key: str) -> ScalarSelect[Any]:
+        return select(Meta.value).where(Meta.key == key).scalar_subquery()
 
-    version = select(Meta.value).where(Meta.key == CATALOGUE_VERSION_KEY).scalar_subquery()
-    return (version, *fingerprint(Event), *fingerprint(Organisation))
+    return (meta(CATALOGUE_VERSION_KEY), meta(CATALOGUE_CHANGES_KEY))
 
 
 def _exact_organisation(hits: list[SearchHit]) -> SearchHit | None:

@@ -7,8 +7,6 @@ and to Chinese written without spaces (a query inside a name counts).
 from __future__ import annotations
 
 import bisect
-import heapq
-import math
 import re
 import unicodedata
 from collections import defaultdict
@@ -50,6 +48,10 @@ def tokens(text: str) -> list[str]:
 
 def _is_cjk(token: str) -> bool:
     return bool(_CJK.search(token))
+
+
+def _digits(word: str) -> int:
+    return sum(character.isdigit() for character in word)
 
 
 @dataclass(frozen=True)
@@ -99,29 +101,40 @@ class SearchIndex:
         self._sorted_vocabulary = sorted(self._vocabulary)
         self._rank = {word: rank for rank, word in enumerate(self._vocabulary)}
         self._phrase_list = list(self._phrases)
+        # Typo candidates by shape (length, digits): a word can only be a close typo of a
+        # word of about its length and mix of digits. Most of the vocabulary is numbers
+        # from event ids, which a word of letters never comes close to.
+        shapes: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for rank, word in enumerate(self._vocabulary):
+            shapes[len(word), _digits(word)].append(rank)
+        self._shapes = {shape: tuple(ranks) for shape, ranks in shapes.items()}  # untracked
+        self._typo_choices: dict[tuple[int, int], tuple[str, ...]] = {}
+        self._organisations = frozenset(
+            index
+            for index, document in enumerate(self.documents)
+            if document.kind == "organisation"
+        )
 
     def _token_scores(self, token: str) -> dict[int, float]:
-        scores: dict[int, float] = {}
+        """Each document's best score for ``token``, in the order documents were first
+        offered (ties among hits keep it)."""
+        if _is_cjk(token):
+            return self._cjk_token_scores(token)
+        # Exact, then prefixes, then typos by falling ratio: every word is offered at most
+        # the score of any before it, so a document keeps its first score and place.
+        scores: dict[int, float] = (
+            dict.fromkeys(self._postings[token], EXACT) if token in self._postings else {}
+        )
 
         def offer(word: str, score: float) -> None:
+            keep = scores.setdefault
             for index in self._postings[word]:
-                if scores.get(index, 0.0) < score:
-                    scores[index] = score
+                keep(index, score)
 
-        if token in self._postings:
-            offer(token, EXACT)
-        if _is_cjk(token):
-            for word in self._vocabulary:
-                if word == token:
-                    continue
-                if len(token) >= 2 and word.startswith(token):
-                    offer(word, PREFIX)
-                elif len(token) >= 2 and (token in word or (len(word) >= 2 and word in token)):
-                    offer(word, CONTAINED)
-        elif len(token) >= 2:
-            # Only prefixes count for other scripts: the words after ``token`` in order,
-            # up to the first that does not start with it.
-            # Offered in the vocabulary's own order, as a scan would: ties keep their order.
+        if len(token) >= 2:
+            # Only prefixes count outside CJK: the words after ``token`` in order, up to the
+            # first that does not start with it, offered in the vocabulary's own order (as a
+            # scan would: ties keep their order).
             words = self._sorted_vocabulary
             matches = []
             for position in range(bisect.bisect_right(words, token), len(words)):
@@ -133,22 +146,78 @@ class SearchIndex:
                 offer(word, PREFIX)
         if len(token) >= 4 and not token.isdigit():
             for word, ratio, _ in process.extract(
-                token, self._vocabulary, scorer=fuzz.ratio, score_cutoff=75, limit=25
+                token, self._typo_candidates(token), scorer=fuzz.ratio, score_cutoff=75, limit=25
             ):
                 offer(word, FUZZY_WEIGHT * ratio / 100)
         return scores
+
+    def _cjk_token_scores(self, token: str) -> dict[int, float]:
+        # Prefixes and words contained either way, in the vocabulary's order: scores do
+        # not fall along it, so each document keeps its best.
+        scores: dict[int, float] = {}
+
+        def offer(word: str, score: float) -> None:
+            for index in self._postings[word]:
+                if scores.get(index, 0.0) < score:
+                    scores[index] = score
+
+        if token in self._postings:
+            offer(token, EXACT)
+        for word in self._vocabulary:
+            if word == token:
+                continue
+            if len(token) >= 2 and word.startswith(token):
+                offer(word, PREFIX)
+            elif len(token) >= 2 and (token in word or (len(word) >= 2 and word in token)):
+                offer(word, CONTAINED)
+        if len(token) >= 4 and not token.isdigit():
+            for word, ratio, _ in process.extract(
+                token, self._typo_candidates(token), scorer=fuzz.ratio, score_cutoff=75, limit=25
+            ):
+                offer(word, FUZZY_WEIGHT * ratio / 100)
+        return scores
+
+    def _typo_candidates(self, token: str) -> tuple[str, ...]:
+        """The words that can reach the typo cutoff against ``token``, in vocabulary order
+        (RapidFuzz breaks ties by position, so the same ones win as over all words).
+
+        ``fuzz.ratio`` is 200 × the longest common subsequence / both lengths, and a digit
+        only matches a digit: a word of W characters, D of them digits, shares at most
+        min(d, D) + min(L − d, W − D) with a token of L and d. Below 75 % it cannot match.
+        """
+        shape = (len(token), _digits(token))
+        found = self._typo_choices.get(shape)
+        if found is None:
+            length, digits = shape
+            ranks = [
+                rank
+                for (width, numerals), members in self._shapes.items()
+                if 8 * (min(digits, numerals) + min(length - digits, width - numerals))
+                >= 3 * (length + width)
+                for rank in members
+            ]
+            vocabulary = self._vocabulary
+            found = tuple(vocabulary[rank] for rank in sorted(ranks))
+            self._typo_choices[shape] = found
+        return found
 
     def search(self, text: str, limit: int = 10) -> list[SearchHit]:
         """The best matches for ``text``, best first; organisations before events on ties."""
         normal = normalise(text)
         if not normal:
             return []
-        totals: dict[int, float] = defaultdict(float)
         exact = self._phrases.get(normal, set())
         query_tokens = [t for t in tokens(text) if t not in NEXT_WORDS] or tokens(text)
+        share = len(query_tokens)
+        totals: dict[int, float] = {}
         for token in query_tokens:
-            for index, score in self._token_scores(token).items():
-                totals[index] += score / len(query_tokens)
+            scores = self._token_scores(token)
+            if not totals:  # 0.0 + x is x: the sums as adding to zero gives them
+                totals = scores if share == 1 else {i: s / share for i, s in scores.items()}
+                continue
+            add = totals.get
+            for index, score in scores.items():
+                totals[index] = add(index, 0.0) + score / share
         for index in exact:
             totals[index] = EXACT
         documents = self.documents
@@ -157,19 +226,48 @@ class SearchIndex:
             index, score = item
             return (index not in exact, -score, documents[index].kind != "organisation")
 
-        # Only the best ``limit`` are kept, and a common word matches thousands of events:
-        # what cannot reach them (scored below the best ``limit`` others) is left out before
-        # sorting. Exact matches come first whatever their score; ties keep their order.
-        candidates = [(i, score) for i, score in totals.items() if score >= MIN_SCORE]
-        if len(candidates) > limit:
-            others = [score for i, score in candidates if i not in exact]
-            wanted = limit - (len(candidates) - len(others))
-            threshold = heapq.nlargest(wanted, others)[-1] if wanted > 0 else math.inf
-            candidates = [(i, score) for i, score in candidates if i in exact or score >= threshold]
-        best = sorted(candidates, key=rank)[:limit]
+        # Only the best ``limit`` are kept, and a common word matches thousands of events,
+        # most of them tied: what cannot reach the best ``limit`` is left out before sorting.
+        # Exact matches come first whatever their score; ties keep their order.
+        candidates = {i: score for i, score in totals.items() if score >= MIN_SCORE}
+        reachable = (
+            self._reachable(candidates, exact, limit)
+            if len(candidates) > limit
+            else list(candidates.items())
+        )
+        best = sorted(reachable, key=rank)[:limit]
         return [
             SearchHit(documents[i].kind, documents[i].key, score, i in exact) for i, score in best
         ]
+
+    def _reachable(
+        self, candidates: dict[int, float], exact: set[int], limit: int
+    ) -> list[tuple[int, float]]:
+        """The candidates that can be among the best ``limit``: the exact ones, those
+        scored above the ``limit``-th best other, and of those tied with it only as many
+        organisations, and as many others, as places are left (the first ones). Candidates
+        that rank alike stay in their order, which is all the stable sort after keeps."""
+        exact_found = [(i, candidates[i]) for i in exact if i in candidates]
+        others = sorted(candidates.values())
+        for _, score in exact_found:
+            del others[bisect.bisect_left(others, score)]
+        wanted = limit - len(exact_found)
+        if wanted <= 0:  # only exact matches are shown (in their order)
+            return [(i, score) for i, score in candidates.items() if i in exact]
+        threshold = others[-wanted]
+        places = wanted - (len(others) - bisect.bisect_right(others, threshold))
+        kept = [(i, score) for i, score in candidates.items() if score > threshold or i in exact]
+        organisations = self._organisations
+        left = {True: places, False: places}  # for organisations, for the rest
+        for i, score in candidates.items():
+            if score == threshold and i not in exact:
+                organisation = i in organisations
+                if left[organisation] > 0:
+                    left[organisation] -= 1
+                    kept.append((i, score))
+                    if not left[True] and not left[False]:
+                        break
+        return kept
 
     def suggestions(
         self, text: str, limit: int = 3, kind: str | None = None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, replace
+from typing import Any
 
 from dateutil.rrule import rrulestr
+from sqlalchemy import Row
 
 from storage.dates import UTC, PartialDate, Precision, to_utc
 from storage.models import (
@@ -223,7 +225,8 @@ class ChatView:
     lead_times: tuple[int, ...] | None = None
 
     @classmethod
-    def of(cls, chat: Chat) -> ChatView:
+    def of(cls, chat: Chat | Row[Any]) -> ChatView:
+        """From the stored chat, or a row of its columns by name (``Chats``)."""
         return cls(
             chat.id,
             chat.type,

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import yaml
 from sqlalchemy import event
+from sqlalchemy import text as sql
 
 from bot import render
 from bot.i18n import translator
@@ -419,3 +420,155 @@ async def test_an_event_id_with_a_nul_is_simply_not_found(
     # Found by the fuzz test: PostgreSQL refuses NUL in text, and /event passed it on.
     this, _ = replicas
     assert await this.event("sco\x00") is None
+
+
+async def test_rows_changed_by_hand_in_the_database_retire_the_caches(
+    replicas: tuple[Catalogue, Catalogue],
+) -> None:
+    # Written at the database's console: no catalogue version, no updated_at, the number
+    # of events unchanged by the first edit. Only the database's own count of changes
+    # tells the caches.
+    this, other = replicas
+    upcoming = EventFilter(organisation="sco", when=When.UPCOMING)
+    with one_revision():
+        await this.events(upcoming, NOW)
+        await this.organisation_card("sco", NOW)
+        found = await this.search("Renamed by hand", NOW)
+    assert "sco-2026-bishkek" not in [hit.key for hit in found.events]
+
+    async with other.database.transaction() as session:
+        await session.execute(
+            sql(
+                'UPDATE events SET title = \'{"en": "Renamed by hand"}\' '
+                "WHERE key = 'sco-2026-bishkek'"
+            )
+        )
+    with one_revision():
+        page = await this.events(upcoming, NOW)
+        card = await this.organisation_card("sco", NOW)
+        found = await this.search("Renamed by hand", NOW)
+    assert {e.key: e.title["en"] for e in page.events}["sco-2026-bishkek"] == "Renamed by hand"
+    assert card is not None and card.next_event is not None
+    assert card.next_event.title["en"] == "Renamed by hand"
+    assert [hit.key for hit in found.events][:1] == ["sco-2026-bishkek"]
+
+    async with other.database.transaction() as session:
+        await session.execute(sql("DELETE FROM events WHERE key = 'sco-2026-bishkek'"))
+    with one_revision():
+        page = await this.events(upcoming, NOW)
+        card = await this.organisation_card("sco", NOW)
+    assert "sco-2026-bishkek" not in [e.key for e in page.events]
+    assert card is not None and (
+        card.next_event is None or card.next_event.key != "sco-2026-bishkek"
+    )
+
+
+async def test_a_chat_read_as_columns_is_the_chat_as_stored(database: Database) -> None:
+    # Every update reads its chat as a row of columns: the view must be the one the stored
+    # chat gives, whatever its settings, and a changed title is still written.
+    from storage.models import Chat, ChatType, DigestFrequency
+    from storage.views import ChatView
+
+    chats = Chats(database, "en", "UTC")
+    stored = [
+        Chat(id=501, type=ChatType.PRIVATE, title="Ann", language="ru", timezone="Asia/Almaty"),
+        Chat(
+            id=-502,
+            type=ChatType.SUPERGROUP,
+            title="Delegates",
+            language="zh",
+            timezone="Asia/Shanghai",
+            paused=True,
+            digest=DigestFrequency.WEEKLY,
+            lead_times=[1440, 60],
+        ),
+        Chat(
+            id=-1003,
+            type=ChatType.CHANNEL,
+            title="News",
+            language="ar",
+            timezone="Asia/Dubai",
+            linked_by=501,
+            digest=DigestFrequency.DAILY,
+        ),
+    ]
+    async with database.transaction() as session:
+        for chat in stored:
+            chat.is_active = True
+            session.add(chat)
+    for chat in stored:
+        async with database.sessions() as session:
+            loaded = await session.get(Chat, chat.id)
+            assert loaded is not None
+            expected = ChatView.of(loaded)
+        view, along = await chats.ensure(
+            chat.id, chat.type, chat.title, None, NOW, read_along=Catalogue.revision_columns()
+        )
+        assert view == expected
+        assert along is not None and len(along) == len(Catalogue.revision_columns())
+        assert (await chats.view_for_user(chat.id, "kk"))[0] == expected
+
+    renamed, along = await chats.ensure(-502, ChatType.SUPERGROUP, "Heads", None, NOW)
+    assert renamed.title == "Heads" and renamed.lead_times == (1440, 60) and along is None
+    assert (await chats.ensure(-502, ChatType.SUPERGROUP, "Heads", None, NOW))[0] == renamed
+
+
+async def test_a_card_read_after_another_needs_no_statement_and_is_the_same(
+    replicas: tuple[Catalogue, Catalogue],
+) -> None:
+    # The first card that misses reads what every organisation's card shows now, so the
+    # next organisation's card is read without a statement, and shows the same events
+    # as a catalogue that reads only that card.
+    this, other = replicas
+    statements: list[str] = []
+    event.listen(
+        this.database.engine.sync_engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: statements.append(statement),
+    )
+    with one_revision():
+        await this.organisation_card("sco", NOW)
+    keys = [ref.key for ref in await other.organisations() if ref.key != "sco"]
+    statements.clear()
+    with one_revision():
+        cards = await this.organisation_cards(keys, NOW)
+    assert [s for s in statements if "FROM events" in s] == []
+    for key in keys:
+        with one_revision():
+            alone = await Catalogue(other.database).organisation_card(key, NOW)
+        assert cards[key] == alone, key
+
+
+async def test_an_inline_query_that_finds_nothing_answers_at_once_without_suggestions(
+    start_bot: StartBot, bot_api: LocalBotApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Inline results have no "did you mean": the fuzzy pass over every name (some 10 ms
+    # with 10,000 events) is left out there, and still made for /search.
+    from storage.search import SearchIndex
+
+    looked_up: list[str] = []
+    suggestions = SearchIndex.suggestions
+
+    def counted(index: SearchIndex, text: str, *args: object, **kwargs: object) -> object:
+        looked_up.append(text)
+        return suggestions(index, text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SearchIndex, "suggestions", counted)
+    async with start_bot():
+        bot_api.push(
+            {
+                "inline_query": {
+                    "id": "q-nothing",
+                    "from": {"id": 8700, "is_bot": False, "first_name": "R"},
+                    "query": "Shngh Cprtn",
+                    "offset": "",
+                }
+            }
+        )
+        answer = await bot_api.wait_for(lambda c: c.method == "answerInlineQuery")
+        assert answer.status == 200
+        assert answer.parameters["results"] in ([], "[]")
+        assert looked_up == []
+        reply = await bot_api.reply_to(bot_api.message("/search Shngh Cprtn"))
+        assert "Did you mean: <b>SCO</b>?" in reply.text
+        assert looked_up == ["Shngh Cprtn"]

@@ -35,7 +35,9 @@ async def inline_query(update: Update, context: BotContext) -> None:
     text = query.query.strip()[:100]
     found: list[OrganisationRef | EventView]
     if text:
-        found = list((await context.catalogue.search(text, now, limit=MAX_RESULTS)).ranked)
+        # Inline results have no "did you mean": nothing found is an empty list.
+        matches = await context.catalogue.search(text, now, limit=MAX_RESULTS, suggest=False)
+        found = list(matches.ranked)
     else:  # an empty query offers what comes next
         page = await context.catalogue.events(EventFilter(when=When.UPCOMING), now, 0, 10)
         found = list(page.events)
