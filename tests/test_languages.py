@@ -21,7 +21,8 @@ from storage.models import ChatType, EventStatus
 from storage.timezones import nearest_city, resolve_timezone
 from storage.views import ChatView, EventView
 from tests.botapi import LocalBotApi
-from tests.factories import make_event, plain
+from tests.conftest import StartBot
+from tests.factories import load, make_event, plain
 
 UTC = dt.UTC
 TRANSLATED = [language for language in SUPPORTED_LANGUAGES if language != "en"]
@@ -384,3 +385,46 @@ async def test_a_button_under_an_inline_message_edits_it_in_place(bot_api: Local
     edited = await bot_api.wait_for(lambda c: c.method == "editMessageText")
     assert edited.parameters["inline_message_id"] == "AAAA"
     assert "Shanghai Cooperation Organisation" in plain(edited.text)
+
+
+async def test_inline_results_come_ten_at_a_time_as_the_reader_scrolls(
+    bot_api: LocalBotApi, start_bot: StartBot, database_url: str, clock: FixedClock
+) -> None:
+    """Telegram asks for the next page with the ``next_offset`` of the last answer; an
+    offset a modified client made up gets the first page."""
+    forums = "events:\n" + "".join(
+        f"  - id: zanzibar-forum-{n:02d}\n"
+        f"    organisation: sco\n"
+        f"    title: {{en: Zanzibar forum {n}}}\n"
+        f"    place: astana\n"
+        f"    start: 2027-03-{n:02d}\n"
+        f"    sources: [test]\n"
+        for n in range(1, 26)
+    )
+    await load(database_url, forums, clock.now())
+
+    async def page(offset: str) -> tuple[list[str], str]:
+        query = _inline_query("zanzibar", "en")
+        query["inline_query"]["offset"] = offset
+        query["inline_query"]["id"] = f"q-{offset}"
+        bot_api.push(query)
+        answer = await bot_api.wait_for(
+            lambda c: (
+                c.method == "answerInlineQuery" and c.parameters["inline_query_id"] == f"q-{offset}"
+            )
+        )
+        assert answer.status == 200
+        ids = [result["id"] for result in answer.parameters["results"]]
+        return ids, str(answer.parameters.get("next_offset") or "")
+
+    async with start_bot():
+        first, next_offset = await page("")
+        second, after_second = await page(next_offset)
+        third, after_third = await page(after_second)
+        forged, _ = await page("not-a-number")
+    assert (len(first), next_offset) == (10, "10")
+    assert (len(second), after_second) == (10, "20")
+    assert (len(third), after_third) == (5, "")  # the last page says there is no more
+    shown = first + second + third
+    assert sorted(shown) == sorted(f"e:zanzibar-forum-{n:02d}" for n in range(1, 26))
+    assert forged == first
