@@ -29,6 +29,7 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     ColumnElement,
+    SQLColumnExpression,
     and_,
     bindparam,
     delete,
@@ -949,6 +950,15 @@ class ClaimedBatch:
     candidates: int  # due rows seen; more than claimed+skipped when another dispatcher won
 
 
+def _unindexed(column: SQLColumnExpression[Any]) -> ColumnElement[Any]:
+    """``column`` as an expression no index matches (``status || ''``). Beside "id IN (…)",
+    SQLite, which has no statistics, would search ix_deliveries_status_due instead of the
+    primary key and read every pending row, once per batch: a fan-out grew with the
+    square of its audience (20,000 chats: 10 ms a batch). PostgreSQL plans by statistics
+    and uses the primary key either way."""
+    return column.concat("")
+
+
 async def claim_due(
     session: AsyncSession, now: dt.datetime, worker: str, limit: int
 ) -> ClaimedBatch:
@@ -978,7 +988,7 @@ async def claim_due(
     claimed_rows = (
         await session.execute(
             update(Delivery)
-            .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.PENDING)
+            .where(Delivery.id.in_(ids), _unindexed(Delivery.status) == DeliveryStatus.PENDING)
             .values(status=DeliveryStatus.CLAIMED, claimed_by=worker, claimed_at=now)
             .returning(
                 Delivery.id,
@@ -1005,7 +1015,9 @@ async def claim_due(
             select(
                 Delivery.chat_id, Delivery.event_id, Delivery.occurrence_at, Delivery.slot
             ).where(
-                Delivery.event_id.in_({r.event_id for r in reminders}),
+                # As uq_deliveries_key has it, so that its chat ids lead the search: by
+                # the plain column SQLite read every reminder of the event, each batch.
+                func.coalesce(Delivery.event_id, 0).in_({r.event_id for r in reminders}),
                 Delivery.chat_id.in_({r.chat_id for r in reminders}),
                 Delivery.occurrence_at.in_({r.occurrence_at for r in reminders}),
                 Delivery.kind == DeliveryKind.REMINDER,
