@@ -44,7 +44,8 @@ from bot.dispatcher import MAX_IN_FLIGHT, Dispatcher
 from bot.ratelimit import DeliveryRateLimiter
 from config.settings import Settings
 from storage.database import Database
-from storage.models import Delivery, DeliveryStatus
+from storage.deliveries import PLANNED_UNTIL_KEY
+from storage.models import Delivery, DeliveryStatus, Meta
 
 NAME = "fanout"
 ROUNDS = 3  # each sender's median of this many turns
@@ -176,6 +177,7 @@ async def measure_all(quick: bool) -> dict[str, Any]:
         template = await seeded_template(workdir, chats)
         curve_template = await seeded_template(workdir, curve_messages)
         postgres_url: str | None = None
+        seeded_until: str | None = None
         if await postgres_available(POSTGRES_ADMIN_URL):
             postgres_url = await stack.enter_async_context(
                 fresh_database("postgresql", tmp, POSTGRES_ADMIN_URL)
@@ -185,6 +187,7 @@ async def measure_all(quick: bool) -> dict[str, Any]:
                 await seed(database, Audience(private_chats=chats))
             finally:
                 await database.dispose()
+            seeded_until = await planned_until(postgres_url)
         else:
             notes.append(f"PostgreSQL at {POSTGRES_ADMIN_URL} unreachable: row skipped")
         reference = audience_ids[:reference_messages]
@@ -197,7 +200,7 @@ async def measure_all(quick: bool) -> dict[str, Any]:
                     await dispatcher_run(copy_of(template), server, chats)
                 )
                 if postgres_url is not None:
-                    await forget_deliveries(postgres_url)
+                    await forget_deliveries(postgres_url, seeded_until)
                     record("dispatcher_postgresql", []).append(
                         await dispatcher_run(postgres_url, server, chats)
                     )
@@ -223,12 +226,26 @@ def median_run(measured: list[dict[str, Any]]) -> dict[str, Any]:
     return ordered[len(ordered) // 2]
 
 
-async def forget_deliveries(database_url: str) -> None:
-    """An empty ledger, so that the next run plans and sends the same reminders again."""
+async def planned_until(database_url: str) -> str | None:
+    """Up to when the ledger is planned (as seeded: before the summit's reminders)."""
+    database = Database(database_url)
+    try:
+        async with database.sessions() as session:
+            return await session.scalar(select(Meta.value).where(Meta.key == PLANNED_UNTIL_KEY))
+    finally:
+        await database.dispose()
+
+
+async def forget_deliveries(database_url: str, until: str | None) -> None:
+    """The ledger as seeded (empty, planned up to ``until``), so that the next run plans
+    and sends the same reminders again."""
     database = Database(database_url)
     try:
         async with database.transaction() as session:
             await session.execute(delete(Delivery))
+            await session.execute(delete(Meta).where(Meta.key == PLANNED_UNTIL_KEY))
+            if until is not None:
+                session.add(Meta(key=PLANNED_UNTIL_KEY, value=until))
     finally:
         await database.dispose()
 
