@@ -23,6 +23,7 @@ from storage.dates import PartialDate
 from storage.queries import Catalogue, EventFilter, When, one_revision
 from tests.botapi import LocalBotApi
 from tests.conftest import StartBot
+from tests.test_search_ranking import scanned_scores, sorted_in_full
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -300,8 +301,6 @@ async def test_upcoming_pages_list_what_is_not_over_in_order(
 
 
 def test_prefix_matches_found_by_bisection_are_those_a_scan_finds() -> None:
-    from rapidfuzz import fuzz, process
-
     from storage import search
 
     entries = yaml.safe_load((DATASET_DIR / "organisations.yaml").read_text(encoding="utf-8"))
@@ -315,69 +314,25 @@ def test_prefix_matches_found_by_bisection_are_those_a_scan_finds() -> None:
     ]
     index = search.SearchIndex(documents)
 
-    def scanned(token: str) -> dict[int, float]:  # the linear scan the index did before
-        scores: dict[int, float] = {}
-
-        def offer(word: str, score: float) -> None:
-            for position in index._postings[word]:
-                scores[position] = max(scores.get(position, 0.0), score)
-
-        if token in index._postings:
-            offer(token, search.EXACT)
-        cjk = search._is_cjk(token)
-        for word in index._vocabulary:
-            if word == token:
-                continue
-            if len(token) >= 2 and word.startswith(token):
-                offer(word, search.PREFIX)
-            elif cjk and len(token) >= 2 and (token in word or (len(word) >= 2 and word in token)):
-                offer(word, search.CONTAINED)
-        if len(token) >= 4 and not token.isdigit():
-            for word, ratio, _ in process.extract(
-                token, index._vocabulary, scorer=fuzz.ratio, score_cutoff=75, limit=25
-            ):
-                offer(word, search.FUZZY_WEIGHT * ratio / 100)
-        return scores
-
     words = sorted(index._vocabulary)
     tokens = {w[:n] for w in words for n in (1, 2, 3, 5)} | {"sc", "шо", "上合", "coop", "zzz"}
     for token in sorted(tokens):
         # The same scores in the same order (ties among hits keep it).
-        assert list(index._token_scores(token).items()) == list(scanned(token).items()), token
+        scanned = scanned_scores(index, token)  # the linear scan the index did before
+        assert list(index._token_scores(token).items()) == list(scanned.items()), token
 
 
 async def test_the_best_hits_are_those_a_full_sort_puts_first(
     replicas: tuple[Catalogue, Catalogue],
 ) -> None:
-    from collections import defaultdict
-
     from storage import search
 
     this, _ = replicas
     index = await this.search_index()
 
-    def sorted_in_full(text: str, limit: int) -> list[search.SearchHit]:  # as it was done
-        totals: dict[int, float] = defaultdict(float)
-        exact = index._phrases.get(search.normalise(text), set())
-        query_tokens = [
-            t for t in search.tokens(text) if t not in search.NEXT_WORDS
-        ] or search.tokens(text)
-        for token in query_tokens:
-            for position, score in index._token_scores(token).items():
-                totals[position] += score / len(query_tokens)
-        for position in exact:
-            totals[position] = search.EXACT
-        hits = [
-            search.SearchHit(index.documents[i].kind, index.documents[i].key, score, i in exact)
-            for i, score in totals.items()
-            if score >= search.MIN_SCORE
-        ]
-        hits.sort(key=lambda hit: (-hit.exact, -hit.score, hit.kind != "organisation"))
-        return hits[:limit]
-
     for text in ("summit 2024", "SCO", "шос", "астана", "cooperation", "forum", "上合", "x"):
         for limit in (1, 3, 10, 20):
-            assert index.search(text, limit) == sorted_in_full(text, limit), (text, limit)
+            assert index.search(text, limit) == sorted_in_full(index, text, limit), (text, limit)
 
     # Many documents sharing words and years: thousands of hits, many tied.
     index = search.SearchIndex(
@@ -393,7 +348,7 @@ async def test_the_best_hits_are_those_a_full_sort_puts_first(
     )
     for text in ("summit", "summit 2024", "caspian summit 2027", "arctic 3", "nordic summit 5"):
         for limit in (1, 10, 20, 500):
-            assert index.search(text, limit) == sorted_in_full(text, limit), (text, limit)
+            assert index.search(text, limit) == sorted_in_full(index, text, limit), (text, limit)
 
 
 async def test_a_cached_reply_is_retired_by_another_replicas_edit(
