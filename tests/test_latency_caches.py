@@ -87,16 +87,22 @@ async def test_a_list_of_upcoming_events_follows_an_edit_made_on_another_replica
     assert titles["sco-2026-bishkek"] == "Renamed on another replica"
 
 
+def statements_run_by(catalogue: Catalogue) -> list[str]:
+    """Every SQL statement ``catalogue``'s engine runs from now on, in order."""
+    statements: list[str] = []
+    event.listen(
+        catalogue.database.engine.sync_engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: statements.append(statement),
+    )
+    return statements
+
+
 async def test_one_request_reads_the_revision_once_and_the_next_request_anew(
     replicas: tuple[Catalogue, Catalogue],
 ) -> None:
     this, other = replicas
-    statements: list[str] = []
-    event.listen(
-        this.database.engine.sync_engine,
-        "before_cursor_execute",
-        lambda _c, _cur, statement, *_: statements.append(statement),
-    )
+    statements = statements_run_by(this)
 
     def revision_reads() -> int:
         return sum("FROM meta" in statement for statement in statements)
@@ -475,12 +481,7 @@ async def test_a_card_read_after_another_needs_no_statement_and_is_the_same(
     # next organisation's card is read without a statement, and shows the same events
     # as a catalogue that reads only that card.
     this, other = replicas
-    statements: list[str] = []
-    event.listen(
-        this.database.engine.sync_engine,
-        "before_cursor_execute",
-        lambda _c, _cur, statement, *_: statements.append(statement),
-    )
+    statements = statements_run_by(this)
     with one_revision():
         await this.organisation_card("sco", NOW)
     keys = [ref.key for ref in await other.organisations() if ref.key != "sco"]
