@@ -144,11 +144,8 @@ class SearchIndex:
                 matches.append(word)
             for word in sorted(matches, key=self._rank.__getitem__):
                 offer(word, PREFIX)
-        if len(token) >= 4 and not token.isdigit():
-            for word, ratio, _ in process.extract(
-                token, self._typo_candidates(token), scorer=fuzz.ratio, score_cutoff=75, limit=25
-            ):
-                offer(word, FUZZY_WEIGHT * ratio / 100)
+        for word, score in self._typos(token):
+            offer(word, score)
         return scores
 
     def _cjk_token_scores(self, token: str) -> dict[int, float]:
@@ -170,12 +167,20 @@ class SearchIndex:
                 offer(word, PREFIX)
             elif len(token) >= 2 and (token in word or (len(word) >= 2 and word in token)):
                 offer(word, CONTAINED)
-        if len(token) >= 4 and not token.isdigit():
+        for word, score in self._typos(token):
+            offer(word, score)
+        return scores
+
+    def _typos(self, token: str) -> list[tuple[str, float]]:
+        """Words ``token`` may be a typo of, with their scores, best first."""
+        if len(token) < 4 or token.isdigit():
+            return []
+        return [
+            (word, FUZZY_WEIGHT * ratio / 100)
             for word, ratio, _ in process.extract(
                 token, self._typo_candidates(token), scorer=fuzz.ratio, score_cutoff=75, limit=25
-            ):
-                offer(word, FUZZY_WEIGHT * ratio / 100)
-        return scores
+            )
+        ]
 
     def _typo_candidates(self, token: str) -> tuple[str, ...]:
         """The words that can reach the typo cutoff against ``token``, in vocabulary order
