@@ -55,7 +55,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
@@ -69,7 +68,7 @@ from bot.metrics import Metrics
 from bot.prepared_message import PreparedMessage
 from bot.ratelimit import DeliveryRateLimiter
 from config.settings import DEFAULT_DELIVERY_MAX_IN_FLIGHT, Settings
-from storage.chats import deactivate_chat, migrate_chat
+from storage.chats import chat_views, deactivate_chat, migrate_chat
 from storage.database import Database, is_unavailable
 from storage.deliveries import (
     DIGEST_DAYS,
@@ -85,7 +84,7 @@ from storage.deliveries import (
     requeue_abandoned,
     retry_later,
 )
-from storage.models import Chat, ChatType, DeliveryKind, EventChange
+from storage.models import ChatType, DeliveryKind, EventChange
 from storage.queries import Catalogue
 from storage.send_ledger import SendLedger
 from storage.views import ChatView, EventView
@@ -444,11 +443,7 @@ class Dispatcher:
     # --- one delivery -------------------------------------------------------------
 
     async def _open_batch(self, deliveries: list[ClaimedDelivery]) -> _Batch:
-        async with self.database.sessions() as session:
-            chats = await session.scalars(
-                select(Chat).where(Chat.id.in_({d.chat_id for d in deliveries}))
-            )
-            return _Batch({chat.id: ChatView.of(chat) for chat in chats})
+        return _Batch(await chat_views(self.database, (d.chat_id for d in deliveries)))
 
     async def _rendered(
         self, delivery: ClaimedDelivery, chat: ChatView, batch: _Batch
@@ -538,9 +533,7 @@ class Dispatcher:
         return render.reminder(occurrence, chat, now, tr)
 
     async def _load_chat(self, chat_id: int) -> ChatView | None:
-        async with self.database.sessions() as session:
-            chat = await session.get(Chat, chat_id)
-            return ChatView.of(chat) if chat is not None else None
+        return (await chat_views(self.database, [chat_id])).get(chat_id)
 
     async def _write_ledger(self, writes: list[_Renewal | _Sent]) -> list[bool]:
         """Renewals (True: the claim is still ours) and sends, in one transaction."""
