@@ -7,14 +7,17 @@ aiosqlite's thread per statement, and SQLAlchemy re-renders the IN list each tim
 of the dispatcher's time per message. Here they are written on one connection held for
 a sweep, in the driver's own terms:
 
-- SQLite (aiosqlite): ``BEGIN IMMEDIATE``, the marks, the renewals, ``COMMIT``: four
-  trips in all, 0.55 ms a group;
+- SQLite (aiosqlite): one ``UPDATE … FROM (VALUES …)`` in autocommit, one trip to
+  aiosqlite's thread. Each trip costs about 0.1 ms of CPU on a busy core (the thread
+  switches twice), and ``BEGIN IMMEDIATE``, marks, renewals and ``COMMIT`` as four trips
+  cost 0.5 ms a group; now 0.26 ms;
 - PostgreSQL (asyncpg): one statement in autocommit (two data-modifying CTEs), one round
   trip instead of five (ping, BEGIN, two statements, COMMIT).
 
-Both go in one transaction. A mark is unconditional (Telegram has the message); a renewal
-holds only if the row is still claimed by this worker (not put back after the lease, not
-deleted by /forgetme), and one marked sent in the same group is not renewed.
+Either way marks and renewals go in one transaction. A mark is unconditional (Telegram
+has the message); a renewal holds only if the row is still claimed by this worker (not
+put back after the lease, not deleted by /forgetme), and one marked sent in the same
+group is not renewed.
 Values are converted by the columns' own SQLAlchemy types, so rows read the same as
 those the ORM writes.
 """
@@ -34,14 +37,24 @@ from storage.models import Delivery, DeliveryStatus
 
 _TABLE = cast(Table, Delivery.__table__)
 
-_SQLITE_MARK_SENT = (
-    f"UPDATE {_TABLE.name} SET status = ?, message_id = ?, finished_at = ?, error = NULL "
-    "WHERE id = ?"
-)
-_SQLITE_RENEW = (
-    f"UPDATE {_TABLE.name} SET claimed_at = ? WHERE id IN ({{ids}}) "
-    "AND status = ? AND claimed_by = ? RETURNING id"
-)
+# Marks and renewals in one statement, so in one trip to aiosqlite's thread: the driver
+# connection is in autocommit (storage/database.py), and one statement is its own
+# transaction. Each row of the VALUES list is (id, 1 if sent, Telegram's message id).
+# Rows are looked up by id: a renewal's status condition sits in an OR, which keeps
+# SQLite (no statistics) off ix_deliveries_status_due. Beside "id IN (…)" of four ids or
+# more it chose that index and read every claimed row, for every group.
+_SQLITE_WRITE = f"""
+UPDATE {_TABLE.name} SET
+    status = CASE WHEN w.column2 THEN ? ELSE status END,
+    message_id = CASE WHEN w.column2 THEN w.column3 ELSE message_id END,
+    finished_at = CASE WHEN w.column2 THEN ? ELSE finished_at END,
+    error = CASE WHEN w.column2 THEN NULL ELSE error END,
+    claimed_at = CASE WHEN w.column2 THEN claimed_at ELSE ? END
+FROM (VALUES {{rows}}) AS w
+WHERE {_TABLE.name}.id = w.column1
+    AND (w.column2 OR ({_TABLE.name}.status = ? AND {_TABLE.name}.claimed_by = ?))
+RETURNING id
+"""
 _POSTGRES_WRITE = f"""
 WITH sent AS (
     UPDATE {_TABLE.name} AS d
@@ -151,24 +164,17 @@ class SendLedger:
         now: dt.datetime,
     ) -> set[int]:
         instant = self._instant(now)
-        await driver.execute("BEGIN IMMEDIATE")  # waits up to busy_timeout for the lock
-        if sent:
-            await driver.executemany(
-                _SQLITE_MARK_SENT,
-                [
-                    (self._sent, message_id, instant, delivery_id)
-                    for delivery_id, message_id in sent.items()
-                ],
-            )
-        ours: set[int] = set()
-        if renewals:
-            rows = await driver.execute_fetchall(
-                _SQLITE_RENEW.format(ids=", ".join("?" * len(renewals))),
-                (instant, *renewals, self._claimed, self.worker),
-            )
-            ours = {row[0] for row in rows}
-        await driver.commit()
-        return ours
+        values: list[Any] = [self._sent, instant, instant]
+        for delivery_id, message_id in sent.items():
+            values += (delivery_id, 1, message_id)
+        for delivery_id in renewals:
+            values += (delivery_id, 0, None)
+        rows = await driver.execute_fetchall(
+            _SQLITE_WRITE.format(rows=", ".join(["(?, ?, ?)"] * (len(sent) + len(renewals)))),
+            (*values, self._claimed, self.worker),
+        )
+        # What came back of the renewals is what is still ours (marks always come back).
+        return {row[0] for row in rows} - sent.keys()
 
     async def _write_postgres(
         self,

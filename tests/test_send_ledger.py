@@ -77,6 +77,27 @@ async def test_marks_and_renewals_read_as_the_orm_writes_them(
         assert await requeue_abandoned(session, NOW + dt.timedelta(seconds=1)) == 2
 
 
+async def test_a_group_looks_its_rows_up_by_key_however_many_are_claimed(
+    database: Database, claimed: list[int]
+) -> None:
+    """SQLite plans without statistics: beside "id IN (…)" of four ids or more it chose
+    the index on status, and every group read every claimed row of the fan-out."""
+    if not database.is_sqlite:
+        pytest.skip("SQLite's planner (PostgreSQL plans by its statistics)")
+    statement = send_ledger._SQLITE_WRITE.format(rows=", ".join(["(?, ?, ?)"] * 6))
+    parameters = ["sent", "now", "now"]
+    for n, delivery_id in enumerate(claimed):
+        parameters += (delivery_id, int(n < 2), 900 + n if n < 2 else None)
+    async with database.engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        rows = await raw.execute_fetchall(
+            f"EXPLAIN QUERY PLAN {statement}", (*parameters, "claimed", WORKER)
+        )
+    plan = [str(row[3]) for row in rows]
+    assert "SEARCH deliveries USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan
+    assert not any("ix_deliveries_status_due" in step for step in plan), plan
+
+
 async def test_a_connection_closed_since_the_last_write_is_replaced(
     database: Database, claimed: list[int]
 ) -> None:
