@@ -947,7 +947,7 @@ class ClaimedDelivery:
 class ClaimedBatch:
     deliveries: list[ClaimedDelivery]
     skipped: int
-    candidates: int  # due rows seen; more than claimed+skipped when another dispatcher won
+    candidates: int  # due rows claimed, the stale ones included (0: nothing is due)
 
 
 def _unindexed(column: SQLColumnExpression[Any]) -> ColumnElement[Any]:
@@ -959,6 +959,22 @@ def _unindexed(column: SQLColumnExpression[Any]) -> ColumnElement[Any]:
     return column.concat("")
 
 
+# The reminders due at once in the chats and occurrences of a claimed batch: the values
+# are bound at execution ("expanding"), so the statement is compiled once and its 200 chat
+# ids are not coerced one by one into SQL literals each batch.
+_DUE_SLOTS = select(
+    Delivery.chat_id, Delivery.event_id, Delivery.occurrence_at, Delivery.slot
+).where(
+    # As uq_deliveries_key has it, so that its chat ids lead the search: by the plain
+    # column SQLite read every reminder of the event, each batch.
+    func.coalesce(Delivery.event_id, 0).in_(bindparam("event_ids", expanding=True)),
+    Delivery.chat_id.in_(bindparam("chat_ids", expanding=True)),
+    Delivery.occurrence_at.in_(bindparam("occurrences", expanding=True)),
+    Delivery.kind == DeliveryKind.REMINDER,
+    Delivery.due_at <= bindparam("now", type_=Delivery.due_at.type),
+)
+
+
 async def claim_due(
     session: AsyncSession, now: dt.datetime, worker: str, limit: int
 ) -> ClaimedBatch:
@@ -968,7 +984,7 @@ async def claim_due(
     started (or its month is over), or when a later lead time of the same event
     is due as well: after downtime the chat gets the latest reminder, not all.
     """
-    statement = (
+    due = (
         select(Delivery.id)
         .where(
             Delivery.status == DeliveryStatus.PENDING,
@@ -980,15 +996,16 @@ async def claim_due(
     )
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     if dialect == "postgresql":
-        statement = statement.with_for_update(skip_locked=True)
-    ids = list((await session.scalars(statement)).all())
-    if not ids:
-        return ClaimedBatch([], 0, 0)
-    # The status condition makes the claim safe even where row locks do not exist.
+        due = due.with_for_update(skip_locked=True)
+    # One statement: the due rows are found and claimed together, so no list of ids goes
+    # back and forth. The status condition makes the claim safe where row locks do not exist.
     claimed_rows = (
         await session.execute(
             update(Delivery)
-            .where(Delivery.id.in_(ids), _unindexed(Delivery.status) == DeliveryStatus.PENDING)
+            .where(
+                Delivery.id.in_(due.scalar_subquery()),
+                _unindexed(Delivery.status) == DeliveryStatus.PENDING,
+            )
             .values(status=DeliveryStatus.CLAIMED, claimed_by=worker, claimed_at=now)
             .returning(
                 Delivery.id,
@@ -998,65 +1015,77 @@ async def claim_due(
                 Delivery.slot,
                 Delivery.occurrence_at,
                 Delivery.due_at,
-                Delivery.expires_at,
                 Delivery.attempts,
                 Delivery.change_id,
+                (Delivery.expires_at <= now).label("expired"),
             )
         )
     ).all()
+    if not claimed_rows:
+        return ClaimedBatch([], 0, 0)
     stale: dict[int, str] = {}
+    reminders = []
     for row in claimed_rows:
-        if row.expires_at <= now:
-            stale[row.id] = "stale: the event had started or the period was over"
+        delivery_id, chat_id, event_id, kind, slot, occurrence_at, *_, expired = row
+        if expired:
+            stale[delivery_id] = "stale: the event had started or the period was over"
+        elif kind is DeliveryKind.REMINDER:
+            reminders.append((delivery_id, (chat_id, event_id, occurrence_at), slot))
     # A later lead time of the same occurrence already due supersedes the earlier ones.
-    reminders = [r for r in claimed_rows if r.kind is DeliveryKind.REMINDER and r.id not in stale]
     if reminders:
         due_slots = await session.execute(
-            select(
-                Delivery.chat_id, Delivery.event_id, Delivery.occurrence_at, Delivery.slot
-            ).where(
-                # As uq_deliveries_key has it, so that its chat ids lead the search: by
-                # the plain column SQLite read every reminder of the event, each batch.
-                func.coalesce(Delivery.event_id, 0).in_({r.event_id for r in reminders}),
-                Delivery.chat_id.in_({r.chat_id for r in reminders}),
-                Delivery.occurrence_at.in_({r.occurrence_at for r in reminders}),
-                Delivery.kind == DeliveryKind.REMINDER,
-                Delivery.due_at <= now,
-            )
+            _DUE_SLOTS,
+            {
+                "event_ids": list({key[1] for _, key, _ in reminders}),
+                "chat_ids": list({key[0] for _, key, _ in reminders}),
+                "occurrences": list({key[2] for _, key, _ in reminders}),
+                "now": now,
+            },
         )
         smallest: dict[tuple[int, int | None, dt.datetime], int] = {}
         for chat_id, event_id, occurrence_at, slot in due_slots.all():
             key = (chat_id, event_id, occurrence_at)
             smallest[key] = min(slot, smallest.get(key, slot))
-        for row in reminders:
-            if row.slot > smallest[(row.chat_id, row.event_id, row.occurrence_at)]:
-                stale[row.id] = "stale: a later reminder of the same event was due as well"
+        for delivery_id, key, slot in reminders:
+            if slot > smallest[key]:
+                stale[delivery_id] = "stale: a later reminder of the same event was due as well"
     for reason in set(stale.values()):
         await session.execute(
             update(Delivery)
             .where(Delivery.id.in_([i for i, r in stale.items() if r == reason]))
             .values(status=DeliveryStatus.SKIPPED, error=reason, finished_at=now)
         )
-    event_ids = {r.event_id for r in claimed_rows if r.event_id is not None}
+    event_ids = {row[2] for row in claimed_rows if row[2] is not None}
     event_keys: dict[int | None, str] = dict(
         (await session.execute(select(Event.id, Event.key).where(Event.id.in_(event_ids)))).all()
     )
     claimed = [
         ClaimedDelivery(
-            r.id,
-            r.chat_id,
-            event_keys.get(r.event_id),
-            r.kind,
-            r.slot,
-            r.occurrence_at,
-            r.attempts,
-            r.change_id,
-            r.due_at,
+            delivery_id,
+            chat_id,
+            event_keys.get(event_id),
+            kind,
+            slot,
+            occurrence_at,
+            attempts,
+            change_id,
+            due_at,
         )
-        for r in claimed_rows
-        if r.id not in stale
+        for (
+            delivery_id,
+            chat_id,
+            event_id,
+            kind,
+            slot,
+            occurrence_at,
+            due_at,
+            attempts,
+            change_id,
+            _,
+        ) in claimed_rows
+        if delivery_id not in stale
     ]
-    return ClaimedBatch(claimed, len(stale), len(ids))
+    return ClaimedBatch(claimed, len(stale), len(claimed_rows))
 
 
 async def requeue_abandoned(session: AsyncSession, older_than: dt.datetime) -> int:
