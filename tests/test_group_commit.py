@@ -32,6 +32,20 @@ async def test_one_write_alone_is_made_at_once() -> None:
     assert ledger.transactions == [[1]]
 
 
+async def test_writes_made_ready_together_go_in_one_transaction() -> None:
+    """The second caller submits one turn of the loop after the first (as the answers to
+    two sends read from one poll do): they still share the first transaction."""
+    ledger = Ledger()
+    commits = GroupCommit(ledger.write)
+
+    async def a_turn_later(item: int) -> str:
+        await asyncio.sleep(0)
+        return await commits.submit(item)
+
+    assert await asyncio.gather(commits.submit(1), a_turn_later(2)) == ["row 1", "row 2"]
+    assert ledger.transactions == [[1, 2]]
+
+
 async def test_writes_arriving_during_a_write_go_together_in_the_next() -> None:
     ledger = Ledger()
     commits = GroupCommit(ledger.write)
