@@ -548,14 +548,26 @@ class Dispatcher:
         queue = iter(deliveries)  # shared: each sender takes the next (no await between)
 
         async def sender() -> None:
+            this = asyncio.current_task()
             for delivery in queue:
                 try:
                     await self._deliver(delivery, result, batch)
+                except asyncio.CancelledError as exc:
+                    if this is not None and this.cancelling():
+                        raise  # the sweep itself is cancelled
+                    # Raised by a library from a task of its own: one delivery lost, as
+                    # any unexpected error; the batch goes on and ends after all of it.
+                    log.error("delivery %s was cancelled unexpectedly", delivery.id, exc_info=exc)
                 except Exception as exc:  # the others go on
                     if not is_unavailable(exc):
                         log.error("a delivery failed unexpectedly", exc_info=exc)
 
-        await asyncio.gather(*(sender() for _ in range(min(self.max_in_flight, len(deliveries)))))
+        senders = min(self.max_in_flight, len(deliveries))
+        # Even a sender that stops cannot end the batch early: the others take the rest.
+        outcomes = await asyncio.gather(*(sender() for _ in range(senders)), return_exceptions=True)
+        for outcome in outcomes:  # (the sweep cancelled: gather raises, as it should)
+            if isinstance(outcome, BaseException) and not is_unavailable(outcome):
+                log.error("a sender stopped unexpectedly", exc_info=outcome)
 
     async def _deliver(self, delivery: ClaimedDelivery, result: SweepResult, batch: _Batch) -> None:
         try:

@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import select
@@ -639,3 +639,56 @@ async def test_paid_broadcasts_send_more_at_once_unless_told_otherwise(
     paid = make_settings("sqlite://", "http://x/bot", allow_paid_broadcast=True)
     assert messages_in_flight(paid) == 95
     assert messages_in_flight(paid.model_copy(update={"delivery_max_in_flight": 8})) == 8
+
+
+POOL_CHATS = list(range(9301, 9331))
+
+
+def failing_once(app: BotApplication, chat_id: int, error: BaseException) -> None:
+    """The delivery to ``chat_id`` raises ``error`` once, as a bug or a library might."""
+    sender = dispatcher(app)
+    real = sender._deliver_once
+    raised: list[int] = []
+
+    async def deliver_once(delivery: Any, *args: Any, **kwargs: Any) -> Any:
+        if delivery.chat_id == chat_id and not raised:
+            raised.append(delivery.id)
+            await asyncio.sleep(0)
+            raise error
+        return await real(delivery, *args, **kwargs)
+
+    sender._deliver_once = deliver_once  # type: ignore[method-assign]
+
+
+async def test_a_bug_in_one_delivery_does_not_stop_the_others(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
+) -> None:
+    async with start_bot(**QUIET, delivery_max_in_flight=3, delivery_rate_limit=False) as app:
+        for chat_id in POOL_CHATS:
+            await subscribe(bot_api, "test-summit", chat_id=chat_id)
+        failing_once(app, POOL_CHATS[0], RuntimeError("a bug"))
+        clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+        result = await dispatcher(app).sweep()
+    assert [len(reminders(bot_api, c)) for c in POOL_CHATS[1:]] == [1] * (len(POOL_CHATS) - 1)
+    assert (result.failed, result.sent) == (1, len(POOL_CHATS) - 1)
+
+
+async def test_a_delivery_cancelled_from_inside_does_not_end_its_batch_early(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
+) -> None:
+    """A CancelledError out of one delivery (its sweep was not cancelled) is that
+    delivery's failure: the sweep ends only after the rest of its batch, so no sender is
+    left sending while the next sweep hands its claims back and sends them again."""
+    async with start_bot(**QUIET, delivery_max_in_flight=3, delivery_rate_limit=False) as app:
+        for chat_id in POOL_CHATS:
+            await subscribe(bot_api, "test-summit", chat_id=chat_id)
+        bot_api.send_delay = 0.05
+        failing_once(app, POOL_CHATS[0], asyncio.CancelledError())
+        clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+        sender = dispatcher(app)
+        first = await sender.sweep()
+        sent_by_the_first = sum(len(reminders(bot_api, c)) for c in POOL_CHATS)
+        await sender.sweep()
+        await asyncio.sleep(1)  # anything still sending would land now
+    assert (first.sent, sent_by_the_first) == (len(POOL_CHATS) - 1, len(POOL_CHATS) - 1)
+    assert {len(reminders(bot_api, c)) for c in POOL_CHATS[1:]} == {1}
