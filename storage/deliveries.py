@@ -947,7 +947,9 @@ class ClaimedDelivery:
 class ClaimedBatch:
     deliveries: list[ClaimedDelivery]
     skipped: int
-    candidates: int  # due rows claimed, the stale ones included (0: nothing is due)
+    # Due rows claimed, the stale ones included; 0: none is due, or (PostgreSQL) every one
+    # due is being claimed by another replica.
+    candidates: int
 
 
 def _unindexed(column: SQLColumnExpression[Any]) -> ColumnElement[Any]:
@@ -998,12 +1000,15 @@ async def claim_due(
     if dialect == "postgresql":
         due = due.with_for_update(skip_locked=True)
     # One statement: the due rows are found and claimed together, so no list of ids goes
-    # back and forth. The status condition makes the claim safe where row locks do not exist.
+    # back and forth. MATERIALIZED: the rows are chosen once, whatever the plan (as a
+    # subquery PostgreSQL may rescan, and each rescan may lock other rows past the limit).
+    # The status condition makes the claim safe where row locks do not exist.
+    chosen = due.cte("due").prefix_with("MATERIALIZED")
     claimed_rows = (
         await session.execute(
             update(Delivery)
             .where(
-                Delivery.id.in_(due.scalar_subquery()),
+                Delivery.id.in_(select(chosen.c.id)),
                 _unindexed(Delivery.status) == DeliveryStatus.PENDING,
             )
             .values(status=DeliveryStatus.CLAIMED, claimed_by=worker, claimed_at=now)
