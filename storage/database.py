@@ -104,6 +104,9 @@ class _PooledConnectionCheck:
 
 # Sessions from ``Database.sessions`` only read: marked so, they begin without the lock.
 READ_ONLY = "summitbot_read_only"
+# Sessions from ``Database.single_reads`` run one statement, which reads a consistent
+# snapshot by itself: no transaction is begun around it.
+SINGLE_STATEMENT = "summitbot_single_statement"
 
 
 def _begin_immediately(connection: Connection) -> None:
@@ -111,10 +114,28 @@ def _begin_immediately(connection: Connection) -> None:
     # fails at once with SQLITE_BUSY; taking the write lock at BEGIN makes writers queue
     # (up to busy_timeout) instead. Readers need no lock in WAL mode: they begin deferred,
     # so they neither wait for a writer nor make one wait.
-    if connection.get_execution_options().get(READ_ONLY):
+    options = connection.get_execution_options()
+    if options.get(SINGLE_STATEMENT):
+        return  # the driver runs the statement in a transaction of its own
+    if options.get(READ_ONLY):
         connection.exec_driver_sql("BEGIN")
     else:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _roll_back_only_open_transactions(dialect: Dialect) -> None:
+    """SQLAlchemy rolls back when a session ends and again when the pool takes its
+    connection back; through aiosqlite each is a trip to the driver's thread, and the
+    second (both, after a single read) finds no transaction to end. Only a rollback
+    with a transaction open goes to the driver."""
+    roll_back = dialect.do_rollback
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if getattr(driver, "in_transaction", True):
+            roll_back(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
 def alembic_config() -> Config:
@@ -208,6 +229,7 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _enable_sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _begin_immediately)
+            _roll_back_only_open_transactions(self.engine.dialect)
         else:
             event.listen(self.engine.sync_engine, "handle_error", _network_errors_are_disconnects)
             check = _PooledConnectionCheck(self.engine.dialect)
@@ -218,6 +240,15 @@ class Database:
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
         self._writing = async_sessionmaker(self.engine, expire_on_commit=False)
+        # One statement, e.g. the chat and the catalogue's revision every update reads:
+        # no BEGIN and ROLLBACK around it (on PostgreSQL, two round trips of three; on
+        # SQLite, four trips to aiosqlite's thread of eight). Run one statement each.
+        single: dict[str, Any] = {READ_ONLY: True, SINGLE_STATEMENT: True}
+        if not self.is_sqlite:
+            single["isolation_level"] = "AUTOCOMMIT"
+        self.single_reads = async_sessionmaker(
+            self.engine.execution_options(**single), expire_on_commit=False
+        )
         self._lock_file: TextIO | None = None
 
     @property
