@@ -57,8 +57,8 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _network_errors_are_disconnects(context: ExceptionContext) -> None:
     # A connection cut under asyncpg surfaces as a bare OSError (e.g. connection reset),
     # which SQLAlchemy does not count as a disconnect: the pool would hand out the dead
-    # connection again, once per pooled connection. Counted as one, it is discarded, and
-    # the check on checkout (``_PooledConnectionCheck``) replaces the others.
+    # connection again, once per pooled connection. Counted as one, it is discarded with
+    # every connection pooled before it (SQLAlchemy's pool-wide invalidation).
     if is_unavailable(context.original_exception):
         context.is_disconnect = True
 
