@@ -184,7 +184,7 @@ class Chats:
             chat_id_column = Chat.__table__.c.id
             statement = select(*_VIEW_COLUMNS, *along).where(chat_id_column == bindparam("chat_id"))
             self._statements[along] = statement
-        async with self.database.sessions() as session:
+        async with self.database.single_reads() as session:
             row = (await session.execute(statement, {"chat_id": chat_id})).first()
         if row is None:
             return None, None

@@ -7,6 +7,7 @@ import errno
 import fcntl
 import socket
 import sqlite3
+import time
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,8 +17,14 @@ from typing import Any, TextIO
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, ExceptionContext, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.engine import Connection, Dialect, ExceptionContext, make_url
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    InvalidatePoolError,
+    OperationalError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -31,6 +38,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SETUP_LOCK_KEY = zlib.crc32(b"summitbot:setup")
 CONNECT_TIMEOUT_SECONDS = 10
 POOL_TIMEOUT_SECONDS = 10
+# A pooled PostgreSQL connection unused for this long is pinged (a round trip) before
+# use; one used more recently is only checked for a close the server already sent.
+IDLE_PING_SECONDS = 10.0
 
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -47,14 +57,56 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _network_errors_are_disconnects(context: ExceptionContext) -> None:
     # A connection cut under asyncpg surfaces as a bare OSError (e.g. connection reset),
     # which SQLAlchemy does not count as a disconnect: the pool would hand out the dead
-    # connection again, once per pooled connection. Counted as one, it is discarded, and
-    # the pre-ping on checkout replaces it.
+    # connection again, once per pooled connection. Counted as one, it is discarded with
+    # every connection pooled before it (SQLAlchemy's pool-wide invalidation).
     if is_unavailable(context.original_exception):
         context.is_disconnect = True
 
 
+_CHECKED_IN = "summitbot_checked_in"
+
+
+class _PooledConnectionCheck:
+    """Makes sure a pooled PostgreSQL connection still works before it is handed out,
+    in place of SQLAlchemy's ``pool_pre_ping``.
+
+    The pre-ping cost three round trips (BEGIN, an empty statement, ROLLBACK) on every
+    checkout, i.e. every update. A server that restarts, or a ``pg_terminate_backend``,
+    closes the socket; the event loop sees that at once and asyncpg marks the connection
+    closed, so a closed one is replaced without a round trip. Only a connection that sat
+    unused for ``IDLE_PING_SECONDS`` (long enough for a peer to vanish silently, e.g. a
+    NAT or firewall dropping the flow) is pinged as before; when that ping fails the
+    whole pool is replaced, as the pre-ping did.
+    """
+
+    def __init__(self, dialect: Dialect, idle_ping_seconds: float = IDLE_PING_SECONDS) -> None:
+        self.dialect = dialect
+        self.idle_ping_seconds = idle_ping_seconds
+
+    def checked_in(self, dbapi_connection: Any, record: Any) -> None:
+        if dbapi_connection is not None:
+            record.info[_CHECKED_IN] = (dbapi_connection, time.monotonic())
+
+    def checkout(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in = record.info.get(_CHECKED_IN)
+        if checked_in is None or checked_in[0] is not dbapi_connection:
+            return  # connected just now
+        if dbapi_connection.driver_connection.is_closed():
+            # SQLAlchemy connects anew and checks that one (fresh: nothing to do).
+            raise DisconnectionError("the server closed this pooled connection")
+        if time.monotonic() - checked_in[1] < self.idle_ping_seconds:
+            return
+        try:
+            self.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise InvalidatePoolError(f"ping of a pooled connection failed: {exc!r}") from exc
+
+
 # Sessions from ``Database.sessions`` only read: marked so, they begin without the lock.
 READ_ONLY = "summitbot_read_only"
+# Sessions from ``Database.single_reads`` run one statement, which reads a consistent
+# snapshot by itself: no transaction is begun around it.
+SINGLE_STATEMENT = "summitbot_single_statement"
 
 
 def _begin_immediately(connection: Connection) -> None:
@@ -62,10 +114,28 @@ def _begin_immediately(connection: Connection) -> None:
     # fails at once with SQLITE_BUSY; taking the write lock at BEGIN makes writers queue
     # (up to busy_timeout) instead. Readers need no lock in WAL mode: they begin deferred,
     # so they neither wait for a writer nor make one wait.
-    if connection.get_execution_options().get(READ_ONLY):
+    options = connection.get_execution_options()
+    if options.get(SINGLE_STATEMENT):
+        return  # the driver runs the statement in a transaction of its own
+    if options.get(READ_ONLY):
         connection.exec_driver_sql("BEGIN")
     else:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _roll_back_only_open_transactions(dialect: Dialect) -> None:
+    """SQLAlchemy rolls back when a session ends and again when the pool takes its
+    connection back; through aiosqlite each is a trip to the driver's thread, and the
+    second (both, after a single read) finds no transaction to end. Only a rollback
+    with a transaction open goes to the driver."""
+    roll_back = dialect.do_rollback
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if getattr(driver, "in_transaction", True):
+            roll_back(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
 def alembic_config() -> Config:
@@ -153,21 +223,32 @@ class Database:
                 "connect_args": {"timeout": CONNECT_TIMEOUT_SECONDS, "command_timeout": 60},
                 "pool_timeout": POOL_TIMEOUT_SECONDS,
             }
-        # A server connection may have been dropped while pooled; a SQLite file's cannot,
-        # and a ping before each of the several sessions an update opens is a round trip.
-        self.engine: AsyncEngine = create_async_engine(
-            self.url, echo=echo, pool_pre_ping=not self.is_sqlite, **options
-        )
+        # A server connection may have been dropped while pooled (a SQLite file's cannot):
+        # ``_PooledConnectionCheck`` replaces it on checkout, cheaper than a pre-ping.
+        self.engine: AsyncEngine = create_async_engine(self.url, echo=echo, **options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _enable_sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _begin_immediately)
+            _roll_back_only_open_transactions(self.engine.dialect)
         else:
             event.listen(self.engine.sync_engine, "handle_error", _network_errors_are_disconnects)
+            check = _PooledConnectionCheck(self.engine.dialect)
+            event.listen(self.engine.sync_engine, "checkin", check.checked_in)
+            event.listen(self.engine.sync_engine, "checkout", check.checkout)
         # Reading: ``sessions()`` (never committed). Writing: ``transaction()``.
         self.sessions = async_sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
         self._writing = async_sessionmaker(self.engine, expire_on_commit=False)
+        # One statement, e.g. the chat and the catalogue's revision every update reads:
+        # no BEGIN and ROLLBACK around it (on PostgreSQL, two round trips of three; on
+        # SQLite, four trips to aiosqlite's thread of eight). Run one statement each.
+        single: dict[str, Any] = {READ_ONLY: True, SINGLE_STATEMENT: True}
+        if not self.is_sqlite:
+            single["isolation_level"] = "AUTOCOMMIT"
+        self.single_reads = async_sessionmaker(
+            self.engine.execution_options(**single), expire_on_commit=False
+        )
         self._lock_file: TextIO | None = None
 
     @property

@@ -768,7 +768,7 @@ class Catalogue:
         return revision
 
     async def _read_revision(self) -> tuple[object, ...]:
-        async with self.database.sessions() as session:
+        async with self.database.single_reads() as session:
             row = (await session.execute(select(*self.revision_columns()))).one()
         return tuple(row)
 
