@@ -101,28 +101,19 @@ async def test_a_failed_write_is_still_rolled_back(database: Database) -> None:
     chats = await _known_chat(database)
     with pytest.raises(IntegrityError):
         async with database.transaction() as session:
-            session.add(
-                Chat(
-                    id=CHAT_ID + 1,
-                    type=ChatType.GROUP,
-                    title="Kept out",
-                    language="en",
-                    timezone="UTC",
-                    is_active=True,
+            # A new chat is written, then one with a taken id fails the transaction.
+            for chat_id, title in ((CHAT_ID + 1, "Kept out"), (CHAT_ID, "Duplicate")):
+                session.add(
+                    Chat(
+                        id=chat_id,
+                        type=ChatType.GROUP,
+                        title=title,
+                        language="en",
+                        timezone="UTC",
+                        is_active=True,
+                    )
                 )
-            )
-            await session.flush()
-            session.add(
-                Chat(
-                    id=CHAT_ID,
-                    type=ChatType.GROUP,
-                    title="Duplicate",
-                    language="en",
-                    timezone="UTC",
-                    is_active=True,
-                )
-            )
-            await session.flush()
+                await session.flush()
     async with database.sessions() as session:
         assert await session.get(Chat, CHAT_ID + 1) is None
     # The connection went back to the pool clean: the next write begins and commits.
