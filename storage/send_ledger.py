@@ -1,11 +1,11 @@
-"""The two writes every send makes: its claim renewed right before, its "sent" mark after.
+"""The two writes every send makes: its claim renewed shortly before, its "sent" mark after.
 
 These are the only per-message database work of a fan-out, and they run hundreds of
 times a second, grouped by ``bot/group_commit.py``. Through the ORM and SQLAlchemy's
 async adapters one group cost 3.6 ms of CPU on SQLite (the adapter makes four trips to
 aiosqlite's thread per statement, and SQLAlchemy re-renders the IN list each time), most
-of the dispatcher's time per message. Here they are written on one connection held for
-a sweep, in the driver's own terms:
+of the dispatcher's time per message. Here they are written on connections held for a
+sweep (one per write running at once), in the driver's own terms:
 
 - SQLite (aiosqlite): one ``UPDATE … FROM (VALUES …)`` in autocommit, one trip to
   aiosqlite's thread. Each trip costs about 0.1 ms of CPU on a busy core (the thread
@@ -24,7 +24,6 @@ those the ORM writes.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
@@ -73,18 +72,18 @@ SELECT id FROM renewed
 class SendLedger:
     """Renewals and "sent" marks of one worker, written together, group by group.
 
-    One connection is taken from the pool at the first write and kept until
-    ``release`` (the end of a sweep). A connection whose write failed is discarded, so
-    the next write (the dispatcher retries marks while the database is away) opens a
-    new one.
+    Connections are taken from the pool at the first write and kept until ``release``
+    (the end of a sweep): one per write running at once (``bot/group_commit.py`` runs
+    one at a time on SQLite, a few on PostgreSQL). A connection whose write failed is
+    discarded, so the next write (the dispatcher retries marks while the database is
+    away) opens a new one.
     """
 
     def __init__(self, database: Database, worker: str) -> None:
         self.database = database
         self.worker = worker
-        self._connection: AsyncConnection | None = None
-        self._driver: Any = None
-        self._lock = asyncio.Lock()
+        # Connections held for the sweep and not writing now, each with its driver's own.
+        self._idle: list[tuple[AsyncConnection, Any]] = []
         dialect = database.engine.dialect
         # dialect_impl: the whole conversion, e.g. to the text SQLite stores instants as.
         instant = _TABLE.c.finished_at.type.dialect_impl(dialect).bind_processor(dialect)
@@ -101,60 +100,51 @@ class SendLedger:
         renewals = [delivery_id for delivery_id in renewals if delivery_id not in sent]
         if not renewals and not sent:
             return set()
-        async with self._lock:
-            driver = await self._driver_connection()
-            try:
-                if self.database.is_sqlite:
-                    return await self._write_sqlite(driver, renewals, sent, now)
-                return await self._write_postgres(driver, renewals, sent, now)
-            except Exception as exc:
-                closed = _closed(driver)
-                await self._discard()
-                if closed and not is_unavailable(exc):
-                    # The driver's own "connection is closed" (asyncpg's InterfaceError,
-                    # aiosqlite's ValueError) is the database going away, not a bug: the
-                    # dispatcher must wait for it (a mark) or leave the claim (a renewal).
-                    raise ConnectionError(
-                        f"the send ledger's connection was lost: {exc!r}"
-                    ) from exc
-                raise
-            except BaseException:
-                # Lost, cancelled mid-statement or failed: the connection is not used again
-                # (closing it rolls back whatever was begun).
-                await self._discard()
-                raise
+        connection, driver = await self._take()
+        try:
+            if self.database.is_sqlite:
+                ours = await self._write_sqlite(driver, renewals, sent, now)
+            else:
+                ours = await self._write_postgres(driver, renewals, sent, now)
+        except Exception as exc:
+            closed = _closed(driver)
+            await _discard(connection)
+            if closed and not is_unavailable(exc):
+                # The driver's own "connection is closed" (asyncpg's InterfaceError,
+                # aiosqlite's ValueError) is the database going away, not a bug: the
+                # dispatcher must wait for it (a mark) or leave the claim (a renewal).
+                raise ConnectionError(f"the send ledger's connection was lost: {exc!r}") from exc
+            raise
+        except BaseException:
+            # Lost, cancelled mid-statement or failed: the connection is not used again
+            # (closing it rolls back whatever was begun).
+            await _discard(connection)
+            raise
+        self._idle.append((connection, driver))
+        return ours
 
     async def release(self) -> None:
-        """Give the connection back to the pool (between sweeps nothing is written)."""
-        async with self._lock:
-            connection, self._connection, self._driver = self._connection, None, None
-            if connection is not None:
-                await connection.close()
+        """Give the connections back to the pool (between sweeps nothing is written).
+        Called with no write running (the dispatcher waits for its group commit first)."""
+        idle, self._idle = self._idle, []
+        for connection, _ in idle:
+            await connection.close()
 
-    async def _driver_connection(self) -> Any:
-        if self._connection is not None and _closed(self._driver):
-            # Dropped by the server (a restart, a failover, an idle timeout) since the last
+    async def _take(self) -> tuple[AsyncConnection, Any]:
+        while self._idle:
+            connection, driver = self._idle.pop()
+            if not _closed(driver):
+                return connection, driver
+            # Dropped by the server (a restart, a failover, an idle timeout) since its last
             # write. The pool checks a connection only when it is taken out, once a sweep.
-            await self._discard()
-        if self._connection is None:
-            connection = await self.database.engine.connect()
-            try:
-                raw = await connection.get_raw_connection()
-            except BaseException:
-                await connection.close()
-                raise
-            self._connection, self._driver = connection, raw.driver_connection
-        return self._driver
-
-    async def _discard(self) -> None:
-        connection, self._connection, self._driver = self._connection, None, None
-        if connection is not None:
-            try:
-                await connection.invalidate()
-                await connection.close()
-            except Exception as exc:  # it is being thrown away: only a bug matters
-                if not is_unavailable(exc):
-                    raise
+            await _discard(connection)
+        connection = await self.database.engine.connect()
+        try:
+            raw = await connection.get_raw_connection()
+        except BaseException:
+            await connection.close()
+            raise
+        return connection, raw.driver_connection
 
     async def _write_sqlite(
         self,
@@ -194,6 +184,15 @@ class SendLedger:
             self.worker,
         )
         return {row[0] for row in rows}
+
+
+async def _discard(connection: AsyncConnection) -> None:
+    try:
+        await connection.invalidate()
+        await connection.close()
+    except Exception as exc:  # it is being thrown away: only a bug matters
+        if not is_unavailable(exc):
+            raise
 
 
 def _closed(driver: Any) -> bool:

@@ -4,6 +4,7 @@ for a timer, and each caller gets its own result (or the error of its own write)
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
@@ -81,3 +82,54 @@ async def test_settled_waits_for_writes_whose_callers_were_cancelled() -> None:
     await commits.settled()
     assert ledger.transactions == [[1], [2]]  # written all the same
     assert await first == "row 1"
+
+
+class TimedLedger(Ledger):
+    """Records when each write began and ended."""
+
+    def __init__(self, seconds: float = 0.01) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.spans: list[tuple[float, float]] = []
+
+    async def write(self, items: list[int]) -> list[str]:
+        began = asyncio.get_running_loop().time()
+        rows = await super().write(items) if self.seconds else [f"row {i}" for i in items]
+        self.spans.append((began, asyncio.get_running_loop().time()))
+        return rows
+
+
+async def test_with_two_writers_a_write_arriving_during_another_begins_at_once() -> None:
+    """(PostgreSQL) a mark does not wait for the write before it to end; a third waits
+    for the first to end and takes along everything that arrived meanwhile."""
+    ledger = TimedLedger()
+    commits = GroupCommit(ledger.write, writers=2)
+    first = asyncio.create_task(commits.submit(1))
+    await asyncio.sleep(0.001)
+    second = asyncio.create_task(commits.submit(2))
+    await asyncio.sleep(0.001)
+    rest = [asyncio.create_task(commits.submit(n)) for n in (3, 4, 5)]
+    assert await asyncio.gather(first, second, *rest) == [f"row {n}" for n in range(1, 6)]
+    assert ledger.transactions == [[1], [2], [3, 4, 5]]
+    (_, first_ended), (second_began, _), (third_began, _) = sorted(ledger.spans)
+    assert second_began < first_ended <= third_began
+
+
+async def test_no_write_is_left_waiting_however_they_arrive() -> None:
+    """Writers that end just as another write arrives must not leave it behind."""
+    rng = random.Random(7)
+    for writers in (1, 2, 3):
+        ledger = TimedLedger(seconds=0)
+        commits = GroupCommit(ledger.write, writers=writers)
+
+        for round_ in range(50):
+            items = range(round_ * 10, round_ * 10 + rng.randrange(1, 10))
+            written = asyncio.gather(*(submit_later(commits, n, rng) for n in items))
+            assert await asyncio.wait_for(written, timeout=2) == [f"row {n}" for n in items]
+        await commits.settled()
+
+
+async def submit_later(commits: GroupCommit[int, str], item: int, rng: random.Random) -> str:
+    for _ in range(rng.randrange(4)):
+        await asyncio.sleep(0)
+    return await commits.submit(item)

@@ -105,11 +105,11 @@ async def test_a_connection_closed_since_the_last_write_is_replaced(
     ledger = SendLedger(database, WORKER)
     try:
         assert await ledger.write([first], {}, NOW) == {first}
-        broken = ledger._connection
-        assert broken is not None
+        [(broken, _)] = ledger._idle
         await broken.invalidate()  # closed under the ledger, as a server restart leaves it
         assert await ledger.write([second], {first: 5}, NOW) == {second}
-        assert ledger._connection is not None and ledger._connection is not broken
+        [(replaced, _)] = ledger._idle
+        assert replaced is not broken
     finally:
         await ledger.release()
     after = await rows(database)
@@ -133,13 +133,13 @@ async def test_a_connection_closed_under_a_write_reads_as_the_database_gone(
     real_closed = send_ledger._closed
     try:
         assert await ledger.write([first], {}, NOW) == {first}
-        assert ledger._connection is not None
-        await ledger._connection.invalidate()
+        [(connection, _)] = ledger._idle
+        await connection.invalidate()
         monkeypatch.setattr(send_ledger, "_closed", closed_after_the_check)
         with pytest.raises(ConnectionError) as raised:
             await ledger.write([second], {}, NOW)
         assert is_unavailable(raised.value)
-        assert ledger._connection is None
+        assert ledger._idle == []  # discarded
         monkeypatch.setattr(send_ledger, "_closed", real_closed)
         assert await ledger.write([second], {}, NOW) == {second}
     finally:
@@ -155,7 +155,8 @@ async def test_a_connection_the_server_ended_is_replaced(
     ledger = SendLedger(database, WORKER)
     try:
         assert await ledger.write([first], {}, NOW) == {first}
-        backend = await ledger._driver.fetchval("SELECT pg_backend_pid()")
+        [(_, driver)] = ledger._idle
+        backend = await driver.fetchval("SELECT pg_backend_pid()")
         async with database.engine.connect() as other:  # as a restart or failover would
             await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
         await asyncio.sleep(0.2)  # the driver notices the connection closing
