@@ -22,8 +22,10 @@ accepted a message and before its row is marked sent; or a send times out after
 Telegram accepted it (it is retried, as the issue of a lost reminder is worse).
 Both are limited to the messages in flight (``messages_in_flight``: 16 by default). Claims of
 a dead process are put back after ``DELIVERY_LEASE_SECONDS`` (at once when this
-process holds the SQLite database alone); a claim is renewed right before its
-send, so one that waited longer than the lease is never sent by two replicas.
+process holds the SQLite database alone); a claim is renewed shortly before its
+send (a chunk of deliveries ahead of the senders, and again right before it if that
+renewal has grown older than a tenth of the lease: ``bot/send_queue.py``), so one
+that waited longer than the lease is never sent by two replicas.
 
 When the database cannot be reached, nothing is sent (a claim cannot be renewed),
 the sweep ends and the next one tries again: deliveries pause and resume by
@@ -35,9 +37,10 @@ What a fan-out costs (profiled with pyinstrument, see bench/): the deliveries of
 claimed batch share one query for their chats, one load of each event, one render per
 event, language and time zone, and its encoding (``bot/prepared_message.py``);
 renewals and "sent" marks from all sends in flight are written together by group commit
-(``bot/group_commit.py``), on one connection held for the sweep and in the driver's own
-terms (``storage/send_ledger.py``), each send still waiting for its own renewal before
-it goes and for its own mark before it counts as done.
+(``bot/group_commit.py``: one write at a time on SQLite, two at once on PostgreSQL), on
+connections held for the sweep and in the driver's own terms (``storage/send_ledger.py``).
+Claims and renewals happen ahead of the senders (``bot/send_queue.py``); each send waits
+for its own mark before it counts as done, which is what bounds a crash's repeats.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ from bot.i18n import directional, translator
 from bot.metrics import Metrics
 from bot.prepared_message import PreparedMessage
 from bot.ratelimit import DeliveryRateLimiter
+from bot.send_queue import SendQueue
 from config.settings import DEFAULT_DELIVERY_MAX_IN_FLIGHT, Settings
 from storage.chats import chat_views, deactivate_chat, migrate_chat
 from storage.database import Database, is_unavailable
@@ -97,6 +101,13 @@ BATCH_SIZE = 200
 MAX_IN_FLIGHT = DEFAULT_DELIVERY_MAX_IN_FLIGHT  # DELIVERY_MAX_IN_FLIGHT unless set
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 600.0
+# Ledger writes (marks, renewals) at once on PostgreSQL, each on a connection of its own.
+# One at a time left a mark waiting for the write before it as well as its own; SQLite
+# has one writer anyway.
+LEDGER_WRITERS = 2
+# A claim renewed ahead of its send (bot/send_queue.py) is renewed again if its delivery
+# waited longer than this part of the lease (DELIVERY_LEASE_SECONDS) for its turn.
+RENEWAL_FRESH_FRACTION = 0.1
 # Recording an outcome while the database is away: wait this long between tries.
 RECORD_RETRY_SECONDS = (0.25, 0.5, 1.0)
 
@@ -110,9 +121,6 @@ class SweepResult:
     requeued: int = 0
     planned: int = 0
     errors: list[str] = field(default_factory=list)
-
-    def counts(self) -> tuple[int, int, int, int]:
-        return self.sent, self.failed, self.skipped, self.retried
 
 
 def delivery_rate(settings: Settings) -> float:
@@ -172,9 +180,12 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         # As many senders as messages may be in flight, each taking the next delivery.
         self.max_in_flight = max_in_flight or messages_in_flight(settings)
-        # Claims renewed right before sending and sends recorded, together in few transactions.
+        # Claims renewed before sending and sends recorded, together in few transactions.
         self._send_ledger = SendLedger(database, self.worker)
-        self._ledger: GroupCommit[_Renewal | _Sent, bool] = GroupCommit(self._write_ledger)
+        self._ledger: GroupCommit[_Renewal | _Sent, frozenset[int]] = GroupCommit(
+            self._write_ledger, writers=1 if database.is_sqlite else LEDGER_WRITERS
+        )
+        self._queue: SendQueue[_Batch] | None = None  # the sweep's, while it sends
         self._started = False
         self.batch_size = BATCH_SIZE
         # True when this process is known to be the database's only user (``summitbot run``
@@ -273,54 +284,60 @@ class Dispatcher:
             # go back now rather than after the lease.
             result.requeued += await release_claims(session, self.worker, self._unrecorded)
         self._started = True
-        while not self._stopping:
-            before = result.counts()
-            started = time.perf_counter()
-            async with self.database.transaction() as session:
-                batch = await claim_due(session, self.clock.now(), self.worker, self.batch_size)
-            result.skipped += batch.skipped  # stale ones, skipped as they were claimed
-            if not batch.candidates:
-                break
-            shared = await self._open_batch(batch.deliveries)
-            await self._deliver_all(batch.deliveries, result, shared)
-            self._batch_done(batch.candidates, len(batch.deliveries), before, result, started)
-            if not self.database_available:
-                return  # the next sweep tries again
+        self._database_back()  # (it answered): claims may go on until it goes away again
+        await self._send_due(result)
+        if not self.database_available:
+            return  # the next sweep tries again
         async with self.database.sessions() as session:
             due = await next_due_at(session)
             self.metrics.queue_depth.set(await count_due(session, self.clock.now()))
         self._schedule_wakeup(due)
 
-    def _batch_done(
-        self,
-        candidates: int,
-        claimed: int,
-        before: tuple[int, int, int, int],
-        result: SweepResult,
-        started: float,
-    ) -> None:
-        sent, failed, skipped, retried = (
-            now - then for now, then in zip(result.counts(), before, strict=True)
+    async def _claim_batch(
+        self, result: SweepResult
+    ) -> tuple[list[ClaimedDelivery], _Batch] | None:
+        """The next batch of due deliveries, claimed, with their chats read; None once
+        nothing is due. Batches of stale deliveries only (skipped as they are claimed)
+        are logged and passed over."""
+        while True:
+            started = time.perf_counter()
+            async with self.database.transaction() as session:
+                claimed = await claim_due(session, self.clock.now(), self.worker, self.batch_size)
+            if not claimed.candidates:
+                return None
+            batch = await self._open_batch(claimed.deliveries, claimed.candidates, started)
+            batch.result.skipped += claimed.skipped
+            if claimed.deliveries:
+                return claimed.deliveries, batch
+            self._batch_done(batch, result)
+
+    def _batch_done(self, batch: _Batch, result: SweepResult) -> None:
+        done = batch.result
+        result.sent += done.sent
+        result.failed += done.failed
+        result.skipped += done.skipped
+        result.retried += done.retried
+        self.metrics.record_deliveries(
+            sent=done.sent, failed=done.failed, skipped=done.skipped, retried=done.retried
         )
-        self.metrics.record_deliveries(sent=sent, failed=failed, skipped=skipped, retried=retried)
         fields = {
             "worker": self.worker,
-            "due": candidates,
-            "claimed": claimed,
-            "sent": sent,
-            "failed": failed,
-            "skipped": skipped,
-            "retried": retried,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            "due": batch.candidates,
+            "claimed": batch.claimed,
+            "sent": done.sent,
+            "failed": done.failed,
+            "skipped": done.skipped,
+            "retried": done.retried,
+            "duration_ms": round((time.perf_counter() - batch.started) * 1000, 1),
         }
         log.info(
             "delivery batch: %d due, %d claimed, %d sent, %d failed, %d skipped, %d to retry",
-            candidates,
-            claimed,
-            sent,
-            failed,
-            skipped,
-            retried,
+            batch.candidates,
+            batch.claimed,
+            done.sent,
+            done.failed,
+            done.skipped,
+            done.retried,
             extra=fields,
         )
 
@@ -436,8 +453,11 @@ class Dispatcher:
 
     # --- one delivery -------------------------------------------------------------
 
-    async def _open_batch(self, deliveries: list[ClaimedDelivery]) -> _Batch:
-        return _Batch(await chat_views(self.database, (d.chat_id for d in deliveries)))
+    async def _open_batch(
+        self, deliveries: list[ClaimedDelivery], candidates: int = 0, started: float = 0.0
+    ) -> _Batch:
+        chats = await chat_views(self.database, (d.chat_id for d in deliveries))
+        return _Batch(chats, candidates=candidates, claimed=len(deliveries), started=started)
 
     async def _rendered(
         self, delivery: ClaimedDelivery, chat: ChatView, batch: _Batch
@@ -529,45 +549,79 @@ class Dispatcher:
     async def _load_chat(self, chat_id: int) -> ChatView | None:
         return (await chat_views(self.database, [chat_id])).get(chat_id)
 
-    async def _write_ledger(self, writes: list[_Renewal | _Sent]) -> list[bool]:
-        """Renewals (True: the claim is still ours) and sends, in one transaction."""
-        renewals = [w.delivery_id for w in writes if isinstance(w, _Renewal)]
+    async def _write_ledger(self, writes: list[_Renewal | _Sent]) -> list[frozenset[int]]:
+        """Renewals and sends, in one transaction: for each renewal, its claims that are
+        still this worker's."""
+        renewals = [i for w in writes if isinstance(w, _Renewal) for i in w.delivery_ids]
         sent = {w.delivery_id: w.message_id for w in writes if isinstance(w, _Sent)}
         ours = await self._send_ledger.write(renewals, sent, self.clock.now())
-        return [not isinstance(w, _Renewal) or w.delivery_id in ours for w in writes]
+        return [
+            frozenset(ours.intersection(w.delivery_ids)) if isinstance(w, _Renewal) else _NONE
+            for w in writes
+        ]
 
-    async def _deliver_all(
-        self, deliveries: list[ClaimedDelivery], result: SweepResult, batch: _Batch
-    ) -> None:
-        """Deliver a batch with ``max_in_flight`` senders, each taking the next delivery
-        when its last is done; every delivery ends before the batch does.
+    async def _renew(self, delivery_ids: tuple[int, ...]) -> frozenset[int]:
+        return await self._ledger.submit(_Renewal(delivery_ids))
+
+    async def _still_ours(self, delivery_id: int) -> bool:
+        """Whether the claim is still this worker's, as renewed for its send: ahead, with
+        others (``bot/send_queue.py``), or now."""
+        renewed = self._queue.renewed_ahead(delivery_id) if self._queue is not None else None
+        if renewed is None:
+            renewed = self._renew((delivery_id,))
+        return delivery_id in await renewed
+
+    async def _send_due(self, result: SweepResult) -> None:
+        """Claim what is due, batch after batch, and deliver it with ``max_in_flight``
+        senders, each taking the next delivery when its last is done.
 
         A fixed set of senders rather than a task per delivery behind a semaphore: the
         fan-out profile showed the tasks and the semaphore's wake-ups as CPU per message.
         """
-        queue = iter(deliveries)  # shared: each sender takes the next (no await between)
+        lease = self.settings.delivery_lease_seconds
+        queue: SendQueue[_Batch] = SendQueue(
+            lambda: self._claim_batch(result),
+            self._renew,
+            ahead=self.max_in_flight,
+            fresh_for=lease * RENEWAL_FRESH_FRACTION,
+            # SQLite: one writer at a time; a claim beside the ledger's writes slows both.
+            claim_ahead=None if self.database.is_sqlite else self.batch_size,
+            claiming=lambda: not self._stopping and self.database_available,
+            batch_done=lambda batch: self._batch_done(batch, result),
+        )
 
         async def sender() -> None:
             this = asyncio.current_task()
-            for delivery in queue:
+            while (taken := await queue.take()) is not None:
+                delivery, batch = taken
                 try:
-                    await self._deliver(delivery, result, batch)
+                    await self._deliver(delivery, batch.result, batch)
                 except asyncio.CancelledError as exc:
                     if this is not None and this.cancelling():
                         raise  # the sweep itself is cancelled
                     # Raised by a library from a task of its own: one delivery lost, as
-                    # any unexpected error; the batch goes on and ends after all of it.
+                    # any unexpected error; the others go on.
                     log.error("delivery %s was cancelled unexpectedly", delivery.id, exc_info=exc)
                 except Exception as exc:  # the others go on
                     if not is_unavailable(exc):
                         log.error("a delivery failed unexpectedly", exc_info=exc)
+                finally:
+                    queue.finished(delivery, batch)
 
-        senders = min(self.max_in_flight, len(deliveries))
-        # Even a sender that stops cannot end the batch early: the others take the rest.
-        outcomes = await asyncio.gather(*(sender() for _ in range(senders)), return_exceptions=True)
+        self._queue = queue
+        try:
+            # Even a sender that stops cannot end the sweep early: the others take the rest.
+            outcomes = await asyncio.gather(
+                *(sender() for _ in range(self.max_in_flight)), return_exceptions=True
+            )
+        finally:
+            self._queue = None
+            await queue.close()
         for outcome in outcomes:  # (the sweep cancelled: gather raises, as it should)
             if isinstance(outcome, BaseException) and not is_unavailable(outcome):
                 log.error("a sender stopped unexpectedly", exc_info=outcome)
+        if queue.error is not None:
+            raise queue.error
 
     async def _deliver(self, delivery: ClaimedDelivery, result: SweepResult, batch: _Batch) -> None:
         try:
@@ -624,7 +678,7 @@ class Dispatcher:
         prepared = self._prepared(delivery, reply, chat, batch)
         if not await self._paced(chat_id):
             return  # stopping: not sent, the claim goes back when the dispatcher stops
-        if not await self._ledger.submit(_Renewal(delivery.id)):
+        if not await self._still_ours(delivery.id):
             log.warning("delivery %s was taken over while waiting; not sending", delivery.id)
             return
         self._unrecorded.add(delivery.id)
@@ -728,7 +782,10 @@ class Dispatcher:
 
 @dataclass(frozen=True)
 class _Renewal:
-    delivery_id: int
+    delivery_ids: tuple[int, ...]
+
+
+_NONE: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -743,6 +800,10 @@ class _Batch:
     (loaded once) and each message (rendered once per event, language and time zone)."""
 
     chats: dict[int, ChatView]
+    candidates: int = 0  # due rows claimed, the stale ones included
+    claimed: int = 0
+    started: float = 0.0  # when its claim began (perf_counter)
+    result: SweepResult = field(default_factory=SweepResult)  # of its deliveries
     events: dict[str, asyncio.Future[EventView | None]] = field(default_factory=dict)
     replies: dict[tuple[object, ...], asyncio.Future[render.Reply | None]] = field(
         default_factory=dict
