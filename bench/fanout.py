@@ -237,8 +237,8 @@ async def planned_until(database_url: str) -> str | None:
 
 
 async def forget_deliveries(database_url: str, until: str | None) -> None:
-    """The ledger as seeded (empty, planned up to ``until``), so that the next run plans
-    and sends the same reminders again."""
+    """The ledger as seeded (empty, planned up to ``until``, no dead rows), so that the next
+    run plans and sends the same reminders again from the same start."""
     database = Database(database_url)
     try:
         async with database.transaction() as session:
@@ -246,6 +246,13 @@ async def forget_deliveries(database_url: str, until: str | None) -> None:
             await session.execute(delete(Meta).where(Meta.key == PLANNED_UNTIL_KEY))
             if until is not None:
                 session.add(Meta(key=PLANNED_UNTIL_KEY, value=until))
+        # Without it each run inherited the last one's dead rows and index entries (20,000
+        # deleted, 60,000 row versions written): PostgreSQL's CPU per message grew by half
+        # from one turn to the next, and the median was a bloated run. SQLite runs start
+        # from a fresh copy of the seeded file.
+        async with database.engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.exec_driver_sql(f"VACUUM FULL ANALYZE {Delivery.__tablename__}")
     finally:
         await database.dispose()
 
