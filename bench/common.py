@@ -188,6 +188,24 @@ async def ptb_send_loop(
         return await measure(len(chat_ids), lambda: in_parallel(chat_ids, concurrency, send))
 
 
+def local_postgres_cpu_seconds() -> float | None:
+    """CPU time spent so far by the PostgreSQL server on this machine: its processes'
+    own, and that of the ended ones (connections closed) as the postmaster reaped them.
+    None when no PostgreSQL process is visible here (another host or container)."""
+    total, seen = 0.0, False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            # utime, stime, and the reaped children's cutime, cstime (proc(5), fields 14-17)
+            total += sum(int(tick) for tick in fields[11:15])
+            seen = True
+    return total / os.sysconf("SC_CLK_TCK") if seen else None
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     model = platform.processor() or platform.machine()

@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import shutil
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from bench.common import (
     BotApiProcess,
     Measured,
     client_on_its_own_cpu,
+    local_postgres_cpu_seconds,
     machine,
     markdown_table,
     measure,
@@ -114,8 +118,11 @@ async def dispatcher_run(
         async def sweep() -> None:
             outcome["result"] = await dispatcher.sweep()
 
+        database_cpu = None if services.database.is_sqlite else local_postgres_cpu_seconds()
         measured = await measure(expected, sweep)
         stats = await server.stats()
+        if database_cpu is not None:
+            database_cpu = (local_postgres_cpu_seconds() or database_cpu) - database_cpu
         sent_rows = await count_deliveries(services.database, DeliveryStatus.SENT)
     finally:
         await bot.shutdown()
@@ -128,12 +135,35 @@ async def dispatcher_run(
         )
     return {
         **measured.as_dict(),
-        "server_cpu_seconds": round(stats["cpu_seconds"], 3),
+        **other_cpu(expected, stats["cpu_seconds"], database_cpu),
         "max_in_flight": max_in_flight,
         "sent": sent_rows,
         "too_many_requests": stats["too_many_requests"],
         "retried": result.retried,
     }
+
+
+def other_cpu(
+    messages: int, server_cpu: float, database_cpu: float | None = None
+) -> dict[str, float]:
+    """The CPU the Bot API server (and PostgreSQL, when it runs here) spent beside the
+    client: on two cores the three share the machine."""
+    figures = {
+        "server_cpu_seconds": round(server_cpu, 3),
+        "server_cpu_seconds_per_1000": round(server_cpu / messages * 1000, 3),
+    }
+    if database_cpu is not None:
+        figures["database_cpu_seconds_per_1000"] = round(database_cpu / messages * 1000, 3)
+    return figures
+
+
+async def with_server_cpu(
+    server: BotApiProcess, run: Callable[[], Awaitable[Measured]]
+) -> dict[str, Any]:
+    await server.reset()
+    measured = await run()
+    stats = await server.stats()
+    return {**measured.as_dict(), **other_cpu(measured.messages, stats["cpu_seconds"])}
 
 
 async def count_deliveries(database: Database, status: DeliveryStatus) -> int:
@@ -204,15 +234,19 @@ async def measure_all(quick: bool) -> dict[str, Any]:
                     record("dispatcher_postgresql", []).append(
                         await dispatcher_run(postgres_url, server, chats)
                     )
-                raw = await raw_aiohttp_loop(server.base_url, audience_ids, MAX_IN_FLIGHT)
-                record("raw_aiohttp", []).append({**raw.as_dict(), "concurrency": MAX_IN_FLIGHT})
+                raw = await with_server_cpu(
+                    server,
+                    partial(raw_aiohttp_loop, server.base_url, audience_ids, MAX_IN_FLIGHT),
+                )
+                record("raw_aiohttp", []).append({**raw, "concurrency": MAX_IN_FLIGHT})
                 for transport_name, concurrency in (("httpx", 1), ("aiohttp", MAX_IN_FLIGHT)):
-                    loop = await ptb_send_loop(
-                        server.base_url, reference, concurrency, transport_name
+                    loop = await with_server_cpu(
+                        server,
+                        partial(
+                            ptb_send_loop, server.base_url, reference, concurrency, transport_name
+                        ),
                     )
-                    record(f"ptb_{transport_name}", []).append(
-                        {**loop.as_dict(), "concurrency": concurrency}
-                    )
+                    record(f"ptb_{transport_name}", []).append({**loop, "concurrency": concurrency})
             curve = await concurrency_curve(
                 server, levels, curve_messages, audience_ids, curve_template
             )
@@ -309,7 +343,15 @@ def summarise(measured: dict[str, Any]) -> tuple[dict[str, Any], str]:
         "ptb_aiohttp": "PTB send loop, our aiohttp transport",
     }
     table = markdown_table(
-        ["sender", "in flight", "messages", "messages/s", "CPU s per 1,000"],
+        [
+            "sender",
+            "in flight",
+            "messages",
+            "messages/s",
+            "CPU s per 1,000",
+            "Bot API server CPU s per 1,000",
+            "PostgreSQL CPU s per 1,000",
+        ],
         [
             (
                 labels[key],
@@ -317,6 +359,8 @@ def summarise(measured: dict[str, Any]) -> tuple[dict[str, Any], str]:
                 f"{row['messages']:,}",
                 f"{row['messages_per_second']:,.0f}",
                 f"{row['cpu_seconds_per_1000']:.2f}",
+                _cpu(row.get("server_cpu_seconds_per_1000")),
+                _cpu(row.get("database_cpu_seconds_per_1000")),
             )
             for key, row in rows.items()
         ],
@@ -327,6 +371,7 @@ def summarise(measured: dict[str, Any]) -> tuple[dict[str, Any], str]:
         f"{TARGET_VS_PTB:g}×): targets {'met' if r['targets_met'] else 'not met'}"
         for backend, r in ratios.items()
     ]
+    ratio_lines += cpu_budget(rows)
     rounds = measured.get("rounds", 1)
     taken = (
         f"Each sender's median of {rounds} turns, the senders taking turns.\n\n"
@@ -342,6 +387,35 @@ def summarise(measured: dict[str, Any]) -> tuple[dict[str, Any], str]:
         + "\n"
     )
     return {**measured, "ratios": ratios}, markdown
+
+
+def _cpu(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def cpu_budget(rows: dict[str, Any]) -> list[str]:
+    """What a message costs the whole machine, client, Bot API server and PostgreSQL
+    together, and the rate that leaves possible on its cores."""
+    cores = os.cpu_count() or 1
+    lines = []
+    for key, label in (
+        ("raw_aiohttp", "the raw loop"),
+        ("dispatcher_sqlite", "the dispatcher on SQLite"),
+        ("dispatcher_postgresql", "the dispatcher on PostgreSQL"),
+    ):
+        row = rows.get(key)
+        if not row or "server_cpu_seconds_per_1000" not in row:
+            continue
+        per_message = (
+            row["cpu_seconds_per_1000"]
+            + row["server_cpu_seconds_per_1000"]
+            + row.get("database_cpu_seconds_per_1000", 0.0)
+        )  # ms of CPU per message
+        lines.append(
+            f"- CPU a message for {label}, all processes: {per_message:.2f} ms; "
+            f"on {cores} cores at most {cores * 1000 / per_message:,.0f} messages/s"
+        )
+    return lines
 
 
 def run(out_dir: Path, *, quick: bool) -> dict[str, Any]:
