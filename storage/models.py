@@ -221,8 +221,6 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_ends_at", "ends_at"),
-        # Searches check max(updated_at) to notice changed data.
-        Index("ix_events_updated_at", "updated_at"),
         # Lists of events (/upcoming, its pages) are counted and ordered from this index
         # alone, without reading the events' rows.
         Index("ix_events_listing", "ends_at", "starts_at", "key", "kind", "status", "recurrence"),
