@@ -7,6 +7,7 @@ Each method opens its own short read transaction.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import datetime as dt
 import functools
@@ -853,7 +854,10 @@ class Catalogue:
 
     async def suggestions(self, text: str, kind: str | None = None) -> list[Suggestion]:
         """Organisations (and event ids) whose names look like ``text``."""
-        found = (await self.search_index()).suggestions(text, kind=kind)
+        index = await self.search_index()
+        # In a thread: scoring every name takes tens of milliseconds with a large
+        # catalogue, without the GIL, and other updates go on meanwhile.
+        found = await asyncio.to_thread(index.suggestions, text, kind=kind)
         facts = (await self._organisations()).by_key
         orgs = {key: facts[key].ref for found_kind, key in found if key in facts}
         return [

@@ -143,3 +143,40 @@ def test_the_best_hits_are_those_of_a_full_scan_and_sort() -> None:
     for text in queries:
         for limit in (1, 3, 10, 20, 300):
             assert index.search(text, limit) == sorted_in_full(index, text, limit), (text, limit)
+
+
+def extracted_suggestions(
+    index: SearchIndex, text: str, limit: int = 3, kind: str | None = None
+) -> list[tuple[str, str]]:
+    """ "Did you mean" as ``process.extract`` gave it (the first version)."""
+    found = process.extract(
+        search.normalise(text), index._phrase_list, scorer=fuzz.WRatio, score_cutoff=55,
+        limit=limit * 10,
+    )  # fmt: skip
+    documents: list[tuple[str, str]] = []
+    for phrase, _, _ in found:
+        for position in sorted(index._phrases[phrase]):
+            document = index.documents[position]
+            if (kind is None or document.kind == kind) and (
+                document.kind,
+                document.key,
+            ) not in documents:
+                documents.append((document.kind, document.key))
+    return documents[:limit]
+
+
+def test_suggestions_are_those_process_extract_gives() -> None:
+    """Scored by cdist in a thread now: the same names, best first, ties in order."""
+    rng = random.Random(23)
+    index = catalogue_like_index(rng)
+    queries = ["Caspian Energy Union summit 2020", "xyzzy", "", "Mediterranean", "summit"]
+    for document in rng.sample(index.documents, 60):
+        name = document.phrases[0]
+        queries.append(" ".join(typo(rng, word) for word in name.split()[:3]))
+    suggested = 0
+    for query in queries:
+        for kind in (None, "organisation", "event"):
+            expected = extracted_suggestions(index, query, kind=kind)
+            assert index.suggestions(query, kind=kind) == expected, (query, kind)
+            suggested += bool(expected)
+    assert suggested > 60  # most typos do find names
