@@ -22,10 +22,10 @@ accepted a message and before its row is marked sent; or a send times out after
 Telegram accepted it (it is retried, as the issue of a lost reminder is worse).
 Both are limited to the messages in flight (``messages_in_flight``: 16 by default). Claims of
 a dead process are put back after ``DELIVERY_LEASE_SECONDS`` (at once when this
-process holds the SQLite database alone); a claim is renewed shortly before its
-send (a chunk of deliveries ahead of the senders, and again right before it if that
-renewal has grown older than a tenth of the lease: ``bot/send_queue.py``), so one
-that waited longer than the lease is never sent by two replicas.
+process holds the SQLite database alone); a claim is renewed right before its
+send (in the same write as the sender's last "sent" mark when the send follows at
+once: ``bot/send_queue.py``), so one that waited longer than the lease is never sent
+by two replicas.
 
 When the database cannot be reached, nothing is sent (a claim cannot be renewed),
 the sweep ends and the next one tries again: deliveries pause and resume by
@@ -39,8 +39,9 @@ event, language and time zone, and its encoding (``bot/prepared_message.py``);
 renewals and "sent" marks from all sends in flight are written together by group commit
 (``bot/group_commit.py``: one write at a time on SQLite, two at once on PostgreSQL), on
 connections held for the sweep and in the driver's own terms (``storage/send_ledger.py``).
-Claims and renewals happen ahead of the senders (``bot/send_queue.py``); each send waits
-for its own mark before it counts as done, which is what bounds a crash's repeats.
+A sender's next renewal goes in the write of its last mark, and on PostgreSQL the next
+batch is claimed while this one goes out (``bot/send_queue.py``); each send waits for
+its own mark before it counts as done, which is what bounds a crash's repeats.
 """
 
 from __future__ import annotations
@@ -105,9 +106,9 @@ BACKOFF_MAX_SECONDS = 600.0
 # One at a time left a mark waiting for the write before it as well as its own; SQLite
 # has one writer anyway.
 LEDGER_WRITERS = 2
-# A claim renewed ahead of its send (bot/send_queue.py) is renewed again if its delivery
-# waited longer than this part of the lease (DELIVERY_LEASE_SECONDS) for its turn.
-RENEWAL_FRESH_FRACTION = 0.1
+# A claim renewed with the sender's last mark (bot/send_queue.py) counts for its send
+# only this long after; later (the rate limiter, a 429) it is renewed again, alone.
+RENEWAL_FRESH_SECONDS = 0.05
 # Recording an outcome while the database is away: wait this long between tries.
 RECORD_RETRY_SECONDS = (0.25, 0.5, 1.0)
 
@@ -560,13 +561,14 @@ class Dispatcher:
             for w in writes
         ]
 
-    async def _renew(self, delivery_ids: tuple[int, ...]) -> frozenset[int]:
-        return await self._ledger.submit(_Renewal(delivery_ids))
+    def _renew(self, delivery_ids: tuple[int, ...]) -> asyncio.Future[frozenset[int]]:
+        """Renew claims in the ledger's next write; the ones found still this worker's."""
+        return self._ledger.enqueue(_Renewal(delivery_ids))
 
     async def _still_ours(self, delivery_id: int) -> bool:
-        """Whether the claim is still this worker's, as renewed for its send: ahead, with
-        others (``bot/send_queue.py``), or now."""
-        renewed = self._queue.renewed_ahead(delivery_id) if self._queue is not None else None
+        """Whether the claim is still this worker's, renewed for its send: with the
+        sender's last mark a moment ago (``bot/send_queue.py``), or now."""
+        renewed = self._queue.renewed(delivery_id) if self._queue is not None else None
         if renewed is None:
             renewed = self._renew((delivery_id,))
         return delivery_id in await renewed
@@ -578,24 +580,34 @@ class Dispatcher:
         A fixed set of senders rather than a task per delivery behind a semaphore: the
         fan-out profile showed the tasks and the semaphore's wake-ups as CPU per message.
         """
-        lease = self.settings.delivery_lease_seconds
         queue: SendQueue[_Batch] = SendQueue(
             lambda: self._claim_batch(result),
             self._renew,
-            ahead=self.max_in_flight,
-            fresh_for=lease * RENEWAL_FRESH_FRACTION,
+            fresh_for=RENEWAL_FRESH_SECONDS,
             # SQLite: one writer at a time; a claim beside the ledger's writes slows both.
-            claim_ahead=None if self.database.is_sqlite else self.batch_size,
+            claim_ahead=None if self.database.is_sqlite else self.batch_size // 2,
             claiming=lambda: not self._stopping and self.database_available,
             batch_done=lambda batch: self._batch_done(batch, result),
         )
 
         async def sender() -> None:
             this = asyncio.current_task()
-            while (taken := await queue.take()) is not None:
+            upcoming: tuple[ClaimedDelivery, _Batch] | None = None
+
+            def take_next() -> None:
+                # As the last delivery's mark goes to the ledger: the next one's renewal
+                # goes in the same write.
+                nonlocal upcoming
+                if upcoming is None:
+                    upcoming = queue.take_now()
+
+            while True:
+                taken, upcoming = upcoming, None
+                if taken is None and (taken := await queue.take()) is None:
+                    return
                 delivery, batch = taken
                 try:
-                    await self._deliver(delivery, batch.result, batch)
+                    await self._deliver(delivery, batch.result, batch, take_next)
                 except asyncio.CancelledError as exc:
                     if this is not None and this.cancelling():
                         raise  # the sweep itself is cancelled
@@ -623,9 +635,17 @@ class Dispatcher:
         if queue.error is not None:
             raise queue.error
 
-    async def _deliver(self, delivery: ClaimedDelivery, result: SweepResult, batch: _Batch) -> None:
+    async def _deliver(
+        self,
+        delivery: ClaimedDelivery,
+        result: SweepResult,
+        batch: _Batch,
+        take_next: Callable[[], None] | None = None,
+    ) -> None:
         try:
-            await self._deliver_once(delivery, result, delivery.chat_id, batch, migrated=False)
+            await self._deliver_once(
+                delivery, result, delivery.chat_id, batch, migrated=False, take_next=take_next
+            )
         except Exception as exc:  # a bug must not stop the other deliveries
             if is_unavailable(exc):
                 # Not sent, or sent and not recorded (then it stays claimed until the
@@ -646,7 +666,10 @@ class Dispatcher:
         batch: _Batch,
         *,
         migrated: bool,
+        take_next: Callable[[], None] | None = None,
     ) -> None:
+        """Deliver one message; once it is sent, ``take_next`` (the sender's next delivery,
+        its renewal joining this mark's write) runs right before the mark is submitted."""
         assert self.bot is not None, "Dispatcher.start() was not called"
         chat = batch.chats[chat_id] if chat_id in batch.chats else await self._load_chat(chat_id)
         if chat is not None and (chat.paused or not chat.is_active):
@@ -715,7 +738,9 @@ class Dispatcher:
 
             await self._record(delivery.id, self._in_transaction(follow))
             log.info("chat %s became %s; delivery %s follows", chat_id, new_chat_id, delivery.id)
-            await self._deliver_once(delivery, result, new_chat_id, batch, migrated=True)
+            await self._deliver_once(
+                delivery, result, new_chat_id, batch, migrated=True, take_next=take_next
+            )
         except Forbidden as exc:
             await self._chat_gone(delivery, chat_id, f"403: {exc.message}", result)
         except BadRequest as exc:
@@ -734,6 +759,8 @@ class Dispatcher:
         except NetworkError as exc:  # 5xx, connection errors and time-outs
             await self._retry_or_fail(delivery, f"{type(exc).__name__}: {exc.message}", result)
         else:
+            if take_next is not None:
+                take_next()
             await self._record(
                 delivery.id, lambda: self._ledger.submit(_Sent(delivery.id, message_id))
             )

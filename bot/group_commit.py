@@ -51,6 +51,11 @@ class GroupCommit(Generic[ItemT, ResultT]):
 
     async def submit(self, item: ItemT) -> ResultT:
         """Write ``item`` with whatever else is waiting; its result once committed."""
+        return await self.enqueue(item)
+
+    def enqueue(self, item: ItemT) -> asyncio.Future[ResultT]:
+        """``submit`` without waiting: items enqueued in the same turn of the event loop
+        go in the same write."""
         future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if not self._gathering and self._running < self._max_writers:
@@ -59,7 +64,7 @@ class GroupCommit(Generic[ItemT, ResultT]):
             writer = asyncio.create_task(self._write_waiting())
             self._writers.add(writer)
             writer.add_done_callback(self._writers.discard)
-        return await future
+        return future
 
     async def settled(self) -> None:
         """Return once nothing is waiting or being written (even if the callers that

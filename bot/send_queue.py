@@ -1,64 +1,74 @@
 """Claimed deliveries on their way to the dispatcher's senders.
 
-A sender takes the next delivery, renders it, renews its claim, sends it and waits for
-its "sent" mark: the mark bounds what a crash can send twice, but the other database
-trips need not stand between a sender and its next send. Here they happen ahead of it:
+A sender takes the next delivery, renders it, has its claim renewed, sends it and waits
+for its "sent" mark. The mark bounds what a crash can send twice; the renewal, right
+before the send, keeps a claim another replica has taken over (its lease ran out), a
+row deleted meanwhile (``/forgetme``) and every send while the database is unreachable
+from going out. Two database trips stood between a sender and its next send besides:
 
-- **the next batch is claimed while the senders work through this one**, so no sender
-  waits for a claim at each batch's end. That holds on PostgreSQL. SQLite has one
-  writer at a time, and a claim beside the ledger's writes would only make each of them
-  wait for the lock (in sleeps of a millisecond and more), so there a batch is claimed
-  when the last one is done, as before;
-- **claims are renewed a chunk ahead**: when fewer than ``ahead`` of the deliveries
-  waiting have their renewal on the way, the next ``ahead`` are renewed in one write.
-  A renewal is what keeps a claim from being sent by two replicas (another takes it
-  over only once it is older than the lease) and a row deleted meanwhile (``/forgetme``)
-  from being sent at all; renewing a few deliveries before the send instead of right
-  before it keeps both, and a renewal older than ``fresh_for`` by the time its delivery
-  is sent (a sender held back by the rate limiter or a 429) is made again, alone.
+- **the renewal's own write.** A sender takes its next delivery (``take_now``) as it
+  records the last one, and the renewal goes to the group commit in the same turn as
+  the mark: one write, one wait, and the send follows at once. A renewal counts only
+  if the send follows within ``fresh_for`` of it; after a wait for the rate limiter or
+  a 429 it is made again, alone, right before the send;
+- **the claim at each batch's end.** On PostgreSQL the next batch is claimed while the
+  senders work through this one. SQLite has one writer at a time, and a claim beside
+  the ledger's writes would only make each of them wait for the lock (in sleeps of a
+  millisecond and more), so there a batch is claimed when the last one is done.
 
-In the PostgreSQL fan-out benchmark the senders had spent two thirds of their time on
-these trips (claims, renewals and marks at about 2 ms each, against 2.3 ms for a send).
+In the PostgreSQL fan-out benchmark a send (2.3–3 ms) had waited for three trips of
+2–4 ms each. Once claiming stops (stopping, or the database gone), what is still
+waiting is left to go back with this worker's other claims.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from storage.database import is_unavailable
 from storage.deliveries import ClaimedDelivery
 
 BatchT = TypeVar("BatchT")
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(eq=False)
-class _ChunkRenewal:
-    """One write renewing the claims of a chunk of deliveries."""
+class _Renewal:
+    """The write renewing a delivery's claim, and when it ended."""
 
     ours: asyncio.Future[frozenset[int]]
     finished_at: float | None = None
+
+
+@dataclass(eq=False)
+class _Unfinished(Generic[BatchT]):
+    batch: BatchT
+    left: int
 
 
 class SendQueue(Generic[BatchT]):
     """Deliveries claimed batch by batch, handed to the senders in order.
 
     ``claim`` returns the next batch's deliveries and what they share, or None once
-    nothing is due; ``renew`` renews the given claims and returns those still this
-    worker's; ``claiming`` says whether another batch may be claimed now (not while
-    stopping or with the database away); ``batch_done`` is told when every delivery of
-    a batch is finished.
+    nothing is due; ``renew`` puts a renewal of the given claims in the next ledger write
+    (at once, without waiting) and returns what will be found still this worker's;
+    ``claiming`` says whether to go on (not while stopping or with the database away);
+    ``batch_done`` is told when a batch is done with: every delivery finished, or the
+    queue closed.
     """
 
     def __init__(
         self,
         claim: Callable[[], Awaitable[tuple[list[ClaimedDelivery], BatchT] | None]],
-        renew: Callable[[tuple[int, ...]], Awaitable[frozenset[int]]],
+        renew: Callable[[tuple[int, ...]], asyncio.Future[frozenset[int]]],
         *,
-        ahead: int,
         fresh_for: float,
         claim_ahead: int | None,
         claiming: Callable[[], bool],
@@ -66,7 +76,6 @@ class SendQueue(Generic[BatchT]):
     ) -> None:
         self._claim = claim
         self._renew = renew
-        self._ahead = max(ahead, 1)
         self._fresh_for = fresh_for
         # Claim the next batch once fewer deliveries than this wait; None: once all of
         # the last batch are finished.
@@ -74,9 +83,8 @@ class SendQueue(Generic[BatchT]):
         self._claiming = claiming
         self._batch_done = batch_done
         self._waiting: collections.deque[tuple[ClaimedDelivery, BatchT]] = collections.deque()
-        self._renewal_requested = 0  # of the waiting deliveries, from the front
-        self._renewals: dict[int, _ChunkRenewal] = {}
-        self._unfinished: dict[int, int] = {}  # id(batch) → its deliveries not finished
+        self._renewals: dict[int, _Renewal] = {}
+        self._unfinished: dict[int, _Unfinished[BatchT]] = {}  # by id(batch)
         self._in_progress = 0
         self._claim_task: asyncio.Task[None] | None = None
         self._claim_ended: asyncio.Future[None] | None = None  # for senders waiting on it
@@ -84,7 +92,8 @@ class SendQueue(Generic[BatchT]):
         self.error: BaseException | None = None  # a claim's, raised after the senders end
 
     async def take(self) -> tuple[ClaimedDelivery, BatchT] | None:
-        """The next delivery and its batch; None once nothing more is to be sent."""
+        """The next delivery and its batch (to be renewed right before its send); None
+        once nothing more is to be sent."""
         while not self._waiting:
             if self._exhausted:
                 return None
@@ -97,9 +106,27 @@ class SendQueue(Generic[BatchT]):
             if self._claim_ended is None:
                 self._claim_ended = asyncio.get_running_loop().create_future()
             await asyncio.wait({self._claim_ended})  # (a waiter cancelled cancels no other)
-        self._renew_ahead()
+        return self._pop()
+
+    def take_now(self) -> tuple[ClaimedDelivery, BatchT] | None:
+        """The next delivery if one is waiting (None if not: ``take`` waits), its renewal
+        put in the ledger's next write: called as the sender's last mark is submitted,
+        the two are one write."""
+        taken = self._pop()
+        if taken is not None:
+            delivery_id = taken[0].id
+            renewal = _Renewal(self._renew((delivery_id,)))
+            renewal.ours.add_done_callback(lambda done: _finished(renewal, done))
+            self._renewals[delivery_id] = renewal
+        return taken
+
+    def _pop(self) -> tuple[ClaimedDelivery, BatchT] | None:
+        if not self._waiting:
+            return None
+        if not self._claiming():
+            self._exhausted = True
+            return None
         delivery, batch = self._waiting.popleft()
-        self._renewal_requested -= 1
         self._in_progress += 1
         if (
             self._claim_ahead is not None
@@ -113,38 +140,28 @@ class SendQueue(Generic[BatchT]):
         """``delivery`` is done with (sent and recorded, or not to be sent)."""
         self._in_progress -= 1
         self._renewals.pop(delivery.id, None)
-        left = self._unfinished[id(batch)] - 1
-        if left:
-            self._unfinished[id(batch)] = left
-        else:
+        unfinished = self._unfinished[id(batch)]
+        unfinished.left -= 1
+        if not unfinished.left:
             del self._unfinished[id(batch)]
             self._batch_done(batch)
         if self._in_progress == 0 and not self._waiting and self._claim_task is None:
             self._start_claim()  # (SQLite) the senders waiting in take() go on with it
 
-    def renewed_ahead(self, delivery_id: int) -> Awaitable[frozenset[int]] | None:
-        """The renewal made ahead for ``delivery_id``, if one is on the way or younger than
-        ``fresh_for``; None: it must be renewed now. Each is used once."""
+    def renewed(self, delivery_id: int) -> Awaitable[frozenset[int]] | None:
+        """The renewal begun when ``take_now`` took ``delivery_id``, if it is still on the
+        way or ended within ``fresh_for`` (and did not fail); None: it must be renewed
+        now. Each is used once."""
         renewal = self._renewals.pop(delivery_id, None)
         if renewal is None:
             return None
         if renewal.finished_at is not None and (
-            time.monotonic() - renewal.finished_at > self._fresh_for
+            renewal.ours.cancelled()
+            or renewal.ours.exception() is not None
+            or time.monotonic() - renewal.finished_at > self._fresh_for
         ):
             return None
         return renewal.ours
-
-    def _renew_ahead(self) -> None:
-        if self._renewal_requested >= min(self._ahead, len(self._waiting)):
-            return
-        start = self._renewal_requested
-        end = min(start + self._ahead, len(self._waiting))
-        chunk = tuple(self._waiting[i][0].id for i in range(start, end))
-        renewal = _ChunkRenewal(asyncio.ensure_future(self._renew(chunk)))
-        renewal.ours.add_done_callback(lambda done: _finished(renewal, done))
-        for delivery_id in chunk:
-            self._renewals[delivery_id] = renewal
-        self._renewal_requested += len(chunk)
 
     def _start_claim(self) -> None:
         if self._exhausted:
@@ -175,7 +192,7 @@ class SendQueue(Generic[BatchT]):
             else:
                 deliveries, batch = claimed
                 if deliveries:
-                    self._unfinished[id(batch)] = len(deliveries)
+                    self._unfinished[id(batch)] = _Unfinished(batch, len(deliveries))
                     self._waiting.extend((delivery, batch) for delivery in deliveries)
                 else:
                     self._batch_done(batch)
@@ -184,15 +201,23 @@ class SendQueue(Generic[BatchT]):
             self._wake_waiting()
 
     async def close(self) -> None:
-        """Stop a claim still on the way (the sweep cut short): what it claimed, if it
-        commits, goes back at the next sweep with this worker's other claims."""
+        """The senders have ended: stop a claim still on the way (the sweep cut short;
+        what it claimed, if it commits, goes back at the next sweep with this worker's
+        other claims), and report the batches left unfinished as done."""
         task = self._claim_task
         if task is not None:
             task.cancel()
             await asyncio.wait({task})
+        self._waiting.clear()
+        unfinished, self._unfinished = self._unfinished, {}
+        for left in unfinished.values():
+            self._batch_done(left.batch)
 
 
-def _finished(renewal: _ChunkRenewal, done: asyncio.Future[frozenset[int]]) -> None:
+def _finished(renewal: _Renewal, done: asyncio.Future[frozenset[int]]) -> None:
     renewal.finished_at = time.monotonic()
-    if not done.cancelled():
-        done.exception()  # retrieved: each delivery waiting for it gets it from ``ours``
+    if done.cancelled():
+        return
+    error = done.exception()  # retrieved: a delivery waiting for it gets it from ``ours``
+    if error is not None and not is_unavailable(error):
+        log.error("renewing a claim failed", exc_info=error)

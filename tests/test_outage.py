@@ -19,6 +19,7 @@ from telegram import Bot
 from bot.clock import FixedClock
 from bot.dispatcher import Dispatcher
 from bot.prepared_message import PreparedMessage
+from bot.send_queue import SendQueue
 from storage.database import Database
 from storage.models import Delivery, DeliveryStatus
 from tests.botapi import ApiCall, LocalBotApi
@@ -243,3 +244,65 @@ async def test_a_restart_while_a_message_is_with_telegram_does_not_send_it_twice
     assert reminders_per_chat(bot_api, [chat]) == {chat: 1}
     # The week's and the day's reminders were superseded; the hour's was sent, once.
     assert await statuses(database_url) == {DeliveryStatus.SENT: 1, DeliveryStatus.SKIPPED: 2}
+
+
+async def test_nothing_not_yet_taken_up_is_sent_while_the_database_is_away(
+    bot_api: LocalBotApi,
+    start_bot: StartBot,
+    proxy: TcpProxy,
+    database_url: str,
+    clock: FixedClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database goes away right after a "sent" mark is committed. Sends already
+    under way may land (Telegram has them; their marks wait), and so may a delivery
+    whose renewal went in that same write; one a sender takes up afterwards cannot be
+    renewed and must not go out: had the process been stopped before the database came
+    back, another replica would send it again after the lease (from the second
+    engineer's review: a renewal made a chunk ahead let those go out)."""
+    await load(database_url, TEST_EVENT, clock.now())
+    chats = list(range(8451, 8461))
+    settings = {"delivery_max_in_flight": 2, "delivery_rate_limit": False}
+    async with start_bot(database_url=proxy.url_for(database_url), **QUIET, **settings) as app:
+        for chat_id in chats:
+            await bot_api.reply_to(bot_api.message("/subscribe test-summit", chat_id=chat_id))
+        sender = app.bot_data.services.dispatcher
+        bot_api.send_delay = 0.05
+        loop = asyncio.get_running_loop()
+        taken: set[int] = set()  # chats whose delivery a sender has taken up
+        take_now = SendQueue.take_now
+
+        def tracked(queue: SendQueue[Any]) -> Any:
+            found = take_now(queue)
+            if found is not None:
+                taken.add(found[0].chat_id)
+            return found
+
+        monkeypatch.setattr(SendQueue, "take_now", tracked)
+        taken_at_cut: set[int] = set()
+        sent_while_cut: list[int] = []
+        write = sender._send_ledger.write
+
+        async def write_then_cut(renewals: Any, sent: Any, now: Any) -> set[int]:
+            ours = await write(renewals, sent, now)
+            if sent and not proxy.cut_off and not taken_at_cut:
+                proxy.cut()  # committed; now the database restarts
+                taken_at_cut.update(taken)
+                loop.call_later(2.0, proxy.restore)
+            return ours
+
+        def count(call: ApiCall) -> None:
+            if "⏰" in call.text and proxy.cut_off:
+                sent_while_cut.append(call.chat_id)
+
+        sender._send_ledger.write = write_then_cut  # type: ignore[method-assign]
+        bot_api.on_call = count
+        clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+        await sender.sweep()
+        bot_api.on_call = None
+        await asyncio.sleep(2.5)  # the database is back
+        await sender.sweep()
+    assert taken_at_cut, "the database was never cut"
+    assert set(sent_while_cut) <= taken_at_cut, (sent_while_cut, taken_at_cut)
+    per_chat = {c: sum("⏰" in call.text for call in bot_api.sent_to(c)) for c in chats}
+    assert set(per_chat.values()) == {1}, per_chat

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.clock import FixedClock
 from bot.context import BotApplication
 from bot.dispatcher import Dispatcher, SweepResult, messages_in_flight
+from bot.send_queue import SendQueue
 from storage.chats import forget_chat
 from storage.database import Database
 from storage.deliveries import claim_due
@@ -692,3 +693,88 @@ async def test_a_delivery_cancelled_from_inside_does_not_end_its_batch_early(
         await asyncio.sleep(1)  # anything still sending would land now
     assert (first.sent, sent_by_the_first) == (len(POOL_CHATS) - 1, len(POOL_CHATS) - 1)
     assert {len(reminders(bot_api, c)) for c in POOL_CHATS[1:]} == {1}
+
+
+async def test_each_mark_shares_its_write_with_the_senders_next_renewal(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
+) -> None:
+    """One sender, five chats: the first renewal, then each "sent" mark with the next
+    delivery's renewal, in one write each: six writes, not ten."""
+    chats = list(range(9301, 9306))
+    async with start_bot(**QUIET, delivery_max_in_flight=1, delivery_rate_limit=False) as app:
+        for chat_id in chats:
+            await subscribe(bot_api, "test-summit", chat_id=chat_id)
+        sender = dispatcher(app)
+        writes: list[tuple[list[int], list[int]]] = []
+        write = sender._send_ledger.write
+
+        async def recorded(renewals: Any, sent: Any, now: Any) -> set[int]:
+            writes.append((list(renewals), list(sent)))
+            return await write(renewals, sent, now)
+
+        sender._send_ledger.write = recorded  # type: ignore[method-assign]
+        await sweep_at(app, clock, START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+    assert [len(reminders(bot_api, chat_id)) for chat_id in chats] == [1] * 5
+    assert [(len(renewed), len(sent)) for renewed, sent in writes] == [
+        (1, 0), (1, 1), (1, 1), (1, 1), (1, 1), (0, 1)
+    ]  # fmt: skip
+
+
+def track_taken(monkeypatch: pytest.MonkeyPatch) -> set[int]:
+    """The chats whose delivery a sender has taken up (its renewal begun)."""
+    taken: set[int] = set()
+    take_now = SendQueue.take_now
+
+    def tracked(queue: SendQueue[Any]) -> Any:
+        found = take_now(queue)
+        if found is not None:
+            taken.add(found[0].chat_id)
+        return found
+
+    monkeypatch.setattr(SendQueue, "take_now", tracked)
+    return taken
+
+
+async def test_a_chat_forgotten_before_its_delivery_is_taken_up_gets_nothing(
+    bot_api: LocalBotApi,
+    start_bot: StartBot,
+    database_url: str,
+    clock: FixedClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """/forgetme pressed while the delivery still waits in the send queue: its renewal,
+    made only when a sender takes it up, finds the row gone (from the second engineer's
+    review: a renewal made a chunk ahead stood in for that check)."""
+    chats = list(range(8901, 8909))
+    async with start_bot(**QUIET, delivery_max_in_flight=2, delivery_rate_limit=False) as app:
+        for chat_id in chats:
+            await subscribe(bot_api, "test-summit", chat_id=chat_id)
+        sender = dispatcher(app)
+        database = app.bot_data.services.database
+        bot_api.send_delay = 0.05
+        taken = track_taken(monkeypatch)
+        forgotten: list[int] = []
+        write = sender._send_ledger.write
+
+        async def write_then_forget(renewals: Any, sent: Any, now: Any) -> set[int]:
+            ours = await write(renewals, sent, now)
+            if ours and not forgotten:
+                async with database.transaction() as session:
+                    claimed = await session.scalars(
+                        select(Delivery).where(
+                            Delivery.status == DeliveryStatus.CLAIMED,
+                            Delivery.claimed_by == sender.worker,
+                        )
+                    )
+                    waiting = [row.chat_id for row in claimed if row.chat_id not in taken]
+                    if waiting:
+                        forgotten.append(max(waiting))
+                        await forget_chat(session, max(waiting))  # "Delete my data"
+            return ours
+
+        sender._send_ledger.write = write_then_forget  # type: ignore[method-assign]
+        await sweep_at(app, clock, START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+    assert forgotten, "every delivery was taken up before the first ledger write"
+    [chat] = forgotten
+    assert reminders(bot_api, chat) == []
+    assert all(len(reminders(bot_api, c)) == 1 for c in chats if c != chat)

@@ -1,5 +1,6 @@
-"""The dispatcher's send queue: claims renewed a chunk ahead of the senders, the next
-batch claimed while this one is sent (PostgreSQL) or once it is done (SQLite)."""
+"""The dispatcher's send queue: each delivery's renewal begun as it is taken (with the
+sender's last mark, when taken then), the next batch claimed while this one is sent
+(PostgreSQL) or once it is done (SQLite)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class Ledger:
         self.log: list[tuple[str, object]] = []
         self.done: list[str] = []
         self.claim_error: Exception | None = None
+        self.renew_error: Exception | None = None
 
     async def claim(self) -> tuple[list[ClaimedDelivery], str] | None:
         await asyncio.sleep(0.001)
@@ -48,17 +50,21 @@ class Ledger:
         self.log.append(("claim", [d.id for d in batch]))
         return batch, name
 
-    async def renew(self, ids: tuple[int, ...]) -> frozenset[int]:
+    def renew(self, ids: tuple[int, ...]) -> asyncio.Future[frozenset[int]]:
         self.log.append(("renew", ids))
+        return asyncio.ensure_future(self._renewed(ids))
+
+    async def _renewed(self, ids: tuple[int, ...]) -> frozenset[int]:
         await asyncio.sleep(0.001)
+        if self.renew_error is not None:
+            raise self.renew_error
         return frozenset(ids) - self.taken_over
 
-    def queue(self, *, ahead: int = 4, claim_ahead: int | None = None) -> SendQueue[str]:
+    def queue(self, *, claim_ahead: int | None = None, fresh_for: float = 60.0) -> SendQueue[str]:
         return SendQueue(
             self.claim,
             self.renew,
-            ahead=ahead,
-            fresh_for=60.0,
+            fresh_for=fresh_for,
             claim_ahead=claim_ahead,
             claiming=lambda: True,
             batch_done=self.done.append,
@@ -68,18 +74,24 @@ class Ledger:
 async def send_all(
     queue: SendQueue[str], ledger: Ledger, senders: int, sent: list[int] | None = None
 ) -> list[int]:
-    """Senders as the dispatcher runs them: take, check the renewal, 'send', finish."""
+    """Senders as the dispatcher runs them: take (the next one as the last is marked),
+    renew unless renewed with the last mark, 'send', 'mark', finish."""
     sent = [] if sent is None else sent
 
     async def sender() -> None:
-        while (taken := await queue.take()) is not None:
+        upcoming = None
+        while True:
+            taken, upcoming = upcoming, None
+            if taken is None and (taken := await queue.take()) is None:
+                return
             delivery, batch = taken
-            renewed = queue.renewed_ahead(delivery.id)
-            assert renewed is not None, f"delivery {delivery.id} had no renewal ahead"
+            renewed = queue.renewed(delivery.id) or ledger.renew((delivery.id,))
             if delivery.id in await renewed:
                 ledger.log.append(("send", delivery.id))
                 await asyncio.sleep(0.002)
                 sent.append(delivery.id)
+                upcoming = queue.take_now()  # as the mark is submitted
+                await asyncio.sleep(0.001)  # the mark
             queue.finished(delivery, batch)
 
     await asyncio.wait_for(asyncio.gather(*(sender() for _ in range(senders))), timeout=5)
@@ -87,46 +99,67 @@ async def send_all(
     return sent
 
 
-async def test_claims_are_renewed_a_chunk_ahead_of_the_senders_each_once() -> None:
-    ledger = Ledger([10])
-    sent = await send_all(ledger.queue(ahead=4), ledger, senders=2)
-    assert sorted(sent) == list(range(1, 11))
+async def test_each_claim_is_renewed_once_and_never_before_a_sender_takes_it_up() -> None:
+    ledger = Ledger([6])
+    sent = await send_all(ledger.queue(), ledger, senders=2)
+    assert sorted(sent) == list(range(1, 7))
     renewals = [ids for kind, ids in ledger.log if kind == "renew"]
-    assert renewals == [(1, 2, 3, 4), (5, 6, 7, 8), (9, 10)]
-    # Each chunk is asked for before the senders reach it: chunk 2 while chunk 1 is sent.
-    order = [(kind, value) for kind, value in ledger.log if kind in ("renew", "send")]
-    assert order.index(("renew", (5, 6, 7, 8))) < order.index(("send", 4))
+    assert sorted(renewals) == [(i,) for i in range(1, 7)]
+    # With two senders, at most two renewals are ever ahead of the sends.
+    ahead = 0
+    for kind, _ in ledger.log:
+        ahead += {"renew": 1, "send": -1}.get(kind, 0)
+        assert ahead <= 2
+
+
+async def test_take_now_takes_only_what_is_waiting_and_begins_its_renewal() -> None:
+    ledger = Ledger([2])
+    queue = ledger.queue()
+    assert queue.take_now() is None  # nothing claimed yet: take() claims
+    first = await queue.take()
+    second = queue.take_now()
+    assert first is not None and second is not None
+    assert queue.take_now() is None
+    assert [first[0].id, second[0].id] == [1, 2]
+    assert queue.renewed(1) is None  # taken by take(): renewed right before its send
+    assert ledger.log[-1] == ("renew", (2,))
+    renewal = queue.renewed(2)
+    assert renewal is not None and await renewal == frozenset({2})
 
 
 async def test_a_claim_no_longer_ours_is_not_sent() -> None:
     ledger = Ledger([6], taken_over=frozenset({3}))
-    sent = await send_all(ledger.queue(ahead=4), ledger, senders=3)
+    sent = await send_all(ledger.queue(), ledger, senders=3)
     assert sorted(sent) == [1, 2, 4, 5, 6]
 
 
-async def test_a_renewal_older_than_fresh_for_must_be_made_again(
+async def test_a_renewal_older_than_fresh_for_or_failed_must_be_made_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ledger = Ledger([3])
-    queue = ledger.queue(ahead=4)
-    taken = await queue.take()
-    assert taken is not None
-    first, _ = taken
-    second_taken = await queue.take()
-    assert second_taken is not None
-    second, _ = second_taken
-    renewed = queue.renewed_ahead(first.id)
+    ledger = Ledger([4])
+    queue = ledger.queue(fresh_for=0.05)
+    assert await queue.take() is not None
+    taken = [queue.take_now(), queue.take_now()]
+    first, second = (t[0] for t in taken if t is not None)
+    renewed = queue.renewed(first.id)
     assert renewed is not None and first.id in await renewed
+    assert queue.renewed(first.id) is None  # each renewal is used once
+    await asyncio.sleep(0.01)  # the second's renewal has ended too
     # The second waited (a rate limiter, a 429) longer than fresh_for after its renewal.
-    later = time.monotonic() + 61
+    later = time.monotonic() + 1
     monkeypatch.setattr(time, "monotonic", lambda: later)
-    assert queue.renewed_ahead(second.id) is None
-    assert queue.renewed_ahead(first.id) is None  # each renewal ahead is used once
+    assert queue.renewed(second.id) is None
+    monkeypatch.undo()
+    ledger.renew_error = ConnectionError("database went away")
+    third = queue.take_now()
+    assert third is not None
+    await asyncio.sleep(0.01)  # the renewal failed
+    assert queue.renewed(third[0].id) is None  # renewed again, alone, when sent
 
 
 async def test_with_claim_ahead_the_next_batch_is_claimed_while_this_one_is_sent() -> None:
     ledger = Ledger([5, 5, 2])
-    sent = await send_all(ledger.queue(ahead=2, claim_ahead=5), ledger, senders=2)
+    sent = await send_all(ledger.queue(claim_ahead=5), ledger, senders=2)
     assert sorted(sent) == list(range(1, 13))
     claims = [i for i, (kind, _) in enumerate(ledger.log) if kind == "claim"]
     # The second batch was claimed before the first was out.
@@ -146,7 +179,7 @@ async def test_without_claim_ahead_the_next_batch_waits_for_this_one_to_be_done(
         return await claim()
 
     ledger.claim = claim_recording  # type: ignore[method-assign]
-    await send_all(ledger.queue(ahead=2), ledger, senders=3, sent=sent)
+    await send_all(ledger.queue(), ledger, senders=3, sent=sent)
     assert sorted(sent) == list(range(1, 11))
     assert claimed_with_sent == [0, 5, 10]  # each claim once all before it were sent
 
@@ -161,14 +194,16 @@ async def test_a_failed_claim_ends_the_queue_and_is_kept_for_the_sweep() -> None
         return await Ledger.claim(ledger)
 
     ledger.claim = fail_after_first_batch  # type: ignore[method-assign]
-    queue = ledger.queue(ahead=2, claim_ahead=4)
+    queue = ledger.queue(claim_ahead=4)
     await send_all(queue, ledger, senders=2, sent=sent)
     assert sorted(sent) == [1, 2, 3, 4]  # what was claimed is still sent
     assert isinstance(queue.error, ConnectionError)
 
 
-async def test_nothing_more_is_claimed_once_claiming_stops() -> None:
-    ledger = Ledger([3, 3, 3])
+async def test_nothing_more_is_taken_once_claiming_stops() -> None:
+    """Stopping, or the database gone: what still waits goes back with the worker's
+    other claims, and its batch is reported done when the queue closes."""
+    ledger = Ledger([3, 3])
     stopping = False
 
     def claiming() -> bool:
@@ -177,7 +212,6 @@ async def test_nothing_more_is_claimed_once_claiming_stops() -> None:
     queue: SendQueue[str] = SendQueue(
         ledger.claim,
         ledger.renew,
-        ahead=2,
         fresh_for=60.0,
         claim_ahead=None,
         claiming=claiming,
@@ -186,11 +220,10 @@ async def test_nothing_more_is_claimed_once_claiming_stops() -> None:
     first = await queue.take()
     assert first is not None
     stopping = True  # asked to stop while the first batch is out
-    rest = [await queue.take(), await queue.take()]
-    queue.finished(*first)
-    for taken in rest:
-        assert taken is not None
-        queue.finished(*taken)
+    assert queue.take_now() is None
     assert await asyncio.wait_for(queue.take(), timeout=1) is None
-    assert [kind for kind, _ in ledger.log].count("claim") == 1
+    queue.finished(*first)
+    assert ledger.done == []  # two of its deliveries were never taken
+    await queue.close()
     assert ledger.done == ["batch of 1"]
+    assert [kind for kind, _ in ledger.log].count("claim") == 1
