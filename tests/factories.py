@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
+import pytest
+
+from bot.send_queue import SendQueue
 from bot.transports.emulator import parse_html
 from storage.database import Database
 from storage.dataset import follow_up_import, import_text
@@ -84,3 +88,18 @@ async def load(database_url: str, text: str, now: dt.datetime, name: str = "test
             await follow_up_import(session, report, now, Planner())
     finally:
         await database.dispose()
+
+
+def track_taken(monkeypatch: pytest.MonkeyPatch) -> set[int]:
+    """The chats whose delivery a sender has taken up (its renewal begun)."""
+    taken: set[int] = set()
+    take_now = SendQueue.take_now
+
+    def tracked(queue: SendQueue[Any]) -> Any:
+        found = take_now(queue)
+        if found is not None:
+            taken.add(found[0].chat_id)
+        return found
+
+    monkeypatch.setattr(SendQueue, "take_now", tracked)
+    return taken

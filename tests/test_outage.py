@@ -19,12 +19,11 @@ from telegram import Bot
 from bot.clock import FixedClock
 from bot.dispatcher import Dispatcher
 from bot.prepared_message import PreparedMessage
-from bot.send_queue import SendQueue
 from storage.database import Database
 from storage.models import Delivery, DeliveryStatus
 from tests.botapi import ApiCall, LocalBotApi
 from tests.conftest import StartBot
-from tests.factories import QUIET, START, TEST_EVENT, load, plain
+from tests.factories import QUIET, START, TEST_EVENT, load, plain, track_taken
 from tests.tcpproxy import TcpProxy
 
 UNAVAILABLE = "The bot is temporarily unavailable. Please try again in a minute."
@@ -264,21 +263,11 @@ async def test_nothing_not_yet_taken_up_is_sent_while_the_database_is_away(
     chats = list(range(8451, 8461))
     settings = {"delivery_max_in_flight": 2, "delivery_rate_limit": False}
     async with start_bot(database_url=proxy.url_for(database_url), **QUIET, **settings) as app:
-        for chat_id in chats:
-            await bot_api.reply_to(bot_api.message("/subscribe test-summit", chat_id=chat_id))
+        await subscribed(bot_api, chats)
         sender = app.bot_data.services.dispatcher
         bot_api.send_delay = 0.05
         loop = asyncio.get_running_loop()
-        taken: set[int] = set()  # chats whose delivery a sender has taken up
-        take_now = SendQueue.take_now
-
-        def tracked(queue: SendQueue[Any]) -> Any:
-            found = take_now(queue)
-            if found is not None:
-                taken.add(found[0].chat_id)
-            return found
-
-        monkeypatch.setattr(SendQueue, "take_now", tracked)
+        taken = track_taken(monkeypatch)  # chats whose delivery a sender has taken up
         taken_at_cut: set[int] = set()
         sent_while_cut: list[int] = []
         write = sender._send_ledger.write

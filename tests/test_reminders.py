@@ -16,14 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.clock import FixedClock
 from bot.context import BotApplication
 from bot.dispatcher import Dispatcher, SweepResult, messages_in_flight
-from bot.send_queue import SendQueue
 from storage.chats import forget_chat
 from storage.database import Database
 from storage.deliveries import claim_due
 from storage.models import Chat, Delivery, DeliveryStatus, Subscription
 from tests.botapi import ApiCall, LocalBotApi
 from tests.conftest import StartBot, make_settings
-from tests.factories import QUIET, START, TEST_EVENT, load, plain
+from tests.factories import QUIET, START, TEST_EVENT, load, plain, track_taken
 
 T = TypeVar("T")
 UTC = dt.UTC
@@ -718,21 +717,6 @@ async def test_each_mark_shares_its_write_with_the_senders_next_renewal(
     assert [(len(renewed), len(sent)) for renewed, sent in writes] == [
         (1, 0), (1, 1), (1, 1), (1, 1), (1, 1), (0, 1)
     ]  # fmt: skip
-
-
-def track_taken(monkeypatch: pytest.MonkeyPatch) -> set[int]:
-    """The chats whose delivery a sender has taken up (its renewal begun)."""
-    taken: set[int] = set()
-    take_now = SendQueue.take_now
-
-    def tracked(queue: SendQueue[Any]) -> Any:
-        found = take_now(queue)
-        if found is not None:
-            taken.add(found[0].chat_id)
-        return found
-
-    monkeypatch.setattr(SendQueue, "take_now", tracked)
-    return taken
 
 
 async def test_a_chat_forgotten_before_its_delivery_is_taken_up_gets_nothing(
