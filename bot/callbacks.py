@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from config.languages import SUPPORTED_LANGUAGES
+from storage.dates import MAX_YEAR, MIN_YEAR
 from storage.models import SubscriptionScope
 from storage.queries import EventFilter, When
 
@@ -231,6 +232,8 @@ def parse(data: str | None) -> Action:
         return OpenOrganisation(match[1])
     if match := _LIST.match(data):
         when, org, year, page = match.groups()
+        if year != "-" and not MIN_YEAR <= int(year) <= MAX_YEAR:
+            raise ExpiredButton(data)  # forged: no list of ours is of year 0 or 9999
         query = EventFilter(
             organisation=None if org == "-" else org,
             year=None if year == "-" else int(year),
