@@ -314,7 +314,7 @@ SMALL_ID = st.integers(1, 10**12 - 1)
             ),
             st.sampled_from(list(When)),
             st.one_of(st.none(), KEY),
-            st.one_of(st.none(), st.integers(1000, 9999)),
+            st.one_of(st.none(), st.integers(MIN_YEAR, MAX_YEAR)),  # as /upcoming takes
             st.integers(0, 9999),
         ),
         st.builds(
