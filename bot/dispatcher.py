@@ -400,7 +400,12 @@ class Dispatcher:
             return True
         turn = asyncio.ensure_future(self.limiter.acquire(chat_id))
         stop = asyncio.ensure_future(self._stop_requested.wait())
-        await asyncio.wait({turn, stop}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait({turn, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the sweep cancelled: neither wait may outlive it
+            turn.cancel()
+            stop.cancel()
+            raise
         stop.cancel()
         if turn.done() and not self._stopping:
             return True

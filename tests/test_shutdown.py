@@ -4,6 +4,7 @@ sent that was not, and handing back what it did not send."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 
@@ -59,3 +60,30 @@ async def test_a_stop_mid_broadcast_ends_in_time_and_hands_back_the_rest(
         DeliveryStatus.SENT: received,
         DeliveryStatus.PENDING: len(CHATS) - received,
     }
+
+
+async def test_a_sweep_cancelled_while_senders_wait_for_the_rate_limiter_leaves_no_task(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    """Cancelled inside the wait for the rate limiter's turn (from the second engineer's
+    review): the waits for the turn and for a stop go with it, none is left pending."""
+    await load(database_url, TEST_EVENT, clock.now())
+    async with start_bot(**QUIET, delivery_rate_per_second=4) as app:
+        for chat_id in CHATS:
+            await bot_api.reply_to(bot_api.message("/subscribe test-summit", chat_id=chat_id))
+        dispatcher = app.bot_data.services.dispatcher
+        before = asyncio.all_tasks()
+        clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+        sweeping = asyncio.create_task(dispatcher.sweep())
+        await bot_api.wait_for(lambda call: "⏰" in call.text)  # senders are being paced
+        sweeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeping
+        for _ in range(3):
+            await asyncio.sleep(0)
+        left = [
+            task
+            for task in asyncio.all_tasks() - before
+            if not task.done() and task is not asyncio.current_task()
+        ]
+        assert [task.get_coro() for task in left] == []
