@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 class _Renewal:
     """The write renewing a delivery's claim, and when it ended."""
 
-    ours: asyncio.Future[frozenset[int]]
+    ours: asyncio.Future[bool]
     finished_at: float | None = None
 
 
@@ -57,8 +57,9 @@ class SendQueue(Generic[BatchT]):
     """Deliveries claimed batch by batch, handed to the senders in order.
 
     ``claim`` returns the next batch's deliveries and what they share, or None once
-    nothing is due; ``renew`` puts a renewal of the given claims in the next ledger write
-    (at once, without waiting) and returns what will be found still this worker's;
+    nothing is due; ``renew`` puts a renewal of a delivery's claim in the next ledger
+    write (at once, without waiting) and returns whether it will be found still this
+    worker's;
     ``claiming`` says whether to go on (not while stopping or with the database away);
     ``batch_done`` is told when a batch is done with: every delivery finished, or the
     queue closed.
@@ -67,7 +68,7 @@ class SendQueue(Generic[BatchT]):
     def __init__(
         self,
         claim: Callable[[], Awaitable[tuple[list[ClaimedDelivery], BatchT] | None]],
-        renew: Callable[[tuple[int, ...]], asyncio.Future[frozenset[int]]],
+        renew: Callable[[int], asyncio.Future[bool]],
         *,
         fresh_for: float,
         claim_ahead: int | None,
@@ -115,7 +116,7 @@ class SendQueue(Generic[BatchT]):
         taken = self._pop()
         if taken is not None:
             delivery_id = taken[0].id
-            renewal = _Renewal(self._renew((delivery_id,)))
+            renewal = _Renewal(self._renew(delivery_id))
             renewal.ours.add_done_callback(lambda done: _finished(renewal, done))
             self._renewals[delivery_id] = renewal
         return taken
@@ -148,7 +149,7 @@ class SendQueue(Generic[BatchT]):
         if self._in_progress == 0 and not self._waiting and self._claim_task is None:
             self._start_claim()  # (SQLite) the senders waiting in take() go on with it
 
-    def renewed(self, delivery_id: int) -> Awaitable[frozenset[int]] | None:
+    def renewed(self, delivery_id: int) -> Awaitable[bool] | None:
         """The renewal begun when ``take_now`` took ``delivery_id``, if it is still on the
         way or ended within ``fresh_for`` (and did not fail); None: it must be renewed
         now. Each is used once."""
@@ -214,7 +215,7 @@ class SendQueue(Generic[BatchT]):
             self._batch_done(left.batch)
 
 
-def _finished(renewal: _Renewal, done: asyncio.Future[frozenset[int]]) -> None:
+def _finished(renewal: _Renewal, done: asyncio.Future[bool]) -> None:
     renewal.finished_at = time.monotonic()
     if done.cancelled():
         return

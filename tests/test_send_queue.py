@@ -50,15 +50,15 @@ class Ledger:
         self.log.append(("claim", [d.id for d in batch]))
         return batch, name
 
-    def renew(self, ids: tuple[int, ...]) -> asyncio.Future[frozenset[int]]:
-        self.log.append(("renew", ids))
-        return asyncio.ensure_future(self._renewed(ids))
+    def renew(self, delivery_id: int) -> asyncio.Future[bool]:
+        self.log.append(("renew", delivery_id))
+        return asyncio.ensure_future(self._renewed(delivery_id))
 
-    async def _renewed(self, ids: tuple[int, ...]) -> frozenset[int]:
+    async def _renewed(self, delivery_id: int) -> bool:
         await asyncio.sleep(0.001)
         if self.renew_error is not None:
             raise self.renew_error
-        return frozenset(ids) - self.taken_over
+        return delivery_id not in self.taken_over
 
     def queue(self, *, claim_ahead: int | None = None, fresh_for: float = 60.0) -> SendQueue[str]:
         return SendQueue(
@@ -85,8 +85,8 @@ async def send_all(
             if taken is None and (taken := await queue.take()) is None:
                 return
             delivery, batch = taken
-            renewed = queue.renewed(delivery.id) or ledger.renew((delivery.id,))
-            if delivery.id in await renewed:
+            renewed = queue.renewed(delivery.id) or ledger.renew(delivery.id)
+            if await renewed:
                 ledger.log.append(("send", delivery.id))
                 await asyncio.sleep(0.002)
                 sent.append(delivery.id)
@@ -103,8 +103,8 @@ async def test_each_claim_is_renewed_once_and_never_before_a_sender_takes_it_up(
     ledger = Ledger([6])
     sent = await send_all(ledger.queue(), ledger, senders=2)
     assert sorted(sent) == list(range(1, 7))
-    renewals = [ids for kind, ids in ledger.log if kind == "renew"]
-    assert sorted(renewals) == [(i,) for i in range(1, 7)]
+    renewals = [delivery_id for kind, delivery_id in ledger.log if kind == "renew"]
+    assert sorted(renewals) == list(range(1, 7))
     # With two senders, at most two renewals are ever ahead of the sends.
     ahead = 0
     for kind, _ in ledger.log:
@@ -122,9 +122,9 @@ async def test_take_now_takes_only_what_is_waiting_and_begins_its_renewal() -> N
     assert queue.take_now() is None
     assert [first[0].id, second[0].id] == [1, 2]
     assert queue.renewed(1) is None  # taken by take(): renewed right before its send
-    assert ledger.log[-1] == ("renew", (2,))
+    assert ledger.log[-1] == ("renew", 2)
     renewal = queue.renewed(2)
-    assert renewal is not None and await renewal == frozenset({2})
+    assert renewal is not None and await renewal is True
 
 
 async def test_a_claim_no_longer_ours_is_not_sent() -> None:
@@ -142,7 +142,7 @@ async def test_a_renewal_older_than_fresh_for_or_failed_must_be_made_again(
     taken = [queue.take_now(), queue.take_now()]
     first, second = (t[0] for t in taken if t is not None)
     renewed = queue.renewed(first.id)
-    assert renewed is not None and first.id in await renewed
+    assert renewed is not None and await renewed
     assert queue.renewed(first.id) is None  # each renewal is used once
     await asyncio.sleep(0.01)  # the second's renewal has ended too
     # The second waited (a rate limiter, a 429) longer than fresh_for after its renewal.
