@@ -4,7 +4,8 @@ at once each get their own rows, never more than they asked for.
 SQLite plans without statistics: beside "id IN (…)" it once chose the index on status,
 and for the superseded-reminder check the index on event id, so every batch read every
 pending row and every reminder of the event, and a fan-out grew with the square of its
-audience. These tests read SQLite's plan for each statement a claim runs."""
+audience. These tests read SQLite's plan for each statement a claim runs, subqueries in
+its RETURNING included."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from storage.database import Database
 from storage.deliveries import claim_due
@@ -55,8 +56,7 @@ async def test_a_claim_looks_rows_up_by_key_not_by_status_or_event(
 
     def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "WITH")):
-            planned = statement.split("RETURNING")[0]  # with the parameters it takes
-            statements.append((planned, parameters[: planned.count("?")]))
+            statements.append((statement, parameters))
 
     event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
     try:
@@ -64,16 +64,20 @@ async def test_a_claim_looks_rows_up_by_key_not_by_status_or_event(
             batch = await claim_due(session, NOW, "worker", 200)
     finally:
         event.remove(database.engine.sync_engine, "before_cursor_execute", seen)
-    assert batch.candidates == 200
+    # The day-ahead reminders come first, each superseded by its hour-ahead one.
+    assert (batch.candidates, batch.skipped) == (200, 200)
     plans = []
     async with database.engine.connect() as connection:
         raw = (await connection.get_raw_connection()).driver_connection
         for statement, parameters in statements:
             rows = await raw.execute_fetchall(f"EXPLAIN QUERY PLAN {statement}", parameters)
             plans.append(" / ".join(str(row[3]) for row in rows))
-    claim, superseded = plans[0], plans[1]
-    assert "INTEGER PRIMARY KEY" in claim, claim
-    assert "uq_deliveries_key" in superseded, superseded
+    claim = plans[0]
+    assert "SEARCH deliveries USING INTEGER PRIMARY KEY" in claim, claim
+    assert "SEARCH events USING INTEGER PRIMARY KEY" in claim, claim  # the event's id
+    # The superseded-reminder check, row by row: all four leading columns of the key.
+    superseded = "USING INDEX uq_deliveries_key (chat_id=? AND <expr>=? AND kind=? AND "
+    assert superseded + "occurrence_at=?)" in claim, claim
     # No step of any plan reads a whole table or index (a CTE's own rows aside).
     steps = [step for plan in plans for step in plan.split(" / ")]
     assert not any(step.startswith("SCAN") and step != "SCAN due" for step in steps), plans
@@ -128,3 +132,60 @@ async def test_replicas_claiming_at_once_keep_to_the_limit_and_never_share_a_row
     assert max(sizes) <= LIMIT, sizes
     assert all(len(names) == 1 for names in claimed.values())
     assert (len(claimed), skipped) == (ROWS - ROWS // 10, ROWS // 10)
+
+
+async def test_a_due_reminder_is_superseded_only_by_a_later_one_of_its_own_chat_and_date(
+    database: Database, database_url: str
+) -> None:
+    """The claim's superseded-reminder check, row by row: a chat's day-ahead reminder
+    gives way to its hour-ahead one of the same occurrence, not to another chat's, nor
+    to one of another occurrence or event; a reminder not yet due supersedes nothing."""
+    await load(database_url, TEST_EVENT, NOW)
+    first, second = NOW + dt.timedelta(days=9), NOW + dt.timedelta(days=16)
+    async with database.transaction() as session:
+        summit = await session.scalar(select(Event).where(Event.key == "test-summit"))
+        assert summit is not None
+        session.add_all(
+            Chat(id=chat_id, type=ChatType.PRIVATE, language="en", timezone="UTC")
+            for chat_id in (701, 702, 703)
+        )
+        await session.flush()
+        rows = {
+            # (chat, occurrence, lead time in minutes): minutes ago it came due
+            (701, first, 1440): 60,
+            (701, first, 60): 1,  # supersedes the one above
+            (701, second, 1440): 60,  # another occurrence: sent
+            (702, first, 1440): 60,  # its hour-ahead one is not due yet: sent
+            (702, first, 60): -5,
+            (703, first, 60): 1,  # alone: sent
+        }
+        session.add_all(
+            Delivery(
+                chat_id=chat_id,
+                event_id=summit.id,
+                kind=DeliveryKind.REMINDER,
+                occurrence_at=occurrence,
+                slot=slot,
+                due_at=NOW - dt.timedelta(minutes=ago),
+                expires_at=occurrence,
+                status=DeliveryStatus.PENDING,
+            )
+            for (chat_id, occurrence, slot), ago in rows.items()
+        )
+    async with database.transaction() as session:
+        batch = await claim_due(session, NOW, "worker", 10)
+    claimed = {(d.chat_id, d.occurrence_at, d.slot) for d in batch.deliveries}
+    assert claimed == {(701, first, 60), (701, second, 1440), (702, first, 1440), (703, first, 60)}
+    assert (batch.candidates, batch.skipped) == (5, 1)
+    assert {d.event_key for d in batch.deliveries} == {"test-summit"}
+    async with database.sessions() as session:
+        skipped = (
+            await session.execute(
+                select(Delivery.chat_id, Delivery.slot, Delivery.error).where(
+                    Delivery.status == DeliveryStatus.SKIPPED
+                )
+            )
+        ).all()
+    assert [tuple(row) for row in skipped] == [
+        (701, 1440, "stale: a later reminder of the same event was due as well")
+    ]
