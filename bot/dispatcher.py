@@ -255,9 +255,9 @@ class Dispatcher:
                 if not is_unavailable(exc):
                     raise
                 self._database_lost(exc)
-            else:
-                self._database_back()
             finally:
+                # (_sweep says when the database answers; one lost while sending ends the
+                # sweep without an error, and is still away)
                 await self._release_send_ledger()
         return result
 

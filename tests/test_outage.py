@@ -170,6 +170,12 @@ async def test_nothing_new_is_sent_while_the_database_is_unreachable(
         clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
         await dispatcher.sweep()
         bot_api.on_call = None
+        # The sweep ended with the database still away, and says so (it once said it was
+        # back, in the log and the metrics, as any sweep that did not raise).
+        metrics = app.bot_data.services.metrics.exposition().decode()
+        assert proxy.cut_off
+        assert not dispatcher.database_available
+        assert "summitbot_database_up 0.0" in metrics
         await asyncio.sleep(2.5)  # the database is back
         await dispatcher.sweep()
     per_chat = reminders_per_chat(bot_api, chats)
