@@ -42,8 +42,8 @@ _VIEW_COLUMNS = tuple(
 )
 
 
-# The ids are bound at execution ("expanding"): compiled once, and a batch's 200 ids are
-# not coerced one by one into SQL literals (as ``claim_due``'s lists are not either).
+# The ids are bound at execution ("expanding"): compiled once, and a batch's chat ids
+# (500) are not coerced one by one into SQL literals.
 _VIEWS_OF = select(*_VIEW_COLUMNS).where(
     Chat.__table__.c.id.in_(bindparam("chat_ids", expanding=True))
 )
@@ -51,7 +51,7 @@ _VIEWS_OF = select(*_VIEW_COLUMNS).where(
 
 async def chat_views(database: Database, chat_ids: Iterable[int]) -> dict[int, ChatView]:
     """The chats of ``chat_ids`` that exist, read as the columns a view needs (no ORM
-    objects: the dispatcher reads a batch's 200 chats this way)."""
+    objects: the dispatcher reads a batch's chats this way)."""
     wanted = list(set(chat_ids))
     if not wanted:
         return {}

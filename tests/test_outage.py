@@ -301,3 +301,38 @@ async def test_nothing_not_yet_taken_up_is_sent_while_the_database_is_away(
     assert set(sent_while_cut) <= taken_at_cut, (sent_while_cut, taken_at_cut)
     per_chat = {c: sum("⏰" in call.text for call in bot_api.sent_to(c)) for c in chats}
     assert set(per_chat.values()) == {1}, per_chat
+
+
+async def test_a_sweep_that_records_its_sends_once_the_database_is_back_says_it_is_back(
+    bot_api: LocalBotApi,
+    start_bot: StartBot,
+    proxy: TcpProxy,
+    database_url: str,
+    clock: FixedClock,
+) -> None:
+    """The database goes away mid-broadcast and comes back while the sends Telegram has
+    wait to be recorded: once they are, the sweep ends saying the database is back (from
+    the second engineer's review: it said so only at the next sweep)."""
+    await load(database_url, TEST_EVENT, clock.now())
+    chats = list(range(8701, 8721))
+    async with start_bot(database_url=proxy.url_for(database_url), **QUIET) as app:
+        await subscribed(bot_api, chats)
+        dispatcher = app.bot_data.services.dispatcher
+        dispatcher.batch_size = 10
+        loop = asyncio.get_running_loop()
+
+        def cut_after_some_reminders(call: ApiCall) -> None:
+            reminders = sum("⏰" in c.text for c in bot_api.calls)
+            if "⏰" in call.text and not proxy.cut_off and reminders == 3:
+                proxy.cut()
+                loop.call_later(1.0, proxy.restore)
+
+        bot_api.on_call = cut_after_some_reminders
+        clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+        first = await dispatcher.sweep()
+        bot_api.on_call = None
+        metrics = app.bot_data.services.metrics.exposition().decode()
+    assert not proxy.cut_off
+    assert first.sent >= 3  # recorded once the database was back
+    assert dispatcher.database_available
+    assert "summitbot_database_up 1.0" in metrics
