@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from typing import Any
@@ -13,7 +14,7 @@ from bot.transports.emulator import parse_html
 from storage.database import Database
 from storage.dataset import follow_up_import, import_text
 from storage.dates import PartialDate, Span
-from storage.deliveries import Planner
+from storage.deliveries import ClaimedBatch, Planner, claim_due
 from storage.models import Confidence, EventStatus
 from storage.views import EventView, PlaceView
 
@@ -103,3 +104,26 @@ def track_taken(monkeypatch: pytest.MonkeyPatch) -> set[int]:
 
     monkeypatch.setattr(SendQueue, "take_now", tracked)
     return taken
+
+
+async def claimed_by_replicas(
+    database_url: str, now: dt.datetime, replicas: int, limit: int
+) -> list[tuple[str, ClaimedBatch]]:
+    """Replicas claiming at once, each with its own connections, until nothing is due:
+    every batch each one got, by the replica's name."""
+    batches: list[tuple[str, ClaimedBatch]] = []
+
+    async def replica(name: str) -> None:
+        own = Database(database_url)
+        try:
+            while True:
+                async with own.transaction() as session:
+                    batch = await claim_due(session, now, name, limit)
+                if not batch.candidates:
+                    return
+                batches.append((name, batch))
+        finally:
+            await own.dispose()
+
+    await asyncio.gather(*(replica(f"replica-{n}") for n in range(replicas)))
+    return batches

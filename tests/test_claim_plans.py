@@ -9,7 +9,6 @@ its RETURNING included."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import datetime as dt
 from typing import Any
@@ -21,7 +20,7 @@ from storage.database import Database
 from storage.deliveries import claim_due
 from storage.models import Chat, ChatType, Delivery, DeliveryKind, DeliveryStatus, Event
 from tests.conftest import NOW
-from tests.factories import TEST_EVENT, load
+from tests.factories import TEST_EVENT, claimed_by_replicas, load
 
 
 async def test_a_claim_looks_rows_up_by_key_not_by_status_or_event(
@@ -107,28 +106,14 @@ async def test_replicas_claiming_at_once_keep_to_the_limit_and_never_share_a_row
             )
             for n in range(ROWS)
         )
-    claimed: dict[int, list[str]] = collections.defaultdict(list)
-    sizes: list[int] = []
-    skipped = 0
-
-    async def replica(name: str) -> None:
-        nonlocal skipped
-        own = Database(database_url)
-        try:
-            while True:
-                async with own.transaction() as session:
-                    batch = await claim_due(session, NOW, name, LIMIT)
-                if not batch.candidates:
-                    return
-                sizes.append(batch.candidates)
-                skipped += batch.skipped
-                assert batch.candidates == len(batch.deliveries) + batch.skipped
-                for delivery in batch.deliveries:
-                    claimed[delivery.id].append(name)
-        finally:
-            await own.dispose()
-
-    await asyncio.gather(*(replica(f"replica-{n}") for n in range(REPLICAS)))
+    batches = await claimed_by_replicas(database_url, NOW, REPLICAS, LIMIT)
+    sizes = [batch.candidates for _, batch in batches]
+    assert all(b.candidates == len(b.deliveries) + b.skipped for _, b in batches)
+    claimed = collections.defaultdict(list)
+    for name, batch in batches:
+        for delivery in batch.deliveries:
+            claimed[delivery.id].append(name)
+    skipped = sum(batch.skipped for _, batch in batches)
     assert max(sizes) <= LIMIT, sizes
     assert all(len(names) == 1 for names in claimed.values())
     assert (len(claimed), skipped) == (ROWS - ROWS // 10, ROWS // 10)

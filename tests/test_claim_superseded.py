@@ -18,7 +18,7 @@ from storage.database import Database
 from storage.deliveries import claim_due
 from storage.models import Chat, ChatType, Delivery, DeliveryKind, DeliveryStatus, Event
 from tests.conftest import NOW
-from tests.factories import TEST_EVENT, load
+from tests.factories import TEST_EVENT, claimed_by_replicas, load
 
 OTHER_EVENT = """
 events:
@@ -178,25 +178,12 @@ async def test_replicas_claiming_reminders_at_once_send_each_chat_its_latest_onc
             for n, chat_id in enumerate(ids)
             for slot in (60, 1440, 10080)
         )
+    batches = await claimed_by_replicas(database_url, NOW, REPLICAS, LIMIT)
     claimed: dict[int, list[str]] = collections.defaultdict(list)
-    skipped = 0
-
-    async def replica(name: str) -> None:
-        nonlocal skipped
-        own = Database(database_url)
-        try:
-            while True:
-                async with own.transaction() as session:
-                    batch = await claim_due(session, NOW, name, LIMIT)
-                if not batch.candidates:
-                    return
-                skipped += batch.skipped
-                for d in batch.deliveries:
-                    claimed[d.chat_id].append(f"{name}:{d.slot}")
-        finally:
-            await own.dispose()
-
-    await asyncio.gather(*(replica(f"r{n}") for n in range(REPLICAS)))
+    for name, batch in batches:
+        for d in batch.deliveries:
+            claimed[d.chat_id].append(f"{name}:{d.slot}")
+    skipped = sum(batch.skipped for _, batch in batches)
     assert sorted(claimed) == ids
     assert all(len(v) == 1 and v[0].endswith(":60") for v in claimed.values()), claimed
     assert skipped == 2 * CHATS

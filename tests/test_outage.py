@@ -74,16 +74,8 @@ async def test_an_outage_mid_batch_loses_no_reminder_and_sends_none_twice(
             await bot_api.reply_to(update)
         dispatcher = app.bot_data.services.dispatcher
         dispatcher.batch_size = 10
-        loop = asyncio.get_running_loop()
         sent_before_cut = 5
-
-        def cut_after_some_reminders(call: ApiCall) -> None:
-            reminders = sum("⏰" in c.text for c in bot_api.calls)
-            if "⏰" in call.text and not proxy.cut_off and reminders == sent_before_cut:
-                proxy.cut()  # Telegram has these; the database cannot record them yet
-                loop.call_later(2.0, proxy.restore)
-
-        bot_api.on_call = cut_after_some_reminders
+        cut_after_reminders(bot_api, proxy, sent_before_cut, restore_after=2.0)
         clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
         first = await dispatcher.sweep()  # paused by the outage, not crashed
         bot_api.on_call = None
@@ -101,6 +93,22 @@ async def test_an_outage_mid_batch_loses_no_reminder_and_sends_none_twice(
         DeliveryStatus.SKIPPED: 2 * len(chats),
     }
     assert "summitbot_database_up 1.0" in metrics
+
+
+def cut_after_reminders(
+    bot_api: LocalBotApi, proxy: TcpProxy, reminders: int, *, restore_after: float
+) -> None:
+    """Cut the database once Telegram has ``reminders`` reminders (their marks cannot be
+    written yet); restore it ``restore_after`` seconds later."""
+    loop = asyncio.get_running_loop()
+
+    def cut_after(call: ApiCall) -> None:
+        received = sum("⏰" in c.text for c in bot_api.calls)
+        if "⏰" in call.text and not proxy.cut_off and received == reminders:
+            proxy.cut()
+            loop.call_later(restore_after, proxy.restore)
+
+    bot_api.on_call = cut_after
 
 
 def cut_before_the_first_send(
@@ -319,15 +327,7 @@ async def test_a_sweep_that_records_its_sends_once_the_database_is_back_says_it_
         await subscribed(bot_api, chats)
         dispatcher = app.bot_data.services.dispatcher
         dispatcher.batch_size = 10
-        loop = asyncio.get_running_loop()
-
-        def cut_after_some_reminders(call: ApiCall) -> None:
-            reminders = sum("⏰" in c.text for c in bot_api.calls)
-            if "⏰" in call.text and not proxy.cut_off and reminders == 3:
-                proxy.cut()
-                loop.call_later(1.0, proxy.restore)
-
-        bot_api.on_call = cut_after_some_reminders
+        cut_after_reminders(bot_api, proxy, 3, restore_after=1.0)
         clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
         first = await dispatcher.sweep()
         bot_api.on_call = None
