@@ -128,6 +128,10 @@ class SweepResult:
     requeued: int = 0
     planned: int = 0
     errors: list[str] = field(default_factory=list)
+    # Of the messages sent: seconds on their way to Telegram and back, and then waiting
+    # for their "sent" mark (each sender's next message waits for both), summed.
+    sending_seconds: float = 0.0
+    recording_seconds: float = 0.0
 
 
 def delivery_rate(settings: Settings) -> float:
@@ -324,6 +328,8 @@ class Dispatcher:
         result.failed += done.failed
         result.skipped += done.skipped
         result.retried += done.retried
+        result.sending_seconds += done.sending_seconds
+        result.recording_seconds += done.recording_seconds
         self.metrics.record_deliveries(
             sent=done.sent, failed=done.failed, skipped=done.skipped, retried=done.retried
         )
@@ -336,6 +342,9 @@ class Dispatcher:
             "skipped": done.skipped,
             "retried": done.retried,
             "duration_ms": round((time.perf_counter() - batch.started) * 1000, 1),
+            # Per message sent: Telegram's answer, then the wait for its "sent" mark.
+            "round_trip_ms": _mean_ms(done.sending_seconds, done.sent),
+            "recording_ms": _mean_ms(done.recording_seconds, done.sent),
         }
         log.info(
             "delivery batch: %d due, %d claimed, %d sent, %d failed, %d skipped, %d to retry",
@@ -717,6 +726,7 @@ class Dispatcher:
             log.warning("delivery %s was taken over while waiting; not sending", delivery.id)
             return
         self._unrecorded.add(delivery.id)
+        sending_since = time.perf_counter()
         try:
             message_id = await prepared.send(self.bot, chat_id)
         except RetryAfter as exc:
@@ -771,12 +781,15 @@ class Dispatcher:
         except NetworkError as exc:  # 5xx, connection errors and time-outs
             await self._retry_or_fail(delivery, f"{type(exc).__name__}: {exc.message}", result)
         else:
+            answered_at = time.perf_counter()
             if take_next is not None:
                 take_next()
             await self._record(
                 delivery.id, lambda: self._ledger.submit(_Sent(delivery.id, message_id))
             )
             result.sent += 1
+            result.sending_seconds += answered_at - sending_since
+            result.recording_seconds += time.perf_counter() - answered_at
             if delivery.due_at is not None:
                 lag = (self.clock.now() - delivery.due_at).total_seconds()
                 self.metrics.dispatcher_lag.observe(max(lag, 0.0))
@@ -847,6 +860,10 @@ class _Batch:
     prepared: dict[tuple[int, bool], tuple[render.Reply, PreparedMessage]] = field(
         default_factory=dict
     )
+
+
+def _mean_ms(seconds: float, count: int) -> float | None:
+    return round(seconds / count * 1000, 2) if count else None
 
 
 def _seconds(value: float | dt.timedelta) -> float:

@@ -621,6 +621,27 @@ async def test_messages_in_flight_are_capped_by_the_setting(
     assert bot_api.most_sending_at_once == 3
 
 
+async def test_a_sweep_says_how_long_telegram_and_the_sent_marks_took(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With Telegram taking 50 ms to answer, a sweep's sent messages spent at least that
+    each on the way, and their marks far less: the sweep and each batch's log line say so."""
+    chats = list(range(9151, 9157))
+    caplog.set_level("INFO", logger="bot.dispatcher")
+    async with start_bot(**QUIET, delivery_max_in_flight=3, delivery_rate_limit=False) as app:
+        for chat_id in chats:
+            await subscribe(bot_api, "test-summit", chat_id=chat_id)
+        bot_api.send_delay = 0.05
+        clock.set(START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
+        result = await dispatcher(app).sweep()
+    assert result.sent == len(chats)
+    assert result.sending_seconds >= 0.05 * len(chats)
+    assert 0 < result.recording_seconds < result.sending_seconds
+    (batch,) = [r for r in caplog.records if r.getMessage().startswith("delivery batch")]
+    assert batch.round_trip_ms >= 50  # type: ignore[attr-defined]
+    assert 0 < batch.recording_ms < batch.round_trip_ms  # type: ignore[attr-defined]
+
+
 async def test_paid_broadcasts_send_more_at_once_unless_told_otherwise(
     bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
 ) -> None:
