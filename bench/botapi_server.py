@@ -12,12 +12,15 @@ It answers ``/bot<token>/<method>`` as Telegram would for what the benchmarks se
 Each limit is a token bucket holding one period's worth (a second overall and per private
 chat, a minute per group), the usual reading of "N per period". A message over a limit is
 answered 429 with ``retry_after`` (whole seconds, as Telegram sends it) and not counted as
-sent. ``GET /stats`` returns the counters; ``POST /reset`` clears them.
+sent. With ``--round-trip-ms``, every Bot API call is answered that long after it
+arrives, as Telegram's answers come back over a network. ``GET /stats`` returns the
+counters; ``POST /reset`` clears them.
 
 The test suite's server (tests/botapi.py) checks far more and is too slow to measure
 against; this one only does what a benchmark needs to be honest.
 
-Run: ``python -m bench.botapi_server [--limits] [--scale 10]``; it prints its port.
+Run: ``python -m bench.botapi_server [--limits] [--scale 10] [--round-trip-ms 50]``; it
+prints its port.
 """
 
 from __future__ import annotations
@@ -91,8 +94,9 @@ class FloodLimits:
 
 
 class BenchBotApi:
-    def __init__(self, limits_scale: float | None) -> None:
+    def __init__(self, limits_scale: float | None, round_trip_seconds: float = 0.0) -> None:
         self.limits_scale = limits_scale
+        self.round_trip_seconds = round_trip_seconds
         self.reset()
 
     def reset(self) -> None:
@@ -130,6 +134,8 @@ class BenchBotApi:
         method = path.rpartition("/")[2]
         self.calls[method] += 1
         parameters = await _parameters(request)
+        if self.round_trip_seconds:
+            await asyncio.sleep(self.round_trip_seconds)
         if method == "sendMessage":
             return self.send_message(parameters)
         if method == "getMe":
@@ -195,8 +201,8 @@ def _answer(status: int, body: dict[str, Any]) -> web.Response:
     return web.Response(status=status, body=json.dumps(body).encode(), headers=JSON_HEADERS)
 
 
-async def serve(port: int, limits_scale: float | None) -> None:
-    api = BenchBotApi(limits_scale)
+async def serve(port: int, limits_scale: float | None, round_trip_seconds: float = 0.0) -> None:
+    api = BenchBotApi(limits_scale, round_trip_seconds)
     server = web.Server(api.handle, access_log=None)
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(server, "127.0.0.1", port, backlog=1024)
@@ -212,10 +218,14 @@ def main() -> None:
     parser.add_argument("--limits", action="store_true", help="enforce Telegram's flood limits")
     parser.add_argument("--scale", type=float, default=10.0, help="limits multiplied by this")
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    parser.add_argument(
+        "--round-trip-ms", type=float, default=0.0, help="answer each call this much later"
+    )
     args = parser.parse_args()
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
-    asyncio.run(serve(args.port, args.scale if args.limits else None))
+    limits_scale = args.scale if args.limits else None
+    asyncio.run(serve(args.port, limits_scale, args.round_trip_ms / 1000))
 
 
 if __name__ == "__main__":

@@ -48,10 +48,14 @@ def pin_to_cpu(cpu: int) -> None:
 class BotApiProcess:
     """bench/botapi_server.py in a subprocess; ``base_url`` is for TELEGRAM_BASE_URL."""
 
-    def __init__(self, *, limits: bool = False, scale: float = 10.0) -> None:
+    def __init__(
+        self, *, limits: bool = False, scale: float = 10.0, round_trip_ms: float = 0.0
+    ) -> None:
         self.args = [sys.executable, "-m", "bench.botapi_server"]
         if limits:
             self.args += ["--limits", "--scale", str(scale)]
+        if round_trip_ms:
+            self.args += ["--round-trip-ms", str(round_trip_ms)]
         if (os.cpu_count() or 1) > SERVER_CPU:
             self.args += ["--cpu", str(SERVER_CPU)]
         self.process: subprocess.Popen[str] | None = None

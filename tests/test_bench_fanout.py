@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from bench.fanout import cpu_budget
+from bench.fanout import cpu_budget, round_trip_section, time_per_message
 
 
 def test_the_cpu_budget_adds_client_server_and_database_per_message() -> None:
@@ -24,3 +24,43 @@ def test_the_cpu_budget_adds_client_server_and_database_per_message() -> None:
         f"- CPU a message for the dispatcher on PostgreSQL, all processes: 0.80 ms; on {cores} "
         f"cores at most {cores * 1250:,} messages/s",
     ]
+
+
+def test_time_between_a_senders_messages_is_split_into_round_trip_mark_and_the_rest() -> None:
+    rows = {
+        "raw_aiohttp": {"messages_per_second": 10_000.0, "concurrency": 16},  # 1.6 ms
+        "dispatcher_sqlite": {
+            "messages_per_second": 4_000.0,  # 4 ms a sender
+            "max_in_flight": 16,
+            "sending_ms": 1.5,
+            "recording_ms": 1.25,
+        },
+        "dispatcher_postgresql": {"messages_per_second": 3_000.0, "max_in_flight": 16},
+    }
+    assert time_per_message(rows) == [
+        "- Time between one sender's messages: the raw loop 1.60 ms; the dispatcher on "
+        'SQLite 4.00 ms: 1.50 on its way to the server and back, 1.25 waiting for its "sent" '
+        "mark, 1.25 the rest (claims, rendering, the event loop's other work). Half the raw "
+        "loop's rate allows 3.20 ms."
+    ]
+    assert time_per_message({"dispatcher_sqlite": rows["dispatcher_sqlite"]}) == []
+
+
+def test_the_round_trip_table_compares_each_sender_with_the_raw_loop() -> None:
+    section = round_trip_section(
+        {
+            "round_trip_ms": 50.0,
+            "rows": {
+                "dispatcher_sqlite": {
+                    "max_in_flight": 16,
+                    "messages": 3000,
+                    "messages_per_second": 304.0,
+                    "recording_ms": 2.5,
+                },
+                "raw_aiohttp": {"concurrency": 16, "messages": 3000, "messages_per_second": 320.0},
+            },
+        }
+    )
+    assert section.startswith("**The same with a 50 ms round trip.**")
+    assert "| dispatcher, SQLite | 16 | 3,000 | 304 | 0.950 | 2.50 |" in section
+    assert "| raw aiohttp POST loop | 16 | 3,000 | 320 | 1.000 |  |" in section
