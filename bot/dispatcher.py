@@ -39,8 +39,9 @@ event, language and time zone, and its encoding (``bot/prepared_message.py``);
 renewals and "sent" marks from all sends in flight are written together by group commit
 (``bot/group_commit.py``: one write at a time on SQLite, two at once on PostgreSQL), on
 connections held for the sweep and in the driver's own terms (``storage/send_ledger.py``).
-A sender's next renewal goes in the write of its last mark, and on PostgreSQL the next
-batch is claimed while this one goes out (``bot/send_queue.py``); each send waits for
+A sender's next renewal goes in the write of its last mark, and the next batch is
+claimed while this one goes out (on PostgreSQL at half a batch, on SQLite as its last
+delivery is taken: ``bot/send_queue.py``); each send waits for
 its own mark before it counts as done, which is what bounds a crash's repeats.
 """
 
@@ -605,8 +606,9 @@ class Dispatcher:
             lambda: self._claim_batch(result),
             self._renew,
             fresh_for=RENEWAL_FRESH_SECONDS,
-            # SQLite: one writer at a time; a claim beside the ledger's writes slows both.
-            claim_ahead=None if self.database.is_sqlite else self.batch_size // 2,
+            # SQLite: one writer at a time; a claim beside the ledger's writes slows both,
+            # so it waits until the last delivery of the batch is taken.
+            claim_ahead=1 if self.database.is_sqlite else self.batch_size // 2,
             claiming=lambda: not self._stopping and self.database_available,
             batch_done=lambda batch: self._batch_done(batch, result),
         )

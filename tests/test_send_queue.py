@@ -1,6 +1,6 @@
 """The dispatcher's send queue: each delivery's renewal begun as it is taken (with the
 sender's last mark, when taken then), the next batch claimed while this one is sent
-(PostgreSQL) or once it is done (SQLite)."""
+(PostgreSQL at half a batch, SQLite as its last delivery is taken)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class Ledger:
             raise self.renew_error
         return delivery_id not in self.taken_over
 
-    def queue(self, *, claim_ahead: int | None = None, fresh_for: float = 60.0) -> SendQueue[str]:
+    def queue(self, *, claim_ahead: int = 1, fresh_for: float = 60.0) -> SendQueue[str]:
         return SendQueue(
             self.claim,
             self.renew,
@@ -167,21 +167,38 @@ async def test_with_claim_ahead_the_next_batch_is_claimed_while_this_one_is_sent
     assert ledger.done == ["batch of 1", "batch of 6", "batch of 11"]  # each once, once sent
 
 
-async def test_without_claim_ahead_the_next_batch_waits_for_this_one_to_be_done() -> None:
-    """SQLite: a claim beside the ledger's writes would only wait for the lock."""
+async def test_claiming_ahead_of_one_claims_as_the_last_delivery_is_taken() -> None:
+    """SQLite: a claim beside the ledger's writes waits for the lock, so the next batch is
+    claimed only once nothing of this one waits, while its last sends are on their way
+    (not after they are all back, which left the senders idle for a round trip)."""
     ledger = Ledger([5, 5])
     sent: list[int] = []
-    claimed_with_sent: list[int] = []
+    claimed_with: list[tuple[int, int]] = []  # (deliveries taken, sent) at each claim
     claim = ledger.claim
+    taken = 0
 
     async def claim_recording() -> tuple[list[ClaimedDelivery], str] | None:
-        claimed_with_sent.append(len(sent))
+        claimed_with.append((taken, len(sent)))
         return await claim()
 
     ledger.claim = claim_recording  # type: ignore[method-assign]
-    await send_all(ledger.queue(), ledger, senders=3, sent=sent)
+    queue = ledger.queue(claim_ahead=1)
+    pop = queue._pop
+
+    def counting_pop() -> tuple[ClaimedDelivery, str] | None:
+        nonlocal taken
+        popped = pop()
+        taken += popped is not None
+        return popped
+
+    queue._pop = counting_pop  # type: ignore[method-assign]
+    await send_all(queue, ledger, senders=3, sent=sent)
     assert sorted(sent) == list(range(1, 11))
-    assert claimed_with_sent == [0, 5, 10]  # each claim once all before it were sent
+    # Each claim came as the last delivery before it was taken, before it was sent.
+    assert [at_taken for at_taken, _ in claimed_with] == [0, 5, 10]
+    assert all(at_sent < at_taken for at_taken, at_sent in claimed_with[1:])
+    with pytest.raises(ValueError):
+        ledger.queue(claim_ahead=0)
 
 
 async def test_a_failed_claim_ends_the_queue_and_is_kept_for_the_sweep() -> None:
@@ -213,7 +230,7 @@ async def test_nothing_more_is_taken_once_claiming_stops() -> None:
         ledger.claim,
         ledger.renew,
         fresh_for=60.0,
-        claim_ahead=None,
+        claim_ahead=1,
         claiming=claiming,
         batch_done=ledger.done.append,
     )
