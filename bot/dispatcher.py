@@ -142,13 +142,19 @@ def delivery_rate(settings: Settings) -> float:
     return settings.delivery_rate_per_second
 
 
-# What a send's round trip to Telegram is assumed to take when sizing what is in flight.
-TELEGRAM_ROUND_TRIP_SECONDS = 0.1
+# What a send's round trip to Telegram is assumed to take when sizing what is in flight:
+# each sender sends one message a round trip, plus the wait for its mark. Sized for
+# 100 ms, a paid broadcast (95 in flight) took 1.16x its minimum time with the bench
+# server answering 100 ms late and 2.2x at 200 ms; at 250 ms (238 in flight) it kept
+# to its rate up to 200 ms. Each batch's log line says the round trips seen
+# (``round_trip_ms``); a bot farther from Telegram sets DELIVERY_MAX_IN_FLIGHT to its
+# rate times that.
+TELEGRAM_ROUND_TRIP_SECONDS = 0.25
 
 
 def messages_in_flight(settings: Settings) -> int:
     """``DELIVERY_MAX_IN_FLIGHT``, or by default enough to keep up the delivery rate at
-    100 ms round trips and never fewer than 16: 16 for the usual 25 a second, 95 for
+    250 ms round trips and never fewer than 16: 16 for the usual 25 a second, 238 for
     paid broadcasts at 950. More in flight is more a crash can repeat, so it grows only
     where the rate needs it."""
     if settings.delivery_max_in_flight is not None:

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     delivery_lease_seconds: float = Field(default=300.0, gt=0)
     # Messages sent at once, each until its outcome is recorded: what a crash can repeat.
     # Throughput is at most this many per round trip to Telegram (16 / 50 ms = 320/s).
-    # Unset: enough for the delivery rate at 100 ms round trips, and at least 16
+    # Unset: enough for the delivery rate at 250 ms round trips, and at least 16
     # (``bot.dispatcher.messages_in_flight``).
     delivery_max_in_flight: int | None = Field(default=None, ge=1, le=1024)
     # Abuse: updates one user may send per minute; how long identical read-only
