@@ -146,9 +146,9 @@ def delivery_rate(settings: Settings) -> float:
 # each sender sends one message a round trip, plus the wait for its mark. Sized for
 # 100 ms, a paid broadcast (95 in flight) took 1.16x its minimum time with the bench
 # server answering 100 ms late and 2.2x at 200 ms; at 250 ms (238 in flight) it kept
-# to its rate up to 200 ms. Each batch's log line says the round trips seen
-# (``round_trip_ms``); a bot farther from Telegram sets DELIVERY_MAX_IN_FLIGHT to its
-# rate times that.
+# to its rate up to 200 ms (trial runs, two turns each). Each batch's log line says what
+# a message took (``send_ms`` and ``record_ms``); a bot farther from Telegram sets
+# DELIVERY_MAX_IN_FLIGHT to at least its rate times their sum.
 TELEGRAM_ROUND_TRIP_SECONDS = 0.25
 
 
@@ -349,9 +349,11 @@ class Dispatcher:
             "skipped": done.skipped,
             "retried": done.retried,
             "duration_ms": round((time.perf_counter() - batch.started) * 1000, 1),
-            # Per message sent: Telegram's answer, then the wait for its "sent" mark.
-            "round_trip_ms": _mean_ms(done.sending_seconds, done.sent),
-            "recording_ms": _mean_ms(done.recording_seconds, done.sent),
+            # Per message sent: its send until Telegram's answer (the network, Telegram and
+            # this process's own waits), then the wait for its "sent" mark. A sender takes
+            # its next message after both.
+            "send_ms": _mean_ms(done.sending_seconds, done.sent),
+            "record_ms": _mean_ms(done.recording_seconds, done.sent),
         }
         log.info(
             "delivery batch: %d due, %d claimed, %d sent, %d failed, %d skipped, %d to retry",
