@@ -221,14 +221,7 @@ async def measure_all(quick: bool) -> dict[str, Any]:
         postgres_url: str | None = None
         seeded_until: str | None = None
         if await postgres_available(POSTGRES_ADMIN_URL):
-            postgres_url = await stack.enter_async_context(
-                fresh_database("postgresql", tmp, POSTGRES_ADMIN_URL)
-            )
-            database = Database(postgres_url)
-            try:
-                await seed(database, Audience(private_chats=chats))
-            finally:
-                await database.dispose()
+            postgres_url = await seeded_postgres(stack, tmp, chats)
             seeded_until = await planned_until(postgres_url)
         else:
             notes.append(f"PostgreSQL at {POSTGRES_ADMIN_URL} unreachable: row skipped")
@@ -275,6 +268,18 @@ async def measure_all(quick: bool) -> dict[str, Any]:
     }
 
 
+async def seeded_postgres(stack: contextlib.AsyncExitStack, tmp: str, chats: int) -> str:
+    """A fresh PostgreSQL database (dropped when ``stack`` closes), seeded with ``chats``
+    followers of the summit."""
+    url = await stack.enter_async_context(fresh_database("postgresql", tmp, POSTGRES_ADMIN_URL))
+    database = Database(url)
+    try:
+        await seed(database, Audience(private_chats=chats))
+    finally:
+        await database.dispose()
+    return url
+
+
 async def with_round_trip(
     stack: contextlib.AsyncExitStack,
     tmp: str,
@@ -286,16 +291,7 @@ async def with_round_trip(
     answering ``ROUND_TRIP_MS`` after each call, all at the default messages in flight."""
     server = stack.enter_context(BotApiProcess(round_trip_ms=ROUND_TRIP_MS))
     messages = len(chat_ids)
-    postgres_url = None
-    if with_postgres:
-        postgres_url = await stack.enter_async_context(
-            fresh_database("postgresql", tmp, POSTGRES_ADMIN_URL)
-        )
-        database = Database(postgres_url)
-        try:
-            await seed(database, Audience(private_chats=messages))
-        finally:
-            await database.dispose()
+    postgres_url = await seeded_postgres(stack, tmp, messages) if with_postgres else None
     rows: dict[str, Any] = {}
     with client_on_its_own_cpu():
         rows["dispatcher_sqlite"] = await dispatcher_run(copy_of(sqlite_template), server, messages)
