@@ -1,13 +1,16 @@
 # summitbot in a container: `summitbot webhook` on port 8080 (see README "Deployment").
 FROM python:3.11-slim AS build
 WORKDIR /src
+# The locked versions first (a layer that changes only with the lock), then the project
+# itself, built by the locked setuptools.
+COPY requirements/app.txt ./requirements/app.txt
+RUN python -m venv /opt/summitbot \
+    && /opt/summitbot/bin/pip install --no-cache-dir --require-hashes -r requirements/app.txt
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY storage ./storage
 COPY config ./config
-RUN python -m venv /opt/summitbot \
-    && /opt/summitbot/bin/pip install --no-cache-dir --upgrade pip \
-    && /opt/summitbot/bin/pip install --no-cache-dir .
+RUN /opt/summitbot/bin/pip install --no-cache-dir --no-deps --no-build-isolation .
 
 FROM python:3.11-slim
 RUN useradd --system --create-home --home-dir /var/lib/summitbot summitbot
