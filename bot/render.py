@@ -193,6 +193,12 @@ def _format_partial(value: PartialDate, locale: Locale) -> str:
             return str(format_datetime(moment, "d MMMM y, HH:mm", locale=locale))
 
 
+# Day and month ranges are CLDR's interval formats for the reader's locale, through Babel,
+# on purpose: each language's own order and dash ("3–4 июля", "2024年7月3日至4日"), kept
+# current by Babel. Their spacing is CLDR's too and may change with a release (Babel 2.19
+# put thin spaces around the English dash); a reader needs both days, the month and the
+# year, which every form gives. Arabic isolates the number range whatever its spacing
+# (bot.i18n.directional).
 @functools.lru_cache(maxsize=FORMAT_CACHE_SIZE)
 def _format_dates(start: PartialDate, end: PartialDate | None, locale: Locale) -> str:
     if end is None or end == start:

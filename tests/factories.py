@@ -27,6 +27,20 @@ def plain(text: str) -> str:
     return _INVISIBLE.sub(" ", parse_html(text))
 
 
+# A dash between two numbers, with or without spaces around it.
+_SPACED_RANGE = re.compile(r"(?<=\d) ?([–—]) ?(?=\d)")
+
+
+def tight_ranges(text: str) -> str:
+    """`plain` text with number ranges written tight: "3 – 4 Jul" reads "3–4 Jul".
+
+    Day ranges are CLDR's interval formats for the reader's locale (through Babel), and a
+    Babel release may re-space them (2.19 put thin spaces around the dash in English).
+    What a reader needs is both days, the month and the year: tests assert those, on
+    this form, and not one release's spacing."""
+    return _SPACED_RANGE.sub(r"\1", plain(text))
+
+
 def make_event(
     start: str,
     end: str | None = None,

@@ -9,7 +9,7 @@ import pytest
 
 from bot.context import BotApplication
 from tests.botapi import LocalBotApi
-from tests.factories import plain
+from tests.factories import plain, tight_ranges
 
 pytestmark = pytest.mark.usefixtures("bot")
 
@@ -105,7 +105,7 @@ async def test_unknown_organisation_gets_suggestions(bot_api: LocalBotApi) -> No
 async def test_summits_of_sco_list_with_buttons_and_pages(bot_api: LocalBotApi) -> None:
     update = bot_api.message("/summits sco")
     reply = await bot_api.reply_to(update)
-    text = plain(reply.text)
+    text = tight_ranges(reply.text)
     assert text.startswith("Summits and meetings of SCO")
     lines = text.split("\n")[1:]
     assert lines[0].startswith("1. 15–16 Sept 2022 · Samarkand, Uzbekistan · SCO:")
@@ -119,7 +119,7 @@ async def test_summits_of_sco_list_with_buttons_and_pages(bot_api: LocalBotApi) 
 async def test_pressing_an_event_button_opens_its_card(bot_api: LocalBotApi) -> None:
     listing = await bot_api.reply_to(bot_api.message("/summits sco 2024"))
     press = bot_api.press(listing, listing.button("24th")["callback_data"])
-    card = plain((await bot_api.reply_to(press)).text)
+    card = tight_ranges((await bot_api.reply_to(press)).text)
     assert card.startswith("24th")
     assert "📅 3–4 Jul 2024" in card
     assert "📍 Astana, Kazakhstan" in card

@@ -147,6 +147,59 @@ def test_direction_marks_only_in_right_to_left_languages() -> None:
     parse_html(arabic)  # still valid HTML for Telegram
 
 
+# CLDR writes a day range tight ("3–4") or spaced with any of Unicode's spaces ("3 – 4"):
+# Babel 2.19 spaced the English one with thin spaces. Either way, Arabic keeps it whole.
+@pytest.mark.parametrize("dash", ["–", " – ", "\u2009–\u2009", "\xa0–\xa0", "\u202f–\u202f", "-"])
+def test_a_day_range_is_isolated_left_to_right_however_it_is_spaced(dash: str) -> None:
+    arabic = directional(f"📅 3{dash}4 يوليو 2024", translator("ar"))
+    assert arabic == f"{RLM}📅 {LRI}3{dash}4{PDI} يوليو 2024"
+
+
+ARABIC = 8150
+# A two-day meeting a week and a bit after the tests' clock (22 November 2026).
+RANGE_EVENT = """
+events:
+  - id: range-summit
+    organisation: sco
+    title: {en: Range summit, ar: قمة المدى}
+    place: astana
+    start: 2026-12-10
+    end: 2026-12-11
+    status: confirmed
+    sources: [test]
+"""
+
+
+def _isolated_range(text: str) -> bool:
+    """The two days stand inside one left-to-right isolate, whatever the spacing."""
+    return re.search(f"{LRI}10[^{PDI}]*11{PDI}", text) is not None
+
+
+async def test_arabic_keeps_day_ranges_whole_in_cards_reminders_and_inline_results(
+    bot_api: LocalBotApi, start_bot: StartBot, database_url: str, clock: FixedClock
+) -> None:
+    await load(database_url, RANGE_EVENT, clock.now())
+    async with start_bot(reminder_sweep_seconds=3600) as app:
+        card = await ask(bot_api, "/event range-summit", chat_id=ARABIC, language_code="ar")
+        assert "قمة المدى" in card
+        assert _isolated_range(card), card
+
+        await ask(bot_api, "/subscribe range-summit", chat_id=ARABIC, language_code="ar")
+        # Day precision: the one-day reminder comes at 09:00 in the chat's zone (Almaty, +5).
+        clock.set(dt.datetime(2026, 12, 9, 4, 1, tzinfo=UTC))
+        await app.bot_data.services.dispatcher.sweep()
+        reminder = await bot_api.wait_for(lambda c: c.method == "sendMessage" and "⏰" in c.text)
+        assert reminder.parameters["chat_id"] in (ARABIC, str(ARABIC))
+        assert "قمة المدى" in reminder.text
+        assert _isolated_range(reminder.text), reminder.text
+
+        bot_api.push(_inline_query("Range summit", language="ar"))
+        answer = await bot_api.wait_for(lambda c: c.method == "answerInlineQuery")
+        result = answer.parameters["results"][0]
+        assert result["id"] == "e:range-summit"
+        assert _isolated_range(result["input_message_content"]["message_text"])
+
+
 @pytest.mark.usefixtures("bot")
 async def test_lang_switches_by_button_and_a_group_keeps_its_language(
     bot_api: LocalBotApi,

@@ -25,7 +25,7 @@ from storage.models import Event, EventChange, EventStatus
 from storage.operations import cancelled, postponed
 from tests.botapi import ApiCall, LocalBotApi
 from tests.conftest import OPERATOR_ID, StartBot
-from tests.factories import QUIET, START, TEST_EVENT, load, plain
+from tests.factories import QUIET, START, TEST_EVENT, load, plain, tight_ranges
 
 UTC = dt.UTC
 OPERATOR = OPERATOR_ID  # writes from a private chat with the same id
@@ -119,7 +119,7 @@ async def test_an_operator_adds_an_event_in_a_dialogue_and_can_open_it(
         await say(bot_api, "2026-12-10 2026-12-11", "What is its status?")  # Astana gives the zone
         await say(bot_api, "confirmed", "Where is this from?")
         shown = await say(bot_api, "akorda.kz 2026-11-20", "check it, then save it")
-        text = plain(shown.text)
+        text = tight_ranges(shown.text)
         assert "Extraordinary SCO summit" in text
         assert "10–11 Dec 2026" in text
         assert "Astana, Kazakhstan" in text
@@ -130,7 +130,7 @@ async def test_an_operator_adds_an_event_in_a_dialogue_and_can_open_it(
         saved = await edited_after(bot_api, before)
         assert "Saved as /event sco-2026-astana." in plain(saved.text)
 
-        card = plain((await say(bot_api, "/event sco-2026-astana", "Extraordinary")).text)
+        card = tight_ranges((await say(bot_api, "/event sco-2026-astana", "Extraordinary")).text)
         assert "📅 10–11 Dec 2026" in card
         assert "Sources: akorda.kz 2026-11-20" in card
 
