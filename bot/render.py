@@ -30,10 +30,12 @@ from telegram import (
 from bot import callbacks
 from bot.i18n import Translator, translator
 from config.languages import SUPPORTED_LANGUAGES
+from storage.aging import Standing, mostly_gone, standing
 from storage.dates import PartialDate, Precision
 from storage.deliveries import DEFAULT_LEAD_TIMES, LEAD_TIME_CHOICES
 from storage.models import DeliveryStatus, DigestFrequency, EventStatus, SubscriptionScope
-from storage.queries import EventFilter, SearchResults, Suggestion, When
+from storage.queries import EventFilter, NextEvents, SearchResults, Suggestion, When
+from storage.rotation import OrganisationChairs, ProjectedChair, TermEnd
 from storage.subscriptions import SubscriptionView
 from storage.timezones import City, ZoneChoice, offset_label
 from storage.views import (
@@ -42,7 +44,6 @@ from storage.views import (
     EventPage,
     EventView,
     OrganisationCard,
-    OrganisationChairs,
     OrganisationRef,
     PlaceView,
 )
@@ -215,6 +216,35 @@ def _format_dates(start: PartialDate, end: PartialDate | None, locale: Locale) -
     return f"{_format_partial(start, locale)} – {_format_partial(end, locale)}"
 
 
+def standing_label(event: EventView, now: dt.datetime, tr: Translator) -> str | None:
+    """What the day makes of an event whatever its status says (storage.aging), or None:
+    "dates passed — outcome not recorded", "expected in 2026, dates not announced"."""
+    _ = tr.gettext
+    found = standing(event, now)
+    if found is Standing.LAPSED:
+        return _("dates passed — outcome not recorded")
+    if found is Standing.UNDATED_NOW:
+        period = format_dates(event.start, event.end, tr)
+        if mostly_gone(event, now):
+            return _(
+                "expected in {period}, dates not announced; may already have taken place",
+                period=period,
+            )
+        return _("expected in {period}, dates not announced", period=period)
+    return None
+
+
+def sources_line(sources: Sequence[str], checked: dt.date | None, tr: Translator) -> str | None:
+    """ "Sources: a; b · checked 5 December 2026" (HTML), or None when there is neither."""
+    _ = tr.gettext
+    parts = []
+    if sources:
+        parts.append(_("Sources: {sources}", sources=esc("; ".join(sources))))
+    if checked is not None:
+        parts.append(esc(_("checked {date}", date=format_day(checked, tr))))
+    return " · ".join(parts) if parts else None
+
+
 def event_when(event: EventView, chat: ChatView, tr: Translator) -> list[str]:
     """When the event is: reader's time zone first, the venue's beside it when they differ."""
     _ = tr.gettext
@@ -294,9 +324,13 @@ def event_card(
     if where:
         lines.append(f"📍 {esc(where)}")
     status = status_label(event.status, tr)
-    if event.start.precision in (Precision.MONTH, Precision.YEAR) and not event.is_over(now):
+    found = standing(event, now)
+    if found is Standing.COMING and event.start.precision in (Precision.MONTH, Precision.YEAR):
         status = _("{status}; exact dates not announced yet", status=status)
     lines.append(_("Status: {status}", status=esc(status)))
+    label = standing_label(event, now, tr)
+    if label:
+        lines.append(f"{'⚠️' if found is Standing.LAPSED else '⌛'} {esc(label)}")
     left = countdown(event, chat, now, tr)
     if left:
         lines.append(f"⏳ {esc(left)}")
@@ -305,8 +339,9 @@ def event_card(
     note = localised(event.note, tr.language)
     if note:
         lines.append(f"ℹ️ {esc(note)}")
-    if event.sources:
-        lines.append(_("Sources: {sources}", sources=esc("; ".join(event.sources))))
+    sources = sources_line(event.sources, event.checked, tr)
+    if sources:
+        lines.append(sources)
     lines.append(f"<code>/event {esc(event.key)}</code>")
     row = []
     if follow_button and not event.is_over(now):
@@ -332,8 +367,9 @@ def event_card(
     return Reply("\n".join(lines), InlineKeyboardMarkup(rows) if rows else None)
 
 
-def event_line(event: EventView, tr: Translator) -> str:
-    """One line of a list: dates · place · title (plain text, for buttons and lists)."""
+def event_line(event: EventView, tr: Translator, now: dt.datetime | None = None) -> str:
+    """One line of a list: dates · place · title (plain text, for buttons and lists);
+    with ``now``, what the day makes of it ("dates passed — outcome not recorded")."""
     parts = [format_dates(event.start, event.end, tr)]
     where = place_label(event, tr)
     if where:
@@ -342,6 +378,9 @@ def event_line(event: EventView, tr: Translator) -> str:
     parts.append(prefix + event_title(event, tr))
     if event.status in (EventStatus.CANCELLED, EventStatus.POSTPONED):
         parts.append(status_label(event.status, tr))
+    label = standing_label(event, now, tr) if now is not None else None
+    if label:
+        parts.append(label)
     return " · ".join(parts)
 
 
@@ -362,7 +401,11 @@ def list_heading(query: EventFilter, org: OrganisationRef | None, tr: Translator
 
 
 def event_list(
-    page: EventPage, query: EventFilter, org: OrganisationRef | None, tr: Translator
+    page: EventPage,
+    query: EventFilter,
+    org: OrganisationRef | None,
+    now: dt.datetime,
+    tr: Translator,
 ) -> Reply:
     """A page of events: numbered lines, a button per event, and ◀ ▶ when there is more."""
     _ = tr.gettext
@@ -376,7 +419,7 @@ def event_list(
     buttons = []
     for offset, event in enumerate(page.events):
         number = start_number + offset + 1
-        lines.append(f"{number}. {esc(event_line(event, tr))}")
+        lines.append(f"{number}. {esc(event_line(event, tr, now))}")
         label = f"{number}. {event_title(event, tr)}"
         buttons.append([InlineKeyboardButton(label[:60], callback_data=callbacks.event(event.key))])
     navigation = []
@@ -394,20 +437,40 @@ def event_list(
 
 
 def next_event(
-    event: EventView | None,
+    found: NextEvents,
     org: OrganisationRef | None,
     chat: ChatView,
     now: dt.datetime,
     tr: Translator,
+    last: EventView | None = None,
 ) -> Reply:
+    """/next: the next event's card; before it, undated events that may already have
+    taken place; with none, what became of the ``last`` one when it has no outcome."""
     _ = tr.gettext
-    if event is None:
+    before = []
+    if found.uncertain:
+        before.append(esc(_("Expected without dates, and may already have taken place:")))
+        before.extend(
+            f"• {esc(event_line(event, tr))} — <code>/event {esc(event.key)}</code>"
+            for event in found.uncertain
+        )
+        before.append("")
+    if found.next is None:
         if org is not None:
             text = _("No upcoming events of {org} are known.", org=organisation_short(org, tr))
         else:
             text = _("No upcoming events are known.")
-        return Reply(esc(text))
-    return event_card(event, chat, now, tr)
+        lines = [*before, esc(text)]
+        if last is not None and standing(last, now) is Standing.LAPSED:
+            lines.append(
+                _("<b>Last:</b> {event}", event=esc(event_line(last, tr, now)))
+                + f" — <code>/event {esc(last.key)}</code>"
+            )
+        return Reply("\n".join(lines))
+    card = event_card(found.next, chat, now, tr)
+    if not before:
+        return card
+    return Reply("\n".join([*before, card.text]), card.keyboard)
 
 
 # --- organisations and chairs --------------------------------------------
@@ -429,27 +492,107 @@ def chair_period(chair: ChairView, tr: Translator) -> str:
     return f"{period} ({end_note})" if end_note else period
 
 
-def chair_line(chair: ChairView, tr: Translator) -> str:
+def chair_line(chair: ChairView, tr: Translator, *, sourced: bool = False) -> str:
+    """ "Kazakhstan: 1 January – 31 December 2024 — note" (HTML); ``sourced`` adds its
+    sources and when they were checked, on a line of their own."""
     country = country_name(chair.country, tr)
     line = f"{esc(country)}: {esc(chair_period(chair, tr))}"
     note = localised(chair.note, tr.language)
     if note:
         line += f" — <i>{esc(note)}</i>"
+    sources = sources_line(chair.sources, chair.checked, tr) if sourced else None
+    if sources:
+        line += f"\n      <i>{sources}</i>"
     return line
 
 
-def chairs_on(day: dt.date, chairs: Sequence[OrganisationChairs], tr: Translator) -> Reply:
+def term_end_line(ended: TermEnd, today: dt.date, tr: Translator) -> str:
+    """A term with nobody recorded after it (HTML): "Russia's term ended on 31 December
+    2026; the successor is not recorded", or the summit it was due to pass on at."""
+    _ = tr.gettext
+    country = country_name(ended.chair.country, tr)
+    summit = ended.handover
+    if summit is not None and not ended.handover_recorded:
+        what = f"{event_title(summit, tr)} ({format_dates(summit.start, summit.end, tr)})"
+        if ended.last_day is not None and ended.last_day < today:
+            text = _(
+                "{country}'s term was due to end at {summit}; what happened there and the "
+                "successor are not recorded.",
+                country=country,
+                summit=what,
+            )
+        else:
+            text = _(
+                "{country}'s term is due to end at {summit}; the successor is not recorded.",
+                country=country,
+                summit=what,
+            )
+        return esc(text)
+    assert ended.last_day is not None
+    day = format_day(ended.last_day, tr)
+    if ended.last_day < today:
+        text = _(
+            "{country}'s term ended on {date}; the successor is not recorded.",
+            country=country,
+            date=day,
+        )
+    else:
+        text = _(
+            "{country}'s term ends on {date}; the successor is not recorded.",
+            country=country,
+            date=day,
+        )
+    return esc(text)
+
+
+def projection_line(projected: ProjectedChair, tr: Translator) -> str:
+    """Who the rotation rule expects, always labelled as a projection (HTML)."""
+    _ = tr.gettext
+    country = country_name(projected.country, tr)
+    if projected.year is not None:
+        text = _(
+            "By rotation expected: {country} for {year} (a projection, unconfirmed)",
+            country=country,
+            year=projected.year,
+        )
+    elif projected.host_of is not None:
+        text = _(
+            "By rotation expected: {country}, host of {summit} (a projection, unconfirmed)",
+            country=country,
+            summit=event_title(projected.host_of, tr),
+        )
+    else:
+        text = _("By rotation expected: {country} (a projection, unconfirmed)", country=country)
+    return f"<i>{esc(text)}</i>"
+
+
+def chair_standing_lines(group: OrganisationChairs, today: dt.date, tr: Translator) -> list[str]:
+    """The recorded chairs of one organisation, then an unsucceeded end and projections."""
+    lines = [f"  • {chair_line(chair, tr, sourced=True)}" for chair in group.chairs]
+    if group.ended is not None:
+        lines.append(f"  • {term_end_line(group.ended, today, tr)}")
+    lines.extend(f"  • {projection_line(projected, tr)}" for projected in group.projected)
+    return lines
+
+
+def chairs_on(
+    day: dt.date, chairs: Sequence[OrganisationChairs], today: dt.date, tr: Translator
+) -> Reply:
     _ = tr.gettext
     heading = _("Who chairs what on {date}", date=format_day(day, tr))
-    return _chairs_reply(heading, chairs, tr)
+    return _chairs_reply(heading, chairs, today, tr)
 
 
-def chairs_during(label: str, chairs: Sequence[OrganisationChairs], tr: Translator) -> Reply:
+def chairs_during(
+    label: str, chairs: Sequence[OrganisationChairs], today: dt.date, tr: Translator
+) -> Reply:
     _ = tr.gettext
-    return _chairs_reply(_("Who chaired what in {period}", period=label), chairs, tr)
+    return _chairs_reply(_("Who chaired what in {period}", period=label), chairs, today, tr)
 
 
-def _chairs_reply(heading: str, chairs: Sequence[OrganisationChairs], tr: Translator) -> Reply:
+def _chairs_reply(
+    heading: str, chairs: Sequence[OrganisationChairs], today: dt.date, tr: Translator
+) -> Reply:
     _ = tr.gettext
     lines = [f"<b>{esc(heading)}</b>"]
     if not chairs:
@@ -458,7 +601,7 @@ def _chairs_reply(heading: str, chairs: Sequence[OrganisationChairs], tr: Transl
         org = group.organisation
         lines.append("")
         lines.append(organisation_heading(org, tr))
-        lines.extend(f"  • {chair_line(chair, tr)}" for chair in group.chairs)
+        lines.extend(chair_standing_lines(group, today, tr))
     buttons = [
         InlineKeyboardButton(
             organisation_short(group.organisation, tr),
@@ -499,30 +642,45 @@ def organisation_card(
     if rotation:
         lines.append(_("How the chair rotates: {rotation}", rotation=esc(rotation)))
     lines.append("")
+    standing_today = card.chair_today
     if card.current_chair is not None:
-        lines.append(_("<b>Chair now:</b> {chair}", chair=chair_line(card.current_chair, tr)))
+        chair = chair_line(card.current_chair, tr, sourced=True)
+        lines.append(_("<b>Chair now:</b> {chair}", chair=chair))
+    elif standing_today is not None and standing_today.ended is not None:
+        lines.append(
+            _(
+                "<b>Chair now:</b> {chair}",
+                chair=term_end_line(standing_today.ended, now.date(), tr),
+            )
+        )
     else:
         lines.append(esc(_("The current chair is not known.")))
+    if standing_today is not None:
+        lines.extend(f"  {projection_line(p, tr)}" for p in standing_today.projected)
     if card.chairs:
         lines.append(_("<b>Chairs so far:</b>"))
         lines.extend(f"  • {chair_line(chair, tr)}" for chair in reversed(card.chairs))
     lines.append("")
     if card.last_event is not None:
         lines.append(
-            _("<b>Last:</b> {event}", event=esc(event_line(card.last_event, tr)))
+            _("<b>Last:</b> {event}", event=esc(event_line(card.last_event, tr, now)))
             + f" — <code>/event {esc(card.last_event.key)}</code>"
         )
     if card.next_event is not None:
         left = countdown(card.next_event, chat, now, tr)
-        line = _("<b>Next:</b> {event}", event=esc(event_line(card.next_event, tr)))
+        line = _("<b>Next:</b> {event}", event=esc(event_line(card.next_event, tr, now)))
         if left:
             line += f" ({esc(left)})"
         lines.append(line + f" — <code>/event {esc(card.next_event.key)}</code>")
+    for event in card.uncertain_events:
+        line = _("<b>Expected:</b> {event}", event=esc(event_line(event, tr, now)))
+        lines.append(line + f" — <code>/event {esc(event.key)}</code>")
     note = localised(card.note, tr.language)
     if note:
         lines.append(f"ℹ️ {esc(note)}")
-    if card.sources:
-        lines.append(_("Sources: {sources}", sources=esc("; ".join(card.sources))))
+    sources = sources_line(card.sources, card.checked, tr)
+    if sources:
+        lines.append(sources)
     buttons = [
         InlineKeyboardButton(
             _("All summits"),
@@ -967,7 +1125,7 @@ def digest(
     buttons = []
     for event in sorted(events, key=lambda e: e.starts_at)[:MAX_DIGEST_ITEMS]:
         left = countdown(event, chat, now, tr)
-        line = esc(event_line(event, tr)) + (f" ({esc(left)})" if left else "")
+        line = esc(event_line(event, tr, now)) + (f" ({esc(left)})" if left else "")
         lines.append(f"• {line}")
         buttons.append(
             [

@@ -45,6 +45,7 @@ from storage.models import (
     Organisation,
     Place,
 )
+from storage.rotation import RotationRule
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 SECTIONS = ("places", "organisations", "chairmanships", "events")
@@ -60,6 +61,7 @@ EVENT_KINDS = (
     "meeting",
     "observance",
 )
+FILE_CHECKED_KEY = "checked"
 BUNDLED_DIGEST_KEY = "bundled_dataset_digest"
 CATALOGUE_VERSION_KEY = "catalogue_version"
 _SLUG = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
@@ -223,7 +225,30 @@ def _check_zone(value: str) -> str:
         raise ValueError(str(exc)) from exc
 
 
+def _parse_checked(value: Any) -> Any:
+    """A day: ``checked: 2026-12-06`` (YAML reads it as a date; a string is read too)."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        found = PartialDate.parse(value)
+    except InvalidDate as exc:
+        raise ValueError(str(exc)) from None
+    if found.precision is not Precision.DAY:
+        raise ValueError(f"{value!r}: checked is a day, e.g. 2026-12-06")
+    return found.first_day
+
+
+def _parse_rule(value: Any) -> Any:
+    if isinstance(value, RotationRule):
+        return value
+    return RotationRule.parse(value, EVENT_KINDS)
+
+
 Text = Annotated[dict[str, str], BeforeValidator(_as_text), AfterValidator(_check_text)]
+CheckedField = Annotated[dt.date, BeforeValidator(_parse_checked)]
+RuleField = Annotated[RotationRule, BeforeValidator(_parse_rule)]
 RequiredText = Annotated[Text, Field(min_length=1)]
 DateField = Annotated[PartialDate, BeforeValidator(_parse_date)]
 Slug = Annotated[str, Field(min_length=1, max_length=40), BeforeValidator(str)]
@@ -257,8 +282,10 @@ class OrganisationRow(_Row):
     members: Annotated[int, Field(ge=0)] | None = None
     members_note: Text = {}
     rotation: Text = {}
+    rotation_rule: RuleField | None = None
     note: Text = {}
     sources: list[str] = []
+    checked: CheckedField | None = None
 
     _key = field_validator("key")(_check_slug)
 
@@ -272,6 +299,7 @@ class ChairmanshipRow(_Row):
     note: Text = {}
     confidence: Confidence = Confidence.MEDIUM
     sources: list[str] = []
+    checked: CheckedField | None = None
 
     _country = field_validator("country")(_check_country)
 
@@ -292,6 +320,7 @@ class EventRow(_Row):
     note: Text = {}
     confidence: Confidence = Confidence.MEDIUM
     sources: list[str] = []
+    checked: CheckedField | None = None
 
     _id = field_validator("id")(_check_slug)
 
@@ -372,6 +401,13 @@ def parse_text(text: str, name: str) -> tuple[Dataset, list[Problem]]:
     if not isinstance(raw, dict):
         return Dataset(), [Problem(name, 1, f"expected the sections {', '.join(SECTIONS)}")]
     dataset = Dataset()
+    # ``checked:`` at the top: the day every row of the file without its own was checked.
+    default_checked = None
+    if FILE_CHECKED_KEY in raw:
+        try:
+            default_checked = _parse_checked(raw.pop(FILE_CHECKED_KEY))
+        except ValueError as exc:
+            problems.append(Problem(name, _key_line(root, FILE_CHECKED_KEY), str(exc)))
     for section, rows in raw.items():
         if section not in _ROW_MODELS:
             known = ", ".join(SECTIONS)
@@ -397,6 +433,8 @@ def parse_text(text: str, name: str) -> tuple[Dataset, list[Problem]]:
                 if key_field and isinstance(row, dict) and row.get(key_field) is not None:
                     dataset.failed_keys[section].add(str(row[key_field]))
                 continue
+            if default_checked is not None and getattr(valid, "checked", False) is None:
+                valid = valid.model_copy(update={"checked": default_checked})
             target = getattr(dataset, section)
             dataset.origins[(section, len(target))] = (name, line)
             target.append(valid)
@@ -607,8 +645,10 @@ async def apply_dataset(
 
     organisations = {row.key: row for row in (await session.scalars(select(Organisation))).all()}
     for org in dataset.organisations:
-        values = org.model_dump(exclude={"founded"})
+        values = org.model_dump(exclude={"founded", "rotation_rule", "checked"})
         values["founded"] = _literal(org.founded) or None
+        values["rotation_rule"] = org.rotation_rule.to_json() if org.rotation_rule else None
+        values["checked_on"] = org.checked
         _upsert(
             session, report, "organisations", organisations, org.key, org.key, Organisation, values
         )
@@ -631,6 +671,7 @@ async def apply_dataset(
             "note": chair.note,
             "confidence": chair.confidence,
             "sources": chair.sources,
+            "checked_on": chair.checked,
         }
         label = f"{chair.organisation} {chair.country} {_literal(chair.start)}".strip()
         key = (org_row.id, chair.country, values["start_literal"])
@@ -669,6 +710,7 @@ async def apply_dataset(
             "note": event.note,
             "confidence": event.confidence,
             "sources": event.sources,
+            "checked_on": event.checked,
         }
         existing = events.get(event.id)
         before = event_snapshot(existing, place_keys) if existing is not None else None
@@ -890,6 +932,7 @@ def event_to_row(event: Event, organisation_key: str | None, place: Place | None
         "note": dict(event.note),
         "confidence": event.confidence,
         "sources": list(event.sources),
+        "checked": event.checked_on,
     }
     return EventRow.model_validate(values)
 
@@ -932,8 +975,10 @@ async def export_dataset(session: AsyncSession) -> str:
                     "members": org.members,
                     "members_note": _text_out(org.members_note),
                     "rotation": _text_out(org.rotation),
+                    "rotation_rule": org.rotation_rule,
                     "note": _text_out(org.note),
                     "sources": list(org.sources),
+                    "checked": org.checked_on,
                 }
             )
             for org in orgs
@@ -949,6 +994,7 @@ async def export_dataset(session: AsyncSession) -> str:
                     "note": _text_out(chair.note),
                     "confidence": chair.confidence.value,
                     "sources": list(chair.sources),
+                    "checked": chair.checked_on,
                 }
             )
             for chair in chairs
@@ -977,6 +1023,7 @@ async def export_dataset(session: AsyncSession) -> str:
                     "note": _text_out(row.note),
                     "confidence": row.confidence.value,
                     "sources": list(row.sources),
+                    "checked": row.checked,
                 }
             )
         )

@@ -110,6 +110,7 @@ class DeliveryKind(enum.StrEnum):
     NEW_EVENT = "new_event"  # a new event of a followed organisation
     ANNOUNCEMENT = "announcement"  # an operator's /announce of an event to a channel
     DIGEST = "digest"  # no event; ``occurrence_at`` is the start of the period covered
+    REVIEW_NOTICE = "review_notice"  # to an operator: the review queue; no event, weekly
 
 
 class DigestFrequency(enum.StrEnum):
@@ -183,8 +184,11 @@ class Organisation(Base):
     members: Mapped[int | None]
     members_note: Mapped[LocalisedText] = mapped_column(default=dict)
     rotation: Mapped[LocalisedText] = mapped_column(default=dict)
+    # How the chair passes on, as data (storage.rotation.RotationRule.to_json); None: unknown.
+    rotation_rule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     note: Mapped[LocalisedText] = mapped_column(default=dict)
     sources: Mapped[list[str]] = mapped_column(default=list)
+    checked_on: Mapped[dt.date | None] = mapped_column(Date)  # when the facts were last checked
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     chairmanships: Mapped[list[Chairmanship]] = relationship(back_populates="organisation")
@@ -211,6 +215,7 @@ class Chairmanship(Base):
     note: Mapped[LocalisedText] = mapped_column(default=dict)
     confidence: Mapped[Confidence] = mapped_column(_enum(Confidence, "confidence"))
     sources: Mapped[list[str]] = mapped_column(default=list)
+    checked_on: Mapped[dt.date | None] = mapped_column(Date)
 
     organisation: Mapped[Organisation] = relationship(back_populates="chairmanships")
 
@@ -252,6 +257,7 @@ class Event(Base):
     note: Mapped[LocalisedText] = mapped_column(default=dict)
     confidence: Mapped[Confidence] = mapped_column(_enum(Confidence, "confidence"))
     sources: Mapped[list[str]] = mapped_column(default=list)
+    checked_on: Mapped[dt.date | None] = mapped_column(Date)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -22,8 +22,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, ScalarSelect, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 
+from storage.aging import can_be_next
 from storage.database import Database
 from storage.dataset import CATALOGUE_VERSION_KEY
 from storage.dates import PartialDate
@@ -37,13 +38,13 @@ from storage.models import (
     Subscription,
     SubscriptionScope,
 )
+from storage.rotation import OrganisationChairs, RotationRule, chairs_between
 from storage.search import SearchDocument, SearchHit, SearchIndex, normalise
 from storage.views import (
     ChairView,
     EventPage,
     EventView,
     OrganisationCard,
-    OrganisationChairs,
     OrganisationRef,
     PlaceView,
 )
@@ -80,6 +81,22 @@ class EventFilter:
 
 # A "did you mean" candidate: an organisation, or an event by its id.
 Suggestion = OrganisationRef | str
+
+
+@dataclass(frozen=True)
+class DatasetCurrency:
+    """How current the data are: the newest and the oldest day a fact was checked."""
+
+    latest: dt.date | None
+    oldest: dt.date | None
+
+
+@dataclass(frozen=True)
+class NextEvents:
+    """/next: the next event, and undated ones that may already have taken place."""
+
+    next: EventView | None
+    uncertain: tuple[EventView, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +166,10 @@ class _OrganisationFacts:
     note: dict[str, str]
     sources: tuple[str, ...]
     chairs: tuple[ChairView, ...] = field(default=())
+    rotation_rule: RotationRule | None = None
+    checked: dt.date | None = None
+    # The single events that can hand its chair on (the rule's kinds), by start.
+    handovers: tuple[EventView, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -182,16 +203,17 @@ class _Timeline:
             for _, key, _, status, recurring in self.events
             if recurring and status is not EventStatus.CANCELLED
         ]
-        first_single = next(
-            (
-                key
-                for _, key, ends_at, status, recurring in self.events
-                if ends_at > now and status is not EventStatus.CANCELLED and not recurring
-            ),
-            None,
+        # A few: the first may be an undated one that cannot be "the next" (storage.aging).
+        coming.extend(
+            itertools.islice(
+                (
+                    key
+                    for _, key, ends_at, status, recurring in self.events
+                    if ends_at > now and status is not EventStatus.CANCELLED and not recurring
+                ),
+                COMING_ON_A_CARD,
+            )
         )
-        if first_single is not None:
-            coming.append(first_single)
         return held, coming
 
 
@@ -230,6 +252,9 @@ class _Singles:
             index += 1
         return found, count
 
+
+# Single events a card considers for "Next" (undated ones that may be over are passed by).
+COMING_ON_A_CARD = 4
 
 # Bounds of the per-revision caches (emptied when full, rebuilt as requests come).
 MAX_CACHED_LISTS = 1024
@@ -412,6 +437,7 @@ class Catalogue:
         cards = {}
         for fact in found:
             events = sorted(coming.get(fact.id, ()), key=lambda v: (v.starts_at, v.key))
+            chair_today = _chairs_of(fact, today, today)
             cards[fact.ref.key] = OrganisationCard(
                 organisation=fact.ref,
                 founded=fact.founded,
@@ -423,9 +449,12 @@ class Catalogue:
                 note=dict(fact.note),
                 sources=fact.sources,
                 chairs=fact.chairs,
-                current_chair=_chair_on(fact.chairs, today),
+                current_chair=chair_today.chairs[0] if chair_today.chairs else None,
                 last_event=held.get(fact.id),
                 next_event=_next_of(events, now),
+                chair_today=chair_today,
+                checked=fact.checked,
+                uncertain_events=_uncertain_of(events, now),
             )
         return cards
 
@@ -447,6 +476,21 @@ class Catalogue:
                 )
             ):
                 chairs[row.organisation_id].append(ChairView.of(row, refs[row.organisation_id]))
+        rules = {org.id: RotationRule.stored(org.rotation_rule) for org in orgs}
+        handovers: dict[int, list[EventView]] = {org.id: [] for org in orgs}
+        kinds = sorted({kind for rule in rules.values() if rule for kind in rule.events})
+        if kinds:
+            for event in await session.scalars(
+                _event_query()
+                .where(
+                    Event.organisation_id.in_([o for o, rule in rules.items() if rule]),
+                    Event.kind.in_(kinds),
+                    Event.recurrence.is_(None),
+                )
+                .order_by(Event.starts_at, self._key_order())
+            ):
+                assert event.organisation_id is not None
+                handovers[event.organisation_id].append(_view(event))
         return {
             org.key: _OrganisationFacts(
                 id=org.id,
@@ -460,6 +504,9 @@ class Catalogue:
                 note=dict(org.note),
                 sources=tuple(org.sources),
                 chairs=tuple(chairs[org.id]),
+                rotation_rule=rules[org.id],
+                checked=org.checked_on,
+                handovers=tuple(handovers[org.id]),
             )
             for org in orgs
         }
@@ -500,45 +547,37 @@ class Catalogue:
 
     # --- chairmanships -----------------------------------------------------
 
-    async def _chairs_by_organisation(self) -> list[tuple[OrganisationRef, list[ChairView]]]:
-        async with self.database.sessions() as session:
-            orgs = (
-                await session.scalars(
-                    select(Organisation)
-                    .options(selectinload(Organisation.chairmanships))
-                    .order_by(Organisation.key)
-                )
-            ).all()
-            result = []
-            for org in orgs:
-                ref = OrganisationRef.of(org)
-                chairs = sorted(
-                    (ChairView.of(row, ref) for row in org.chairmanships),
-                    key=lambda chair: chair.start.first_day if chair.start else dt.date.min,
-                )
-                result.append((ref, chairs))
-            return result
-
     async def chairs_on(self, day: dt.date) -> list[OrganisationChairs]:
-        """Who chaired each organisation on ``day`` (organisations with nobody known are left out).
+        """Who chaired each organisation on ``day``, as far as it is known: the recorded
+        chair, or a term that had ended with no successor recorded and who the rotation
+        rule expects (organisations with nothing to say are left out).
 
         On a handover day both terms cover the day; the one that started last wins.
         """
-        result = []
-        for ref, chairs in await self._chairs_by_organisation():
-            chair = _chair_on(chairs, day)
-            if chair is not None:
-                result.append(OrganisationChairs(ref, (chair,)))
-        return result
+        return await self.chairs_during(day, day)
 
     async def chairs_during(self, first: dt.date, last: dt.date) -> list[OrganisationChairs]:
-        """Every chair of every organisation whose term overlaps ``first``..``last``."""
+        """Every recorded chair of every organisation whose term overlaps ``first``..``last``,
+        with terms that end within it unsucceeded and the rule's projections after them."""
         result = []
-        for ref, chairs in await self._chairs_by_organisation():
-            overlapping = tuple(chair for chair in chairs if chair.overlaps(first, last))
-            if overlapping:
-                result.append(OrganisationChairs(ref, overlapping))
+        for fact in (await self._organisations()).by_key.values():
+            found = _chairs_of(fact, first, last)
+            if found.chairs or found.ended or found.projected:
+                result.append(found)
         return result
+
+    async def currency(self) -> DatasetCurrency:
+        """When the organisations, chairs and events were checked, newest and oldest."""
+        async with self.database.sessions() as session:
+            days: list[dt.date] = []
+            for model in (Organisation, Chairmanship, Event):
+                row = (
+                    await session.execute(
+                        select(func.max(model.checked_on), func.min(model.checked_on))
+                    )
+                ).one()
+                days.extend(day for day in row if day is not None)
+        return DatasetCurrency(max(days, default=None), min(days, default=None))
 
     # --- events ------------------------------------------------------------
 
@@ -707,7 +746,14 @@ class Catalogue:
     async def next_event(
         self, organisation: str | None, now: dt.datetime, *, meetings_only: bool = True
     ) -> EventView | None:
-        """The next event (of one organisation) that has not ended and is not called off."""
+        """The next event (of one organisation) that has not ended, is not called off, and
+        is not an undated one that may already have taken place (storage.aging)."""
+        return (await self.next_events(organisation, now, meetings_only=meetings_only)).next
+
+    async def next_events(
+        self, organisation: str | None, now: dt.datetime, *, meetings_only: bool = True
+    ) -> NextEvents:
+        """The next event, and the undated ones before it that may already have happened."""
         found = await self.events(
             EventFilter(
                 organisation=organisation,
@@ -715,9 +761,9 @@ class Catalogue:
                 include_observances=not meetings_only,
             ),
             now,
-            page_size=1,
+            page_size=2 * COMING_ON_A_CARD,
         )
-        return found.events[0] if found.events else None
+        return NextEvents(_next_of(found.events, now), _uncertain_of(found.events, now))
 
     async def followed_events(self, chat_id: int) -> list[EventView]:
         """Every event a chat follows: directly, through its organisation, or everything."""
@@ -884,11 +930,10 @@ def _exact_organisation(hits: list[SearchHit]) -> SearchHit | None:
     return exact[0] if len(exact) == 1 else None
 
 
-def _chair_on(chairs: Sequence[ChairView], day: dt.date) -> ChairView | None:
-    covering = [chair for chair in chairs if chair.covers(day)]
-    if not covering:
-        return None
-    return max(covering, key=lambda c: c.start.first_day if c.start else dt.date.min)
+def _chairs_of(facts: _OrganisationFacts, first: dt.date, last: dt.date) -> OrganisationChairs:
+    return chairs_between(
+        facts.ref, facts.chairs, facts.rotation_rule, facts.handovers, first, last
+    )
 
 
 def _page_bounds(total: int, page: int, page_size: int) -> tuple[int, int]:
@@ -897,12 +942,22 @@ def _page_bounds(total: int, page: int, page_size: int) -> tuple[int, int]:
     return min(max(page, 0), pages - 1), pages
 
 
-def _next_of(events: Sequence[EventView], now: dt.datetime) -> EventView | None:
-    upcoming = [
+def _occurrences(events: Sequence[EventView], now: dt.datetime) -> list[EventView]:
+    return [
         occurrence
         for e in events
         if e.status is not EventStatus.CANCELLED
         for occurrence in [e.next_occurrence(now)]
         if occurrence is not None
     ]
-    return min(upcoming, key=lambda e: e.starts_at) if upcoming else None
+
+
+def _next_of(events: Sequence[EventView], now: dt.datetime) -> EventView | None:
+    upcoming = [e for e in _occurrences(events, now) if can_be_next(e, now)]
+    return min(upcoming, key=lambda e: (e.starts_at, e.key)) if upcoming else None
+
+
+def _uncertain_of(events: Sequence[EventView], now: dt.datetime) -> tuple[EventView, ...]:
+    """Undated events whose period is mostly gone: not "the next", but not known over."""
+    found = [e for e in _occurrences(events, now) if not can_be_next(e, now)]
+    return tuple(sorted(found, key=lambda e: (e.starts_at, e.key)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dateutil.rrule import rrulestr
 from sqlalchemy import Row
@@ -21,6 +21,9 @@ from storage.models import (
     Organisation,
     Place,
 )
+
+if TYPE_CHECKING:
+    from storage.rotation import OrganisationChairs
 
 Text = dict[str, str]
 
@@ -46,6 +49,7 @@ class ChairView:
     note: Text
     confidence: Confidence
     sources: tuple[str, ...]
+    checked: dt.date | None = None  # when the facts were last checked
 
     @classmethod
     def of(cls, chair: Chairmanship, org: OrganisationRef) -> ChairView:
@@ -58,6 +62,7 @@ class ChairView:
             note=dict(chair.note),
             confidence=chair.confidence,
             sources=tuple(chair.sources),
+            checked=chair.checked_on,
         )
 
     def covers(self, day: dt.date) -> bool:
@@ -106,6 +111,7 @@ class EventView:
     confidence: Confidence
     sources: tuple[str, ...]
     updated_at: dt.datetime
+    checked: dt.date | None = None  # when the facts were last checked
 
     @classmethod
     def of(cls, event: Event, org: OrganisationRef | None, place: PlaceView | None) -> EventView:
@@ -132,6 +138,7 @@ class EventView:
             confidence=event.confidence,
             sources=tuple(event.sources),
             updated_at=event.updated_at,
+            checked=event.checked_on,
         )
 
     @property
@@ -192,14 +199,12 @@ class OrganisationCard:
     current_chair: ChairView | None
     last_event: EventView | None
     next_event: EventView | None
-
-
-@dataclass(frozen=True)
-class OrganisationChairs:
-    """Who chaired one organisation on a day or over a period."""
-
-    organisation: OrganisationRef
-    chairs: tuple[ChairView, ...]
+    # Today's chair as far as it is known: a term that ended with nobody recorded after
+    # it, and who the rotation rule expects (storage.rotation).
+    chair_today: OrganisationChairs | None = None
+    checked: dt.date | None = None
+    # Undated events whose period is mostly gone: not "Next", but not known to be over.
+    uncertain_events: tuple[EventView, ...] = ()
 
 
 @dataclass(frozen=True)

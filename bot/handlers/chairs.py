@@ -26,14 +26,12 @@ async def chairs(update: Update, context: BotContext) -> None:
         )
         await answer(update, context, render.Reply(text))
         return
+    today = context.clock.now().astimezone(ZoneInfo(context.chat_view.timezone)).date()
     if when is None or when.precision is Precision.DAY:
-        day = (
-            when.first_day
-            if when
-            else context.clock.now().astimezone(ZoneInfo(context.chat_view.timezone)).date()
-        )
+        day = when.first_day if when else today
         found = await context.catalogue.chairs_on(day)
-        await answer(update, context, render.chairs_on(day, found, tr))
+        await answer(update, context, render.chairs_on(day, found, today, tr))
         return
     found = await context.catalogue.chairs_during(when.first_day, when.last_day)
-    await answer(update, context, render.chairs_during(render.format_partial(when, tr), found, tr))
+    label = render.format_partial(when, tr)
+    await answer(update, context, render.chairs_during(label, found, today, tr))

@@ -28,13 +28,14 @@ async def _organisation_or_reply(
 
 async def list_page(query: EventFilter, page: int, context: BotContext) -> render.Reply:
     """One page of a list of events, rendered (also used by the ◀ ▶ buttons)."""
-    found = await context.catalogue.events(query, context.clock.now(), page)
+    now = context.clock.now()
+    found = await context.catalogue.events(query, now, page)
     org = (
         await context.catalogue.find_organisation(query.organisation)
         if query.organisation
         else None
     )
-    return render.event_list(found, query, org, context.tr)
+    return render.event_list(found, query, org, now, context.tr)
 
 
 async def _send_list(update: Update, context: BotContext, when: When) -> None:
@@ -68,10 +69,21 @@ async def next_event(update: Update, context: BotContext) -> None:
     found, org = await _organisation_or_reply(update, context, joined(context.args))
     if not found:
         return
+    await answer(update, context, await next_reply(context, org))
+
+
+async def next_reply(context: BotContext, org: OrganisationRef | None) -> render.Reply:
+    """/next [NAME]: the next event; with none, what became of the last one."""
     now = context.clock.now()
-    event = await context.catalogue.next_event(org.key if org else None, now)
-    reply = render.next_event(event, org, context.chat_view, now, context.tr)
-    await answer(update, context, reply)
+    key = org.key if org else None
+    found = await context.catalogue.next_events(key, now)
+    last = None
+    if found.next is None:
+        past = await context.catalogue.events(
+            EventFilter(organisation=key, when=When.PAST), now, 0, 1
+        )
+        last = past.events[0] if past.events else None
+    return render.next_event(found, org, context.chat_view, now, context.tr, last)
 
 
 async def event_reply(context: BotContext, key: str) -> render.Reply:

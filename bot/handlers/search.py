@@ -7,6 +7,7 @@ from telegram import Update
 from bot import render
 from bot.context import BotContext
 from bot.handlers.arguments import MAX_ARGUMENT_CHARS, joined
+from bot.handlers.events import next_reply
 from bot.handlers.organisations import show_organisation
 from bot.messaging import answer
 from storage.search import asks_for_next
@@ -24,10 +25,7 @@ async def _search(update: Update, context: BotContext, text: str) -> None:
     )
     if org is not None and asks_for_next(text):
         # "next CSTO summit": answer the question, not the list of matches.
-        event = await context.catalogue.next_event(org.key, now)
-        await answer(
-            update, context, render.next_event(event, org, context.chat_view, now, context.tr)
-        )
+        await answer(update, context, await next_reply(context, org))
         return
     if results.exact_organisation is not None:
         await show_organisation(update, context, results.exact_organisation.key)

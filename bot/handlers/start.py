@@ -7,7 +7,8 @@ from telegram import BotCommand, Update
 from bot.context import BotContext
 from bot.i18n import Translator
 from bot.messaging import answer
-from bot.render import Reply, bold, esc
+from bot.render import Reply, bold, esc, format_day
+from storage.queries import DatasetCurrency
 
 
 def command_descriptions(tr: Translator) -> list[tuple[str, str]]:
@@ -40,7 +41,8 @@ def bot_commands(tr: Translator) -> list[BotCommand]:
     return [BotCommand(name, description) for name, description in command_descriptions(tr)]
 
 
-def help_text(tr: Translator) -> str:
+def help_text(tr: Translator, currency: DatasetCurrency | None = None) -> str:
+    """/help: what the bot does, its commands, and how current its data are."""
     _ = tr.gettext
     lines = [
         bold(_("Summit tracker")),
@@ -56,7 +58,19 @@ def help_text(tr: Translator) -> str:
     lines.extend(f"/{name} — {esc(description)}" for name, description in command_descriptions(tr))
     lines.append("")
     lines.append(esc(_("In a private chat you can also just type a name: SCO, ШОС, 上合, CSTO.")))
+    if currency is not None and currency.latest is not None:
+        lines.append("")
+        text = _("The data were last checked on {date}.", date=format_day(currency.latest, tr))
+        if currency.oldest is not None and currency.oldest != currency.latest:
+            text += " " + _(
+                "The oldest fact was checked on {date}.", date=format_day(currency.oldest, tr)
+            )
+        lines.append(esc(text))
     return "\n".join(lines)
+
+
+async def _help(context: BotContext) -> Reply:
+    return Reply(help_text(context.tr, await context.catalogue.currency()))
 
 
 async def start(update: Update, context: BotContext) -> None:
@@ -67,8 +81,8 @@ async def start(update: Update, context: BotContext) -> None:
 
         await show_event(update, context, payload[2:].casefold())
         return
-    await answer(update, context, Reply(help_text(context.tr)))
+    await answer(update, context, await _help(context))
 
 
 async def help_command(update: Update, context: BotContext) -> None:
-    await answer(update, context, Reply(help_text(context.tr)))
+    await answer(update, context, await _help(context))
