@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,21 +143,31 @@ class OrganisationChairs:
     projected: tuple[ProjectedChair, ...] = ()
 
 
-def _handover(
-    chair: ChairView, rule: RotationRule, events: Sequence[EventView]
-) -> EventView | None:
-    """The first summit (of the rule's kinds) after the term began: where it passes on."""
-    if chair.start is None:
-        return None
-    begun = chair.start.first_day
+# A summit that hands the chair on is one that is held or expected to be: a proposal may
+# never happen, and a postponed or cancelled one hands nothing on at its dates.
+HANDOVER_STATUSES = frozenset({EventStatus.PLANNED, EventStatus.CONFIRMED, EventStatus.HELD})
+
+
+def _summits_after(
+    day: dt.date, rule: RotationRule, events: Sequence[EventView]
+) -> Iterator[EventView]:
+    """The summits (of the rule's kinds) that begin after ``day``, in order."""
     for event in events:
         if (
             event.kind in rule.events
-            and event.status is not EventStatus.CANCELLED
-            and event.start.first_day > begun
+            and event.status in HANDOVER_STATUSES
+            and event.start.first_day > day
         ):
-            return event
-    return None
+            yield event
+
+
+def _handover(
+    chair: ChairView, rule: RotationRule, events: Sequence[EventView]
+) -> EventView | None:
+    """The first summit after the term began: where the chair passes on."""
+    if chair.start is None:
+        return None
+    return next(_summits_after(chair.start.first_day, rule, events), None)
 
 
 def _last_day(event: EventView) -> dt.date:
@@ -233,16 +243,7 @@ def _projection(
             host = term.handover.country
             summit: EventView | None = term.handover
         else:
-            summit = next(
-                (
-                    event
-                    for event in events
-                    if event.kind in rule.events
-                    and event.status is not EventStatus.CANCELLED
-                    and event.start.first_day > term.handover.start.first_day
-                ),
-                None,
-            )
+            summit = next(_summits_after(term.handover.start.first_day, rule, events), None)
             host = summit.country if summit is not None else None
         if host and host != term.chair.country:
             return (ProjectedChair(host, host_of=summit),)

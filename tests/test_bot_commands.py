@@ -158,8 +158,12 @@ async def test_a_button_for_an_event_deleted_since_says_not_found(bot_api: Local
 
 async def test_next_cis_has_a_countdown(bot_api: LocalBotApi, bot: BotApplication) -> None:
     text = plain(await ask(bot_api, "/next cis"))
-    # Today is 22 Nov 2026: the Ashgabat council (9 Oct 2026) is past; none is announced.
-    assert text == "No upcoming events of CIS are known."
+    # Today is 22 Nov 2026: the Avaza council (9 Oct 2026) is past, its outcome not on
+    # record; none is announced. The answer says so rather than go quiet.
+    assert text.startswith("No upcoming events of CIS are known.\n")
+    assert "Last: 9 October 2026 · Avaza, Turkmenistan" in text
+    assert "dates passed — outcome not recorded" in text
+    assert "/event cis-2026-ashgabat" in text
 
 
 async def test_next_cis_before_the_ashgabat_council(bot_api: LocalBotApi, clock: object) -> None:
@@ -172,7 +176,7 @@ async def test_next_cis_before_the_ashgabat_council(bot_api: LocalBotApi, clock:
     text = plain(await ask(bot_api, "/next cis"))
     assert "CIS Heads of State Council" in text
     assert "📅 9 October 2026" in text
-    assert "📍 Ashgabat, Turkmenistan" in text
+    assert "📍 Avaza, Turkmenistan" in text  # moved from Ashgabat (December 2025)
     assert "⏳ in 10 days" in text
 
 

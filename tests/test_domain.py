@@ -103,7 +103,9 @@ async def test_kazakhstan_chaired_five_organisations_during_2024(catalogue: Cata
 async def test_who_chairs_the_sco_on_a_day(
     catalogue: Catalogue, day: dt.date, expected: str
 ) -> None:
-    found = {g.organisation.key: g.chairs[0].country for g in await catalogue.chairs_on(day)}
+    found = {
+        g.organisation.key: g.chairs[0].country for g in await catalogue.chairs_on(day) if g.chairs
+    }
     assert found["sco"] == expected
 
 

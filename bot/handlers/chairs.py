@@ -34,4 +34,4 @@ async def chairs(update: Update, context: BotContext) -> None:
         return
     found = await context.catalogue.chairs_during(when.first_day, when.last_day)
     label = render.format_partial(when, tr)
-    await answer(update, context, render.chairs_during(label, found, today, tr))
+    await answer(update, context, render.chairs_during(label, when.last_day, found, today, tr))
