@@ -50,6 +50,7 @@ from sqlalchemy.orm import selectinload
 from storage.dates import UTC, Precision
 from storage.models import (
     Chat,
+    ChatType,
     Delivery,
     DeliveryKind,
     DeliveryStatus,
@@ -378,9 +379,12 @@ class Planner:
         self,
         default_lead_times: tuple[int, ...] = DEFAULT_LEAD_TIMES,
         horizon: dt.timedelta = dt.timedelta(hours=6),
+        operator_ids: Collection[int] = (),
     ) -> None:
         self.default_lead_times = default_lead_times
         self.horizon = horizon
+        # Whose private chats get the weekly review notice.
+        self.operator_ids = frozenset(operator_ids)
 
     async def _followed(
         self,
@@ -739,6 +743,7 @@ class Planner:
         # From the watermark on: after downtime it lies in the past (catch-up).
         created = await self.plan(session, now, since=watermark, until=until)
         created += await plan_digests(session, watermark, until, now)
+        created += await plan_review_notices(session, watermark, until, now, self.operator_ids)
         await session.execute(
             update(Meta).where(Meta.key == PLANNED_UNTIL_KEY).values(value=until.isoformat())
         )
@@ -801,6 +806,66 @@ async def plan_digests(
                     "slot": DIGEST_DAYS[frequency],
                     "due_at": instant,
                     "expires_at": instant + dt.timedelta(hours=12),
+                    "status": DeliveryStatus.PENDING,
+                    "attempts": 0,
+                    "created_at": now,
+                }
+            )
+    return await _insert_new(session, rows)
+
+
+# --- review notices ----------------------------------------------------------------
+
+# A review notice says what the queue holds when it is sent, so it is never stale news
+# within its week; a week later the next one is due.
+REVIEW_NOTICE_FOR = dt.timedelta(days=7)
+
+
+def week_of(instant: dt.datetime, zone: str) -> dt.datetime:
+    """The start of the week ``instant`` falls in, at the chat's zone: its Monday, as
+    midnight UTC of that date (so a change of zone within the week keeps the same key)."""
+    day = instant.astimezone(ZoneInfo(zone)).date()
+    monday = day - dt.timedelta(days=day.weekday())
+    return dt.datetime.combine(monday, dt.time(0), tzinfo=UTC)
+
+
+async def plan_review_notices(
+    session: AsyncSession,
+    since: dt.datetime,
+    until: dt.datetime,
+    now: dt.datetime,
+    operator_ids: Collection[int],
+) -> int:
+    """Ledger rows for the weekly review notices due in (``since``, ``until``]: Mondays at
+    09:00 in each operator's private chat (operators who never wrote have none). Never
+    commits.
+
+    Like a digest, whether there is anything to say is decided when it is due: with the
+    review queue empty it is recorded as skipped, not sent.
+    """
+    if not operator_ids:
+        return 0
+    chats = await session.execute(
+        select(Chat.id, Chat.timezone).where(
+            Chat.id.in_(sorted(operator_ids)),
+            Chat.type == ChatType.PRIVATE,
+            Chat.is_active.is_(True),
+            Chat.paused.is_(False),
+        )
+    )
+    rows = []
+    for chat_id, zone in chats.all():
+        for instant in digest_instants(DigestFrequency.WEEKLY, zone, since, until):
+            week = week_of(instant, zone)
+            rows.append(
+                {
+                    "chat_id": chat_id,
+                    "event_id": None,
+                    "kind": DeliveryKind.REVIEW_NOTICE,
+                    "occurrence_at": week,
+                    "slot": 0,
+                    "due_at": instant,
+                    "expires_at": week + REVIEW_NOTICE_FOR,
                     "status": DeliveryStatus.PENDING,
                     "attempts": 0,
                     "created_at": now,

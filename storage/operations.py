@@ -22,9 +22,11 @@ from sqlalchemy.orm import selectinload
 
 from storage.dataset import (
     RECURRENCES,
+    ChairmanshipRow,
     Dataset,
     EventRow,
     ImportReport,
+    OrganisationRow,
     apply_dataset,
     check_references,
     event_to_row,
@@ -34,6 +36,7 @@ from storage.dataset import (
 from storage.dates import PartialDate, Precision, Span
 from storage.deliveries import Planner
 from storage.models import (
+    Chairmanship,
     Chat,
     ChatType,
     Delivery,
@@ -46,6 +49,9 @@ from storage.models import (
     Subscription,
     SubscriptionScope,
 )
+from storage.queries import Catalogue
+from storage.review import review_queue_length
+from storage.rotation import RotationRule
 from storage.search import normalise
 from storage.views import EventView, OrganisationRef, PlaceView
 
@@ -58,6 +64,11 @@ _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
 class EventConflict(Exception):
     """The event is no longer what the operator saw in the preview; nothing was written."""
+
+
+class FactConflict(EventConflict):
+    """The chairmanship or organisation is no longer what the operator saw (or, for a
+    new chairmanship, one is recorded there or after it meanwhile); nothing was written."""
 
 
 # --- events as data-file rows -----------------------------------------------------------
@@ -313,6 +324,131 @@ async def import_document(
     return report
 
 
+# --- chairmanships and organisations as data-file rows ---------------------------------
+
+
+def chairmanship_to_row(chair: Chairmanship, organisation_key: str) -> ChairmanshipRow:
+    """A chairmanship as a data file writes it (as ``summitbot export`` does)."""
+    return ChairmanshipRow.model_validate(
+        {
+            "organisation": organisation_key,
+            "country": chair.country,
+            "start": chair.start_literal or None,
+            "end": chair.end_literal or None,
+            "end_note": dict(chair.end_note),
+            "note": dict(chair.note),
+            "confidence": chair.confidence,
+            "sources": list(chair.sources),
+            "checked": chair.checked_on,
+        }
+    )
+
+
+def organisation_to_row(org: Organisation) -> OrganisationRow:
+    """An organisation as a data file writes it (as ``summitbot export`` does)."""
+    return OrganisationRow.model_validate(
+        {
+            "key": org.key,
+            "names": dict(org.names),
+            "abbreviations": dict(org.abbreviations),
+            "aliases": list(org.aliases),
+            "founded": org.founded,
+            "founded_note": dict(org.founded_note),
+            "headquarters": dict(org.headquarters),
+            "members": org.members,
+            "members_note": dict(org.members_note),
+            "rotation": dict(org.rotation),
+            "rotation_rule": RotationRule.stored(org.rotation_rule),
+            "note": dict(org.note),
+            "sources": list(org.sources),
+            "checked": org.checked_on,
+        }
+    )
+
+
+async def _load_chairmanship(
+    session: AsyncSession, organisation: str, country: str, start: str, *, lock: bool = False
+) -> Chairmanship | None:
+    statement = (
+        select(Chairmanship)
+        .join(Organisation, Organisation.id == Chairmanship.organisation_id)
+        .where(
+            Organisation.key == organisation,
+            Chairmanship.country == country,
+            Chairmanship.start_literal == start,
+        )
+    )
+    if lock:
+        statement = statement.with_for_update()
+    return await session.scalar(statement)
+
+
+async def load_chairmanship_row(
+    session: AsyncSession, organisation: str, country: str, start: str
+) -> ChairmanshipRow | None:
+    """The chairmanship of ``organisation`` by ``country`` from ``start`` (as written,
+    "" when none is recorded) as a data-file row, or None."""
+    chair = await _load_chairmanship(session, organisation, country, start)
+    return chairmanship_to_row(chair, organisation) if chair is not None else None
+
+
+async def _load_organisation(
+    session: AsyncSession, key: str, *, lock: bool = False
+) -> Organisation | None:
+    statement = select(Organisation).where(Organisation.key == key)
+    if lock:
+        statement = statement.with_for_update()
+    return await session.scalar(statement)
+
+
+async def load_organisation_row(session: AsyncSession, key: str) -> OrganisationRow | None:
+    """The organisation ``key`` as a data-file row, or None."""
+    org = await _load_organisation(session, key)
+    return organisation_to_row(org) if org is not None else None
+
+
+async def save_fact(
+    session: AsyncSession,
+    row: ChairmanshipRow | OrganisationRow,
+    *,
+    before: ChairmanshipRow | OrganisationRow | None,
+    changed_by: str,
+    now: dt.datetime,
+    planner: Planner,
+) -> ImportReport:
+    """Write a chairmanship or organisation row as an import would. Never commits.
+
+    ``before`` is the row as the operator saw it; None adds a chairmanship, which must
+    be the organisation's newest (a successor): if one is recorded at or after its start
+    meanwhile, or the row changed since the preview, :class:`FactConflict` is raised and
+    nothing is written. Raises :class:`storage.dataset.DatasetError` if it does not fit.
+    """
+    if isinstance(row, OrganisationRow):
+        org = await _load_organisation(session, row.key, lock=True)
+        if org is None or before is None or organisation_to_row(org) != before:
+            raise FactConflict(row.key)
+        dataset = Dataset(organisations=[row])
+    else:
+        start = row.start.literal if row.start else ""
+        current = await _load_chairmanship(session, row.organisation, row.country, start, lock=True)
+        if before is None:
+            later = (
+                select(Chairmanship.id)
+                .join(Organisation, Organisation.id == Chairmanship.organisation_id)
+                .where(Organisation.key == row.organisation)
+            )
+            if row.start is not None:
+                later = later.where(Chairmanship.starts_on >= row.start.first_day)
+            if current is not None or await session.scalar(later.limit(1)) is not None:
+                raise FactConflict(row.organisation)
+        elif current is None or chairmanship_to_row(current, row.organisation) != before:
+            raise FactConflict(row.organisation)
+        dataset = Dataset(chairmanships=[row])
+    report = await apply_dataset(session, dataset, changed_by=changed_by)
+    await follow_up_import(session, report, now, planner)
+    return report
+
+
 # --- /stats -----------------------------------------------------------------------------
 
 
@@ -333,6 +469,7 @@ class OperatorStats:
     deliveries: dict[DeliveryStatus, int]  # finished within the window
     next_due: tuple[DueDelivery, ...]
     window: dt.timedelta
+    review_queue: int | None = None  # items in the review queue (storage.review)
 
 
 async def operator_stats(
@@ -340,8 +477,9 @@ async def operator_stats(
     now: dt.datetime,
     window: dt.timedelta = dt.timedelta(days=7),
     upcoming: int = 5,
+    catalogue: Catalogue | None = None,
 ) -> OperatorStats:
-    """The numbers /stats shows."""
+    """The numbers /stats shows (the review queue's length with ``catalogue``)."""
     chats: dict[tuple[ChatType, bool], int] = {}
     by_type = await session.execute(
         select(Chat.type, Chat.is_active, func.count()).group_by(Chat.type, Chat.is_active)
@@ -380,4 +518,5 @@ async def operator_stats(
         DueDelivery(due_at, int(chat_id), key, DeliveryKind(kind))
         for due_at, chat_id, key, kind in due.all()
     )
-    return OperatorStats(chats, subscriptions, deliveries, next_due, window)
+    review = await review_queue_length(catalogue, now) if catalogue is not None else None
+    return OperatorStats(chats, subscriptions, deliveries, next_due, window, review)
