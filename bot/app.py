@@ -50,6 +50,7 @@ from bot.handlers import (
     membership,
     operators,
     organisations,
+    review,
     search,
     start,
     subscriptions,
@@ -85,7 +86,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     database = Database(settings.database_url)
     clock = clock or SystemClock()
     catalogue = Catalogue(database)
-    planner = Planner()
+    planner = Planner(operator_ids=settings.operator_ids)
     metrics = Metrics()
     return Services(
         settings=settings,
@@ -154,6 +155,7 @@ def register_handlers(application: BotApplication) -> None:
     application.add_handler(TypeHandler(Update, operators.continue_dialogue), group=-1)
 
     operators.register(application)
+    review.register(application)
     channels.register(application)
 
     # Group 0: commands, buttons, then plain text. Only the first match in a group runs,
@@ -215,6 +217,7 @@ async def _post_init(application: BotApplication) -> None:
     delivery_bot = application.bot_data.delivery_bot
     await delivery_bot.initialize()
     services.dispatcher.start(delivery_bot, application.job_queue)
+    review.start(application)
 
 
 async def _post_shutdown(application: BotApplication) -> None:

@@ -7,11 +7,12 @@ and the handler answers "this button has expired" and does nothing.
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 
 from config.languages import SUPPORTED_LANGUAGES
-from storage.dates import MAX_YEAR, MIN_YEAR
+from storage.dates import MAX_YEAR, MIN_YEAR, InvalidDate, PartialDate
 from storage.models import SubscriptionScope
 from storage.queries import EventFilter, When
 
@@ -34,6 +35,12 @@ _LANGUAGE = re.compile(r"^lg:([a-z]{2})$")
 _CALENDAR = re.compile(rf"^c:({_KEY})$")
 _OPERATION = re.compile(r"^op:([a-f0-9]{8}):(ok|no)$")
 _CHANNEL = re.compile(r"^ch:(-?\d{1,16}):([a-z]{1,8})(?::([a-z0-9_-]{1,40}))?$")
+_REVIEW_PAGE = re.compile(r"^rv:p:(\d{1,4})$")
+# An action on an item of the review queue: on an event or organisation by its key, or on a
+# chairmanship by organisation, country and start as written ("_": no start recorded).
+_REVIEW_ACTION = re.compile(rf"^rv:(h|d|c):(e|o):({_KEY})$")
+_REVIEW_CHAIR_ACTION = re.compile(rf"^rv:(c|s):c:({_KEY}):([A-Z]{{2}}):([0-9T:-]{{4,16}}|_)$")
+_REVIEW_SUBJECTS = {"e": "event", "o": "organisation"}
 _WHEN_CODES = {When.UPCOMING: "u", When.PAST: "p", When.ALL: "a"}
 _CODES_WHEN = {code: when for when, code in _WHEN_CODES.items()}
 
@@ -127,6 +134,29 @@ class ChannelAction:
     argument: str | None = None
 
 
+class ReviewVerb(enum.StrEnum):
+    """What a review queue button does to its item."""
+
+    HELD = "h"  # record the event as held
+    DATES = "d"  # say which command sets new dates (a date must be typed)
+    CHECKED = "c"  # record the fact as checked today
+    SUCCESSOR = "s"  # record the successor the rotation rule projects
+
+
+@dataclass(frozen=True)
+class ReviewPage:
+    page: int
+
+
+@dataclass(frozen=True)
+class ReviewAction:
+    """A button under an item of the review queue; ``item_key`` names the fact as
+    ``storage.review.ReviewItem.key`` does (``event:ID``, ``chair:ORG:CC:START``…)."""
+
+    verb: ReviewVerb
+    item_key: str
+
+
 Action = (
     OpenEvent
     | OpenOrganisation
@@ -143,6 +173,8 @@ Action = (
     | OperationAnswer
     | ChannelAction
     | ForgetMe
+    | ReviewPage
+    | ReviewAction
 )
 
 
@@ -222,6 +254,39 @@ def forget_me(confirmed: bool) -> str:
     return "fm:yes" if confirmed else "fm:no"
 
 
+def review_page(page: int) -> str:
+    return f"rv:p:{page}"
+
+
+def review_action(verb: ReviewVerb, item_key: str) -> str:
+    """``rv:VERB:e:ID``, ``rv:VERB:o:KEY`` or ``rv:VERB:c:ORG:CC:START`` for an item."""
+    subject, _, rest = item_key.partition(":")
+    if subject == "chair":
+        org, country, start = rest.split(":", 2)
+        return _checked(f"rv:{verb.value}:c:{org}:{country}:{start or '_'}")
+    return _checked(f"rv:{verb.value}:{subject[0]}:{rest}")
+
+
+def _review_action(data: str) -> ReviewAction:
+    if match := _REVIEW_ACTION.match(data):
+        verb, subject, key = ReviewVerb(match[1]), _REVIEW_SUBJECTS[match[2]], match[3]
+        if subject != "event" and verb is not ReviewVerb.CHECKED:
+            raise ExpiredButton(data)
+        return ReviewAction(verb, f"{subject}:{key}")
+    if match := _REVIEW_CHAIR_ACTION.match(data):
+        verb, org, country, start = ReviewVerb(match[1]), match[2], match[3], match[4]
+        if start == "_":
+            start = ""
+        else:
+            try:
+                if PartialDate.parse(start).literal != start:
+                    raise ExpiredButton(data)
+            except InvalidDate:
+                raise ExpiredButton(data) from None
+        return ReviewAction(verb, f"chair:{org}:{country}:{start}")
+    raise ExpiredButton(data)
+
+
 def parse(data: str | None) -> Action:
     """The action a button asks for; :class:`ExpiredButton` for anything else."""
     if not data or len(data.encode()) > MAX_CALLBACK_BYTES:
@@ -267,4 +332,8 @@ def parse(data: str | None) -> Action:
         return OperationAnswer(match[1], match[2] == "ok")
     if match := _CHANNEL.match(data):
         return ChannelAction(int(match[1]), match[2], match[3])
+    if match := _REVIEW_PAGE.match(data):
+        return ReviewPage(int(match[1]))
+    if data.startswith("rv:"):
+        return _review_action(data)
     raise ExpiredButton(data)

@@ -92,6 +92,7 @@ from storage.deliveries import (
 )
 from storage.models import ChatType, DeliveryKind, EventChange
 from storage.queries import Catalogue
+from storage.review import review_queue
 from storage.send_ledger import SendLedger
 from storage.views import ChatView, EventView
 
@@ -116,6 +117,9 @@ LEDGER_WRITERS = 2
 # A claim renewed with the sender's last mark (bot/send_queue.py) counts for its send
 # only this long after; later (the rate limiter, a 429) it is renewed again, alone.
 RENEWAL_FRESH_SECONDS = 0.05
+# Kinds that may have nothing to say when due (an empty digest, an empty review queue):
+# then recorded as skipped, not sent.
+MAY_BE_EMPTY = frozenset({DeliveryKind.DIGEST, DeliveryKind.REVIEW_NOTICE})
 # Recording an outcome while the database is away: wait this long between tries.
 RECORD_RETRY_SECONDS = (0.25, 0.5, 1.0)
 
@@ -554,6 +558,9 @@ class Dispatcher:
             ]
             events = [e for e in occurrences if e is not None and e.fits_digest(now, window)]
             return render.digest(events, delivery.slot, chat, now, tr) if events else None
+        if delivery.kind is DeliveryKind.REVIEW_NOTICE:
+            queue = await review_queue(self.catalogue, now)
+            return render.review_notice(queue, chat, now, tr) if queue.items else None
         event = await self._event(delivery.event_key, batch) if delivery.event_key else None
         if event is None:
             return None
@@ -719,7 +726,7 @@ class Dispatcher:
             result.skipped += 1
             return
         reply = await self._rendered(delivery, chat, batch) if chat is not None else None
-        if chat is not None and reply is None and delivery.kind is DeliveryKind.DIGEST:
+        if chat is not None and reply is None and delivery.kind in MAY_BE_EMPTY:
             async with self.database.transaction() as session:
                 await mark_skipped(session, delivery.id, "nothing to say", self.clock.now())
             result.skipped += 1

@@ -71,6 +71,12 @@ class Metrics:
             "Deliveries due now and not yet sent or claimed.",
             registry=registry,
         )
+        self.review_queue = Gauge(
+            "summitbot_review_queue_items",
+            "Items in the operators' review queue (facts that need a person), as last "
+            "computed: every few minutes, and on /review and /stats.",
+            registry=registry,
+        )
         self.database_up = Gauge(
             "summitbot_database_up",
             "1 when the database answered the last time it was used, else 0.",

@@ -8,7 +8,7 @@ from telegram import Update
 
 from bot import callbacks
 from bot.context import BotContext
-from bot.handlers import calendar, channels, chat_settings, operators, subscriptions
+from bot.handlers import calendar, channels, chat_settings, operators, review, subscriptions
 from bot.handlers.events import event_reply, list_page, show_event
 from bot.handlers.organisations import organisation_reply, show_organisation
 from bot.messaging import edit
@@ -49,6 +49,8 @@ async def button(update: Update, context: BotContext) -> None:
             await calendar.new_feed_address(update, context)
         case callbacks.OperationAnswer():
             await operators.button(update, context, action)
+        case callbacks.ReviewPage() | callbacks.ReviewAction():
+            await review.button(update, context, action)
         case callbacks.ChannelAction():
             await channels.button(update, context, action)
         case callbacks.ForgetMe(confirmed):

@@ -50,9 +50,11 @@ from storage.dataset import (
     EVENT_KINDS,
     MAX_FILE_BYTES,
     SECTIONS,
+    ChairmanshipRow,
     DatasetError,
     EventRow,
     ImportReport,
+    OrganisationRow,
 )
 from storage.dates import InvalidDate, PartialDate, Precision, Span
 from storage.dialogues import (
@@ -71,6 +73,7 @@ from storage.operations import (
     MAX_SOURCE,
     MAX_TITLE,
     EventConflict,
+    FactConflict,
     OperatorStats,
     add_event,
     cancelled,
@@ -86,6 +89,7 @@ from storage.operations import (
     preview,
     proposed_event_id,
     save_event,
+    save_fact,
     with_place,
 )
 from storage.search import normalise
@@ -162,34 +166,59 @@ class Draft:
         )
 
 
-def _row_to_json(row: EventRow) -> dict[str, Any]:
-    """An event row as stored with a pending operation; ``EventRow.model_validate`` reads
-    it back equal (dates as they are written in data files)."""
-    return {
-        **row.model_dump(mode="json"),
-        "start": row.start.literal,
-        "end": row.end.literal if row.end else None,
-    }
+# What a pending operation writes: an event, a chairmanship or an organisation, each as
+# a data file writes it (and saved as an import writes it).
+Row = EventRow | ChairmanshipRow | OrganisationRow
+_SECTIONS: dict[str, type[Row]] = {
+    "events": EventRow,
+    "chairmanships": ChairmanshipRow,
+    "organisations": OrganisationRow,
+}
+_DATE_FIELDS = ("start", "end", "founded")
+
+
+def _row_to_json(row: Row) -> dict[str, Any]:
+    """A row as stored with a pending operation; its model's ``model_validate`` reads it
+    back equal (dates as they are written in data files, a rotation rule as stored)."""
+    data = row.model_dump(mode="json")
+    for name in _DATE_FIELDS:
+        if name in data:
+            value = getattr(row, name)
+            data[name] = value.literal if value is not None else None
+    if isinstance(row, OrganisationRow):
+        data["rotation_rule"] = row.rotation_rule.to_json() if row.rotation_rule else None
+    return data
+
+
+def _section(row: Row) -> str:
+    return next(name for name, model in _SECTIONS.items() if isinstance(row, model))
 
 
 @dataclass(frozen=True)
 class PendingOperation:
     """A change shown to an operator, waiting for Save or Cancel."""
 
-    row: EventRow
-    before: EventRow | None  # the event as shown; None for a new event
+    row: Row
+    before: Row | None  # the row as shown; None for a new event or chairmanship
     preview: str  # the preview's HTML, kept to mark it saved or cancelled
 
     def to_json(self) -> dict[str, Any]:
         before = _row_to_json(self.before) if self.before else None
-        return {"row": _row_to_json(self.row), "before": before, "preview": self.preview}
+        return {
+            "section": _section(self.row),
+            "row": _row_to_json(self.row),
+            "before": before,
+            "preview": self.preview,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PendingOperation:
+        # Operations stored before chairs and organisations could wait are events.
+        model = _SECTIONS[data.get("section", "events")]
         before = data["before"]
         return cls(
-            EventRow.model_validate(data["row"]),
-            None if before is None else EventRow.model_validate(before),
+            model.model_validate(data["row"]),
+            None if before is None else model.model_validate(before),
             data["preview"],
         )
 
@@ -197,7 +226,7 @@ class PendingOperation:
 # --- who may ----------------------------------------------------------------------------
 
 
-async def _refuse(update: Update, context: BotContext, what: str) -> None:
+async def refuse(update: Update, context: BotContext, what: str) -> None:
     user = update.effective_user
     log.info("refused %s from user %s (not an operator)", what, user.id if user else None)
     _ = context.tr.gettext
@@ -208,10 +237,10 @@ async def _refuse(update: Update, context: BotContext, what: str) -> None:
         await answer(update, context, Reply(esc(text)))
 
 
-async def _allowed(update: Update, context: BotContext, what: str) -> bool:
+async def allowed(update: Update, context: BotContext, what: str) -> bool:
     """Whether an operator asks, in a private chat; answers everyone else."""
     if not is_operator(update, context):
-        await _refuse(update, context, what)
+        await refuse(update, context, what)
         return False
     chat = update.effective_chat
     if chat is None or chat.type != TelegramChatType.PRIVATE:
@@ -225,8 +254,8 @@ async def _allowed(update: Update, context: BotContext, what: str) -> bool:
 # --- pending operations -----------------------------------------------------------------
 
 
-async def _ask_to_save(
-    update: Update, context: BotContext, text: str, row: EventRow, before: EventRow | None
+async def ask_to_save(
+    update: Update, context: BotContext, text: str, row: Row, before: Row | None
 ) -> None:
     """Show ``text`` with Save and Cancel; the change waits under a fresh token (the
     operator's oldest waiting changes go beyond ``MAX_PENDING``)."""
@@ -261,7 +290,7 @@ async def button(update: Update, context: BotContext, action: callbacks.Operatio
         return
     _ = context.tr.gettext
     if not is_operator(update, context):
-        await _refuse(update, context, "an operation button")
+        await refuse(update, context, "an operation button")
         return
     chat = update.effective_chat
     claimed = None
@@ -293,6 +322,8 @@ def _marked(preview: str, outcome: str) -> str:
 async def _save(context: BotContext, operation: PendingOperation, user_id: int) -> str:
     """Write the operation; what to tell the operator (HTML)."""
     _ = context.tr.gettext
+    if not isinstance(operation.row, EventRow):
+        return await _save_fact(context, operation, user_id)
     services = context.services
     changed_by = f"operator {user_id}"
     now = context.clock.now()
@@ -304,6 +335,7 @@ async def _save(context: BotContext, operation: PendingOperation, user_id: int) 
                     session, operation.row, changed_by=changed_by, now=now, planner=planner
                 )
             else:
+                assert isinstance(operation.before, EventRow)
                 row = operation.row
                 report = await save_event(
                     session,
@@ -321,14 +353,48 @@ async def _save(context: BotContext, operation: PendingOperation, user_id: int) 
             )
         )
     except DatasetError as exc:
-        problems = "; ".join(problem.message for problem in exc.problems)
-        return "⚠️ " + _("Nothing was saved: {problems}", problems=esc(problems))
+        return _not_saved(exc, context.tr)
     log.info("user %s saved event %s: %s", user_id, row.id, report.summary())
     await services.dispatcher.poke()
     if operation.before is None:
         command = f"<code>/event {esc(row.id)}</code>"
         return "✅ " + _("Saved as {command}.", command=command)
     return "✅ " + esc(_("Saved."))
+
+
+async def _save_fact(context: BotContext, operation: PendingOperation, user_id: int) -> str:
+    """Write a chairmanship or an organisation; what to tell the operator (HTML)."""
+    _ = context.tr.gettext
+    row, before = operation.row, operation.before
+    assert isinstance(row, ChairmanshipRow | OrganisationRow)
+    assert before is None or isinstance(before, ChairmanshipRow | OrganisationRow)
+    services = context.services
+    try:
+        async with services.database.transaction() as session:
+            report = await save_fact(
+                session,
+                row,
+                before=before,
+                changed_by=f"operator {user_id}",
+                now=context.clock.now(),
+                planner=services.dispatcher.planner,
+            )
+    except (FactConflict, IntegrityError):  # IntegrityError: the same new row, saved twice
+        return "⚠️ " + esc(
+            _(
+                "This was changed since the preview, so nothing was saved. "
+                "Open /review again to start from the data as they are now."
+            )
+        )
+    except DatasetError as exc:
+        return _not_saved(exc, context.tr)
+    log.info("user %s saved %s: %s", user_id, _section(row), report.summary())
+    return "✅ " + esc(_("Saved."))
+
+
+def _not_saved(exc: DatasetError, tr: Translator) -> str:
+    problems = "; ".join(problem.message for problem in exc.problems)
+    return "⚠️ " + tr.gettext("Nothing was saved: {problems}", problems=esc(problems))
 
 
 # --- reading what operators type --------------------------------------------------------
@@ -508,6 +574,8 @@ def _change_lines(
                 new=esc("; ".join(new.sources) or "—"),
             )
         )
+    if old.checked != new.checked:
+        lines.append(render.checked_change(old.checked, new.checked, tr))
     return lines
 
 
@@ -560,6 +628,17 @@ def _stats_text(stats: OperatorStats, zone: str, now: dt.datetime, tr: Translato
     if not stats.next_due:
         lines.append(esc(_("Nothing is planned yet.")))
     lines.append(esc(_("Reminders are planned a few hours ahead; later ones are not listed yet.")))
+    if stats.review_queue is not None:
+        lines += ["", bold(_("Review queue"))]
+        if stats.review_queue:
+            waiting = tr.ngettext(
+                "{count} item needs a person: /review",
+                "{count} items need a person: /review",
+                stats.review_queue,
+            )
+        else:
+            waiting = _("Nothing needs a person.")
+        lines.append(esc(waiting))
     return "\n".join(lines)
 
 
@@ -695,7 +774,7 @@ async def _prompt(
 
 async def addevent(update: Update, context: BotContext) -> None:
     """/addevent: start the dialogue that adds an event (again, if one was under way)."""
-    if not await _allowed(update, context, "/addevent"):
+    if not await allowed(update, context, "/addevent"):
         return
     chat, user = update.effective_chat, update.effective_user
     assert chat is not None and user is not None
@@ -875,7 +954,7 @@ async def _show_new_event(update: Update, context: BotContext, draft: Draft) -> 
         await _cannot_save(update, context, problems)
         return
     heading = "🆕 " + bold(_("New event: check it, then save it"))
-    await _ask_to_save(update, context, f"{heading}\n\n{_card_text(view, context)}", row, None)
+    await ask_to_save(update, context, f"{heading}\n\n{_card_text(view, context)}", row, None)
 
 
 async def _cannot_save(update: Update, context: BotContext, problems: Sequence[str]) -> None:
@@ -952,7 +1031,7 @@ async def _current(update: Update, context: BotContext, key: str) -> EventRow | 
     return row
 
 
-async def _show_change(update: Update, context: BotContext, old: EventRow, new: EventRow) -> None:
+async def show_change(update: Update, context: BotContext, old: EventRow, new: EventRow) -> None:
     """Old → new and the card as it would be, under Save and Cancel."""
     _ = context.tr.gettext
     if new == old:
@@ -970,7 +1049,7 @@ async def _show_change(update: Update, context: BotContext, old: EventRow, new: 
     lines.append(f"{esc(render.event_title(old_view, context.tr))} · <code>{esc(old.id)}</code>")
     lines += _change_lines(old, new, old_view, new_view, context.tr)
     lines += ["", _card_text(new_view, context)]
-    await _ask_to_save(update, context, "\n".join(lines), new, old)
+    await ask_to_save(update, context, "\n".join(lines), new, old)
 
 
 async def _propose(
@@ -985,7 +1064,7 @@ async def _propose(
     except ValidationError as exc:
         await _cannot_save(update, context, [str(error["msg"]) for error in exc.errors()])
         return
-    await _show_change(update, context, old, new)
+    await show_change(update, context, old, new)
 
 
 async def _edited(context: BotContext, old: EventRow, name: str, value: str) -> EventRow:
@@ -1020,7 +1099,7 @@ async def _edited(context: BotContext, old: EventRow, name: str, value: str) -> 
 
 async def editevent(update: Update, context: BotContext) -> None:
     """/editevent ID FIELD VALUE"""
-    if not await _allowed(update, context, "/editevent"):
+    if not await allowed(update, context, "/editevent"):
         return
     _ = context.tr.gettext
     words = _arguments(update, 3)
@@ -1039,7 +1118,7 @@ async def editevent(update: Update, context: BotContext) -> None:
 
 async def postpone(update: Update, context: BotContext) -> None:
     """/postpone ID NEW_START [NEW_END]"""
-    if not await _allowed(update, context, "/postpone"):
+    if not await allowed(update, context, "/postpone"):
         return
     _ = context.tr.gettext
     words = _arguments(update, 3)
@@ -1073,7 +1152,7 @@ async def cancel_event(update: Update, context: BotContext) -> None:
             text += "\n" + esc(_("To cancel an event: /cancel EVENT_ID [reason]."))
         await answer(update, context, Reply(text))
         return
-    if not await _allowed(update, context, "/cancel"):
+    if not await allowed(update, context, "/cancel"):
         return
     old = await _current(update, context, words[0])
     if old is None:
@@ -1089,7 +1168,7 @@ async def cancel_event(update: Update, context: BotContext) -> None:
 
 async def setstatus(update: Update, context: BotContext) -> None:
     """/setstatus ID STATUS"""
-    if not await _allowed(update, context, "/setstatus"):
+    if not await allowed(update, context, "/setstatus"):
         return
     _ = context.tr.gettext
     words = _arguments(update, 2)
@@ -1171,11 +1250,13 @@ async def data_file(update: Update, context: BotContext) -> None:
 
 async def stats(update: Update, context: BotContext) -> None:
     """/stats: chats, subscriptions, recent deliveries and the next ones due."""
-    if not await _allowed(update, context, "/stats"):
+    if not await allowed(update, context, "/stats"):
         return
     now = context.clock.now()
     async with context.services.database.sessions() as session:
-        found = await operator_stats(session, now)
+        found = await operator_stats(session, now, catalogue=context.catalogue)
+    if found.review_queue is not None:
+        context.services.metrics.review_queue.set(found.review_queue)
     text = _stats_text(found, context.chat_view.timezone, now, context.tr)
     await answer(update, context, Reply(text))
 
