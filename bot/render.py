@@ -284,6 +284,8 @@ def countdown(event: EventView, chat: ChatView, now: dt.datetime, tr: Translator
         # A month or a year that has begun says nothing about whether the meeting has.
         precise = event.start.precision in (Precision.TIME, Precision.DAY)
         return _("under way now") if precise else None
+    if event.start.precision is Precision.YEAR:
+        return None  # "in about 4 weeks" to 1 January would be a made-up date
     if event.is_timed:
         delta = event.starts_at - now
         # 0.95: "in 1 day" a second before a day, not "in 24 hours".
@@ -514,7 +516,7 @@ def term_end_line(ended: TermEnd, today: dt.date, tr: Translator) -> str:
     country = country_name(ended.chair.country, tr)
     summit = ended.handover
     if summit is not None and not ended.handover_recorded:
-        what = f"{event_title(summit, tr)} ({format_dates(summit.start, summit.end, tr)})"
+        what = f"{event_title(summit, tr)}, {format_dates(summit.start, summit.end, tr)}"
         if ended.last_day is not None and ended.last_day < today:
             text = _(
                 "{country}'s term was due to end at {summit}; what happened there and the "
@@ -585,10 +587,19 @@ def chairs_on(
 
 
 def chairs_during(
-    label: str, chairs: Sequence[OrganisationChairs], today: dt.date, tr: Translator
+    label: str,
+    last: dt.date,
+    chairs: Sequence[OrganisationChairs],
+    today: dt.date,
+    tr: Translator,
 ) -> Reply:
+    """/chairs 2024 (or a month): everyone in the chair during the period that ends ``last``."""
     _ = tr.gettext
-    return _chairs_reply(_("Who chaired what in {period}", period=label), chairs, today, tr)
+    if last < today:
+        heading = _("Who chaired what in {period}", period=label)
+    else:
+        heading = _("Who chairs what in {period}", period=label)
+    return _chairs_reply(heading, chairs, today, tr)
 
 
 def _chairs_reply(
@@ -746,7 +757,9 @@ def not_found(what: str, suggestions: Sequence[Suggestion], tr: Translator) -> R
     return Reply(text)
 
 
-def search_results(query: str, results: SearchResults, tr: Translator) -> Reply:
+def search_results(
+    query: str, results: SearchResults, tr: Translator, now: dt.datetime | None = None
+) -> Reply:
     _ = tr.gettext
     if not results.organisations and not results.events:
         return not_found(query, results.suggestions, tr)
@@ -762,7 +775,7 @@ def search_results(query: str, results: SearchResults, tr: Translator) -> Reply:
             ]
         )
     for event in results.events:
-        lines.append(f"📅 {esc(event_line(event, tr))}")
+        lines.append(f"📅 {esc(event_line(event, tr, now))}")
         buttons.append(
             [
                 InlineKeyboardButton(

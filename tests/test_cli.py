@@ -67,6 +67,23 @@ async def test_console_answers_a_script_and_presses_buttons(tmp_path: Path) -> N
     assert "<b>" not in out  # HTML is rendered as text
 
 
+async def test_the_console_on_2_january_2027_shows_the_calendar_year_chairs_moved_on(
+    tmp_path: Path,
+) -> None:
+    script = "/chairs\n/help\n"
+    code, out, err = await summitbot(
+        tmp_path, "console", "--language", "en", "--now", "2027-01-02", stdin=script
+    )
+    assert code == 0, err
+    assert "Who chairs what on 2 January 2027" in out
+    assert "Russia's term ended on 31 December 2026; the successor is not recorded." in out
+    assert "By rotation expected: Tajikistan for 2027 (a projection, unconfirmed)" in out
+    assert "Turkmenistan's term ended on 31 December 2026" in out
+    assert "By rotation expected: Uzbekistan for 2027 (a projection, unconfirmed)" in out
+    assert "Russia: 1 Jan" not in out  # not shown as if it ran on
+    assert "The data were last checked on 7 December 2026." in out
+
+
 async def test_import_reports_every_problem_and_writes_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(

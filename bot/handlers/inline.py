@@ -134,7 +134,7 @@ async def inline_query(update: Update, context: BotContext) -> None:
             continue
         shown = item.next_occurrence(now) or item
         reply = render.event_card(shown, chat, now, tr)
-        title, line = render.event_title(shown, tr), render.event_line(shown, tr)
+        title, line = render.event_title(shown, tr), render.event_line(shown, tr, now)
         results.append(_article(f"e:{item.key}", title, line, reply, tr, defaults))
     await query.answer(
         [],  # the results as JSON instead (see the module's docstring)

@@ -30,7 +30,7 @@ async def _search(update: Update, context: BotContext, text: str) -> None:
     if results.exact_organisation is not None:
         await show_organisation(update, context, results.exact_organisation.key)
         return
-    await answer(update, context, render.search_results(text, results, context.tr))
+    await answer(update, context, render.search_results(text, results, context.tr, now))
 
 
 async def search(update: Update, context: BotContext) -> None:
