@@ -1440,29 +1440,43 @@ def review_counts(queue: ReviewQueue, tr: Translator) -> list[str]:
     counts = dict.fromkeys(ReviewKind, 0)
     for item in queue.items:
         counts[item.kind] += 1
-    texts = {
-        ReviewKind.LAPSED: (
-            "{count} event whose dates passed with no outcome recorded",
-            "{count} events whose dates passed with no outcome recorded",
-        ),
-        ReviewKind.TERM_ENDED: (
-            "{count} chair whose term ended with no successor recorded",
-            "{count} chairs whose term ended with no successor recorded",
-        ),
-        ReviewKind.UNDATED: (
-            "{count} event expected in this period without dates",
-            "{count} events expected in this period without dates",
-        ),
-        ReviewKind.UNCHECKED: (
-            "{count} fact not checked for over 90 days",
-            "{count} facts not checked for over 90 days",
-        ),
-        ReviewKind.WEAKLY_SOURCED: (
-            "{count} event of low confidence with one source or none",
-            "{count} events of low confidence with one source or none",
-        ),
-    }
-    return [tr.ngettext(*texts[kind], count) for kind, count in counts.items() if count]
+    lines = []
+    for kind, count in counts.items():
+        if not count:
+            continue
+        match kind:
+            case ReviewKind.LAPSED:
+                text = tr.ngettext(
+                    "{count} event whose dates passed with no outcome recorded",
+                    "{count} events whose dates passed with no outcome recorded",
+                    count,
+                )
+            case ReviewKind.TERM_ENDED:
+                text = tr.ngettext(
+                    "{count} chair whose term ended with no successor recorded",
+                    "{count} chairs whose term ended with no successor recorded",
+                    count,
+                )
+            case ReviewKind.UNDATED:
+                text = tr.ngettext(
+                    "{count} event expected in this period without dates",
+                    "{count} events expected in this period without dates",
+                    count,
+                )
+            case ReviewKind.UNCHECKED:
+                text = tr.ngettext(
+                    "{count} fact not checked for over 90 days",
+                    "{count} facts not checked for over 90 days",
+                    count,
+                )
+            case ReviewKind.WEAKLY_SOURCED:
+                text = tr.ngettext(
+                    "{count} event of low confidence with one source or none",
+                    "{count} events of low confidence with one source or none",
+                    count,
+                )
+        lines.append(text)
+    return lines
 
 
 def review_notice(queue: ReviewQueue, chat: ChatView, now: dt.datetime, tr: Translator) -> Reply:
