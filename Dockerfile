@@ -1,4 +1,4 @@
-# summitbot in a container: `summitbot webhook` on port 8080 (see README "Deployment").
+# summitbot in a container: `summitbot webhook` on port 8080 (see docs/deployment.md).
 FROM python:3.11-slim AS build
 WORKDIR /src
 # The locked versions first (a layer that changes only with the lock), then the project

@@ -1,1 +1,1 @@
-"""Benchmarks (not part of the test run): ``python -m bench``, see the README."""
+"""Benchmarks (not part of the test run): ``python -m bench``, see docs/benchmarks.md."""

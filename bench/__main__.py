@@ -2,8 +2,8 @@
 
 Each benchmark writes ``<name>.json`` and ``<name>.md`` into the output directory; this
 then writes ``summary.md`` from every ``<name>.md`` there, in the order below, and (for
-the default directory) puts the same figures into the README between its
-``<!-- bench:results -->`` markers, so the README always quotes the committed results.
+the default directory) puts the same figures into docs/benchmarks.md between its
+``<!-- bench:results -->`` markers, so the docs always quote the committed results.
 The benchmarks are not part of the test run (pytest collects tests/ only).
 """
 
@@ -23,7 +23,7 @@ from bench.output import DEFAULT_OUT_DIR
 
 BENCHMARKS = ("fanout", "broadcast", "latency", "scale", "plot")
 DEFAULT_OUT = DEFAULT_OUT_DIR
-README = Path(__file__).resolve().parent.parent / "README.md"
+BENCHMARKS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 START_MARK, END_MARK = "<!-- bench:results -->", "<!-- /bench:results -->"
 
 
@@ -52,16 +52,18 @@ def write_summary(out_dir: Path) -> Path:
     return summary
 
 
-def quote_in_readme(summary: Path, readme: Path = README) -> bool:
-    """Put the summary (headings one level down, images from bench/results/) in the README."""
-    text = readme.read_text()
+def quote_in_docs(summary: Path, page: Path = BENCHMARKS_PAGE) -> bool:
+    """Put the summary (headings one level down, images from bench/results/) in
+    docs/benchmarks.md."""
+    text = page.read_text()
     start, end = text.find(START_MARK), text.find(END_MARK)
     if start < 0 or end < start:
         return False
     body = summary.read_text().replace("# Benchmark results\n\n", "", 1)
     body = body.replace("\n## ", "\n#### ")
-    body = re.sub(r"\]\((?![a-z]+:|/|#)", "](bench/results/", body)  # relative links only
-    readme.write_text(text[: start + len(START_MARK)] + "\n" + body + "\n" + text[end:])
+    # Relative links only, from docs/ to bench/results/.
+    body = re.sub(r"\]\((?![a-z]+:|/|#)", "](../bench/results/", body)
+    page.write_text(text[: start + len(START_MARK)] + "\n" + body + "\n" + text[end:])
     return True
 
 
@@ -96,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             print(markdown.read_text(), flush=True)
     summary = write_summary(args.out)
     print(f"summary: {summary}")
-    if args.out.resolve() == DEFAULT_OUT and quote_in_readme(summary):
-        print(f"README: figures updated from {summary}")
+    if args.out.resolve() == DEFAULT_OUT and quote_in_docs(summary):
+        print(f"docs/benchmarks.md: figures updated from {summary}")
     return 1 if failed else 0
 
 

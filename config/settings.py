@@ -29,7 +29,7 @@ def default_database_url() -> str:
 
 
 class Settings(BaseSettings):
-    """Everything an operator can configure. See the README's settings table."""
+    """Everything an operator can configure. See the configuration table in docs/deployment.md."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 

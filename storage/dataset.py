@@ -1,7 +1,7 @@
 """The data files people edit: reading and checking them, importing them, exporting them.
 
 A data file is YAML with any of the sections ``places``, ``organisations``,
-``chairmanships`` and ``events`` (the README documents every field). An import
+``chairmanships`` and ``events`` (docs/data-files.md documents every field). An import
 is all or nothing: every problem in every file is reported with its file and
 line, and nothing is written unless there are none. Rows are matched by their
 keys, so importing a newer file updates rows in place and never duplicates them.
