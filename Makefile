@@ -59,7 +59,7 @@ $(BENCH_STAMP): $(STAMP) $(LOCKS)/bench.txt
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy bot storage config bench
+	$(BIN)/mypy bot storage config bench tests
 
 ## Extract the bot's strings into bot/locales/messages.pot and merge them into every
 ## catalogue (bot/locales/<lang>/LC_MESSAGES/messages.po). Translate, then `make test`.

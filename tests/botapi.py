@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -107,9 +107,11 @@ class LocalBotApi:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
+        # aiohttp annotates ``_server`` as an AbstractServer, which has no sockets; a
+        # TCPSite's is the asyncio.Server that ``loop.create_server`` returned.
+        server = cast(asyncio.Server | None, site._server)
         assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         self._closing = True

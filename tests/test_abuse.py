@@ -13,6 +13,8 @@ from bot.clock import FixedClock
 from bot.render import Reply
 from storage.database import Database
 from storage.models import Chat, Delivery, Subscription
+from storage.queries import EventFilter
+from storage.views import EventPage
 from tests.botapi import LocalBotApi
 from tests.conftest import StartBot
 from tests.factories import QUIET, START, TEST_EVENT, load, plain
@@ -65,12 +67,14 @@ async def test_a_repeated_request_is_answered_from_the_cache(
         calls = 0
         original = catalogue.events
 
-        async def counting(*args: object, **kwargs: object) -> object:
+        async def counting(
+            query: EventFilter, now: dt.datetime, *args: int, **kwargs: int
+        ) -> EventPage:
             nonlocal calls
             calls += 1
-            return await original(*args, **kwargs)  # type: ignore[arg-type]
+            return await original(query, now, *args, **kwargs)
 
-        catalogue.events = counting  # type: ignore[method-assign]
+        catalogue.events = counting  # type: ignore[method-assign]  # a stand-in counting reads
         second = await bot_api.reply_to(bot_api.message("/upcoming", chat_id=7200))
     assert second.text == first.text
     assert calls == 0

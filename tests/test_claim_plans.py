@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
+import aiosqlite
 import pytest
 from sqlalchemy import event, select
 
@@ -67,7 +68,9 @@ async def test_a_claim_looks_rows_up_by_key_not_by_status_or_event(
     assert (batch.candidates, batch.skipped) == (200, 200)
     plans = []
     async with database.engine.connect() as connection:
-        raw = (await connection.get_raw_connection()).driver_connection
+        # SQLAlchemy types every driver's connection as Optional[Any]; a checked-out
+        # connection of the aiosqlite dialect has the aiosqlite.Connection here.
+        raw = cast(aiosqlite.Connection, (await connection.get_raw_connection()).driver_connection)
         for statement, parameters in statements:
             rows = await raw.execute_fetchall(f"EXPLAIN QUERY PLAN {statement}", parameters)
             plans.append(" / ".join(str(row[3]) for row in rows))

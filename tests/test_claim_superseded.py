@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+from typing import Literal
 
 import pytest
 from sqlalchemy import select, text
@@ -114,18 +115,19 @@ async def test_only_reminders_are_superseded_and_only_within_their_event(
     ],
 )
 async def test_a_due_sibling_supersedes_whatever_its_status(
-    database: Database, database_url: str, sibling: DeliveryStatus | str
+    database: Database, database_url: str, sibling: DeliveryStatus | Literal["retrying"]
 ) -> None:
     """As bdd663d had it: any due hour-ahead reminder of the occurrence, sent, skipped,
     failed, claimed by another worker or pending a retry, supersedes the day-ahead one."""
     events = await _events(database, database_url)
     await _chats(database, [802])
     extra: dict[str, object] = {}
-    status = sibling
     if sibling == "retrying":
         status, extra = DeliveryStatus.PENDING, {"not_before": NOW + dt.timedelta(hours=1)}
-    elif sibling is DeliveryStatus.CLAIMED:
-        extra = {"claimed_by": "someone-else", "claimed_at": NOW}
+    else:
+        status = sibling
+        if sibling is DeliveryStatus.CLAIMED:
+            extra = {"claimed_by": "someone-else", "claimed_at": NOW}
     async with database.transaction() as session:
         session.add_all(
             [

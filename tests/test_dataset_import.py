@@ -71,7 +71,7 @@ def assert_problems(found: list[tuple[str, int, str]], expected: list[tuple[Any,
 async def counts(db: Database) -> dict[str, int]:
     async with db.transaction() as session:
         return {
-            name: await session.scalar(select(func.count()).select_from(model))
+            name: (await session.execute(select(func.count()).select_from(model))).scalar_one()
             for name, model in TABLES.items()
         }
 

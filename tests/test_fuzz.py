@@ -53,7 +53,7 @@ import logging
 import os
 import traceback
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -835,8 +835,8 @@ class RecordingEmulator(BotApiEmulator):
     def call(
         self,
         method: str,
-        raw_parameters: Any,
-        files: dict[str, UploadedFile] | None = None,
+        raw_parameters: Mapping[str, Any],
+        files: Mapping[str, UploadedFile] | None = None,
     ) -> Any:
         try:
             return super().call(method, raw_parameters, files)
@@ -1197,8 +1197,8 @@ class FuzzedBot:
             )
             for row in rows.all():
                 subscriptions.setdefault(row.chat_id, []).append(tuple(row))
-        for rows in subscriptions.values():
-            rows.sort(key=repr)
+        for listed in subscriptions.values():
+            listed.sort(key=repr)
         return Snapshot(catalogue, chats, subscriptions)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import cast
 
 import pytest
 
@@ -43,7 +44,9 @@ async def test_writes_made_ready_together_go_in_one_transaction() -> None:
         await asyncio.sleep(0)
         return await commits.submit(item)
 
-    assert await asyncio.gather(commits.submit(1), a_turn_later(2)) == ["row 1", "row 2"]
+    # typeshed gives a gather of two awaitables a tuple; asyncio's gather returns a list.
+    together = cast(list[str], await asyncio.gather(commits.submit(1), a_turn_later(2)))
+    assert together == ["row 1", "row 2"]
     assert ledger.transactions == [[1, 2]]
 
 

@@ -9,6 +9,7 @@ import pytest
 from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InlineQueryResult,
     InlineQueryResultArticle,
     InputTextMessageContent,
 )
@@ -62,7 +63,9 @@ async def _answers(database_url: str, monkeypatch: pytest.MonkeyPatch, *, by_ptb
                 input_message_content=InputTextMessageContent(directional(reply.text, tr)[:4096]),
                 reply_markup=reply.inline_keyboard,
             )
-            return ptb_bot._insert_defaults_for_ilq_results(result).to_dict()
+            # PTB's ExtBot marks this @no_type_check, which drops its annotation.
+            with_defaults: InlineQueryResult = ptb_bot._insert_defaults_for_ilq_results(result)
+            return with_defaults.to_dict()
 
         monkeypatch.setattr(inline, "_article", article)
     async with bot.running():

@@ -129,7 +129,9 @@ async def test_the_scope_of_a_request_ends_with_it() -> None:
 
     with one_revision():
         scope = queries._request_revision.get()
-        assert scope is not None and scope.open
+        assert scope is not None
+        open_within = scope.open  # a name: mypy would keep ``scope.open`` True past the block
+        assert open_within
     assert not scope.open
     assert queries._request_revision.get() is None
 

@@ -167,7 +167,7 @@ async def test_nothing_new_is_sent_while_the_database_is_unreachable(
     async with start_bot(database_url=proxy.url_for(database_url), **QUIET) as app:
         await subscribed(bot_api, chats)
         dispatcher = app.bot_data.services.dispatcher
-        sent_while_cut: list[int] = []
+        sent_while_cut: list[int | None] = []
 
         def count(call: ApiCall) -> None:
             if "⏰" in call.text and proxy.cut_off:
@@ -283,7 +283,7 @@ async def test_nothing_not_yet_taken_up_is_sent_while_the_database_is_away(
         loop = asyncio.get_running_loop()
         taken = track_taken(monkeypatch)  # chats whose delivery a sender has taken up
         taken_at_cut: set[int] = set()
-        sent_while_cut: list[int] = []
+        sent_while_cut: list[int | None] = []
         write = sender._send_ledger.write
 
         async def write_then_cut(renewals: Any, sent: Any, now: Any) -> set[int]:

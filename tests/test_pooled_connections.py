@@ -9,6 +9,7 @@ use a moment ago costs no round trip of its own.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 
 from storage import database as database_module
 from storage.database import Database
@@ -67,7 +69,7 @@ class Pinged:
     """A database whose dialect's pings (each one or three round trips) are recorded."""
 
     database: Database
-    pings: list[object] = field(default_factory=list)
+    pings: list[DBAPIConnection] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -76,7 +78,7 @@ async def pinged(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
     dialect = recorded.database.engine.dialect
     ping = dialect.do_ping
 
-    def counted(dbapi_connection: object) -> bool:
+    def counted(dbapi_connection: DBAPIConnection) -> bool:
         recorded.pings.append(dbapi_connection)
         return ping(dbapi_connection)
 
@@ -104,9 +106,9 @@ async def test_a_connection_idle_for_a_while_is_pinged_first(
     pinged: Pinged, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert await _read(pinged.database) == 1
-    now = database_module.time.monotonic()
+    now = time.monotonic()  # storage.database's clock: it reads ``time.monotonic()``
     later = now + database_module.IDLE_PING_SECONDS + 1
-    monkeypatch.setattr(database_module.time, "monotonic", lambda: later)
+    monkeypatch.setattr(time, "monotonic", lambda: later)
     assert await _read(pinged.database) == 1
     assert len(pinged.pings) == 1
 

@@ -188,11 +188,12 @@ def _reminders(bot_api: LocalBotApi) -> Counter[int]:
     """Reminders received, by chat (of the seeded chats)."""
     seeded = range(FIRST_CHAT, FIRST_CHAT + CHATS)
     return Counter(
-        call.chat_id
+        chat_id
         for call in bot_api.calls
         if call.method == "sendMessage"
         and call.status == 200
-        and call.chat_id in seeded
+        and (chat_id := call.chat_id) is not None
+        and chat_id in seeded
         and "⏰" in call.text
     )
 

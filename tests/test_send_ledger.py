@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
+from typing import cast
 
+import aiosqlite
 import pytest
 from sqlalchemy import select, text
 
@@ -66,7 +68,8 @@ async def test_marks_and_renewals_read_as_the_orm_writes_them(
     after = await rows(database)
     assert (after[first].status, after[first].message_id) == (DeliveryStatus.SENT, 901)
     assert (after[fourth].status, after[fourth].message_id) == (DeliveryStatus.SENT, None)
-    assert after[first].finished_at == NOW and after[first].finished_at.tzinfo is not None
+    finished_at = after[first].finished_at
+    assert finished_at == NOW and finished_at.tzinfo is not None
     assert after[second].status is DeliveryStatus.CLAIMED and after[second].claimed_at == NOW
     assert after[theirs].claimed_at == NOW - dt.timedelta(hours=1)
     # Instants compare as the ORM's do in SQL: a claim renewed at NOW is not abandoned
@@ -85,11 +88,13 @@ async def test_a_group_looks_its_rows_up_by_key_however_many_are_claimed(
     if not database.is_sqlite:
         pytest.skip("SQLite's planner (PostgreSQL plans by its statistics)")
     statement = send_ledger._SQLITE_WRITE.format(rows=", ".join(["(?, ?, ?)"] * 6))
-    parameters = ["sent", "now", "now"]
+    parameters: list[str | int | None] = ["sent", "now", "now"]
     for n, delivery_id in enumerate(claimed):
         parameters += (delivery_id, int(n < 2), 900 + n if n < 2 else None)
     async with database.engine.connect() as connection:
-        raw = (await connection.get_raw_connection()).driver_connection
+        # SQLAlchemy types every driver's connection as Optional[Any]; a checked-out
+        # connection of the aiosqlite dialect has the aiosqlite.Connection here.
+        raw = cast(aiosqlite.Connection, (await connection.get_raw_connection()).driver_connection)
         rows = await raw.execute_fetchall(
             f"EXPLAIN QUERY PLAN {statement}", (*parameters, "claimed", WORKER)
         )

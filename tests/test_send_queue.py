@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from typing import Literal
 
 import pytest
 
@@ -15,6 +16,10 @@ from storage.deliveries import ClaimedDelivery
 from storage.models import DeliveryKind
 
 WHEN = dt.datetime(2025, 7, 1, tzinfo=dt.UTC)
+
+# What the ledger logs: each claim (the ids of its batch, or None when there was none
+# left), each renewal and each send (a delivery's id).
+LogEntry = tuple[Literal["claim"], list[int] | None] | tuple[Literal["renew", "send"], int]
 
 
 def deliveries(first: int, count: int) -> list[ClaimedDelivery]:
@@ -31,7 +36,7 @@ class Ledger:
         self.batches = list(batches)
         self.next_id = 1
         self.taken_over = taken_over
-        self.log: list[tuple[str, object]] = []
+        self.log: list[LogEntry] = []
         self.done: list[str] = []
         self.claim_error: Exception | None = None
         self.renew_error: Exception | None = None
@@ -103,7 +108,7 @@ async def test_each_claim_is_renewed_once_and_never_before_a_sender_takes_it_up(
     ledger = Ledger([6])
     sent = await send_all(ledger.queue(), ledger, senders=2)
     assert sorted(sent) == list(range(1, 7))
-    renewals = [delivery_id for kind, delivery_id in ledger.log if kind == "renew"]
+    renewals = [entry[1] for entry in ledger.log if entry[0] == "renew"]
     assert sorted(renewals) == list(range(1, 7))
     # With two senders, at most two renewals are ever ahead of the sends.
     ahead = 0

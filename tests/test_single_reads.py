@@ -7,8 +7,8 @@ aiosqlite's thread instead of nine. Transactions that do write still roll back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, cast
 
 import aiosqlite.core
 import pytest
@@ -35,9 +35,13 @@ def sent_to_sqlite(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """What aiosqlite is asked to do on its thread: one entry a trip (the SQL for
     ``execute``)."""
     trips: list[str] = []
-    execute_on_thread = aiosqlite.core.Connection._execute
+    # aiosqlite leaves its private ``_execute`` unannotated (so an untyped call); it runs
+    # the function on the connection's thread and returns whatever that returned.
+    execute_on_thread = cast(Callable[..., Awaitable[Any]], aiosqlite.core.Connection._execute)
 
-    async def recorded(self: Any, function: Any, *args: Any, **kwargs: Any) -> Any:
+    async def recorded(
+        self: aiosqlite.core.Connection, function: Callable[..., object], *args: Any, **kwargs: Any
+    ) -> Any:
         name = getattr(function, "__name__", "")
         trips.append(args[0].split()[0] if name == "execute" and args else name)
         return await execute_on_thread(self, function, *args, **kwargs)

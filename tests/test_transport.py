@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import cast
 
 import pytest
 from aiohttp import web
@@ -62,8 +63,11 @@ class PlainServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        assert site._server is not None
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        # aiohttp annotates ``_server`` as an AbstractServer, which has no sockets; a
+        # TCPSite's is the asyncio.Server that ``loop.create_server`` returned.
+        server = cast(asyncio.Server | None, site._server)
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -145,7 +149,7 @@ async def test_telegram_errors_become_ptb_exceptions(
     sender: str,
 ) -> None:
     """Through PTB's ``Bot`` and through a fan-out's prepared message (its lean path)."""
-    bot_api.fail("sendMessage", status, description, **extra)  # type: ignore[arg-type]
+    bot_api.fail("sendMessage", status, description, **extra)
     with pytest.raises(expected) as raised:
         if sender == "send_message":
             await api_bot.send_message(CHAT, "hello")
