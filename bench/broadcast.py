@@ -31,8 +31,8 @@ from bench.common import (
     write_results,
 )
 from bench.fanout import copy_of, dispatcher_run, seeded_template
-from bot.dispatcher import delivery_rate, messages_in_flight
-from bot.ratelimit import DeliveryRateLimiter
+from bot.delivery.dispatcher import delivery_rate, messages_in_flight
+from bot.delivery.ratelimit import DeliveryRateLimiter
 from config.settings import Settings
 
 NAME = "broadcast"

@@ -49,8 +49,8 @@ from bench.common import (
 from bench.seed import SUMMIT_START, Audience, fresh_database, postgres_available, seed
 from bot.app import build_application, file_url_for, telegram_request
 from bot.clock import FixedClock
-from bot.dispatcher import MAX_IN_FLIGHT, Dispatcher
-from bot.ratelimit import DeliveryRateLimiter
+from bot.delivery.dispatcher import MAX_IN_FLIGHT, Dispatcher
+from bot.delivery.ratelimit import DeliveryRateLimiter
 from config.settings import Settings
 from storage.database import Database
 from storage.deliveries import PLANNED_UNTIL_KEY

@@ -42,8 +42,8 @@ from bench.catalogue import (
 from bench.common import machine, markdown_table, write_results
 from bench.inprocess import ErrorCounter, InProcessBot, bench_settings
 from bench.output import DEFAULT_OUT_DIR
-from bot import callbacks
 from bot.clock import FixedClock
+from bot.presentation import callbacks
 from storage.database import Database
 from storage.queries import EventFilter, When
 

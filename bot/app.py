@@ -37,7 +37,7 @@ from telegram.request import BaseRequest, HTTPXRequest
 from bot.abuse import FloodGuard, ReplyCache
 from bot.clock import Clock, SystemClock
 from bot.context import BotApplication, BotContext, BotData, Services
-from bot.dispatcher import Dispatcher, messages_in_flight
+from bot.delivery.dispatcher import Dispatcher, messages_in_flight
 from bot.handlers import (
     buttons,
     calendar,
@@ -57,8 +57,8 @@ from bot.handlers import (
 )
 from bot.handlers.chats import remember_chat
 from bot.handlers.errors import error_handler
-from bot.i18n import translator
 from bot.metrics import Metrics, update_type
+from bot.presentation.i18n import translator
 from bot.transports.aiohttp_request import AiohttpRequest
 from config.languages import SUPPORTED_LANGUAGES
 from config.settings import Settings
@@ -231,7 +231,7 @@ async def running(
 ) -> AsyncIterator[BotApplication]:
     """Run the application inside the current event loop, as ``run_polling`` would.
 
-    For ``summitbot run``/``webhook`` (``bot.serve``), the console and the tests, which
+    For ``summitbot run``/``webhook`` (``bot.runtime.serve``), the console and the tests, which
     own their event loop. On the way out: stop taking updates, let the dispatcher
     finish and record its sends, then let PTB finish the handlers in flight.
     """

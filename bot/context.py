@@ -12,9 +12,9 @@ from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
 from bot.abuse import FloodGuard, ReplyCache
 from bot.clock import Clock
-from bot.dispatcher import Dispatcher
-from bot.i18n import Translator, translator
+from bot.delivery.dispatcher import Dispatcher
 from bot.metrics import Metrics
+from bot.presentation.i18n import Translator, translator
 from config.settings import Settings
 from storage.chats import Chats
 from storage.database import Database

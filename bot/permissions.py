@@ -9,8 +9,8 @@ from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 
 from bot.context import BotContext
-from bot.messaging import answer
-from bot.render import Reply, esc
+from bot.presentation.messaging import answer
+from bot.presentation.render import Reply, esc
 
 log = logging.getLogger(__name__)
 

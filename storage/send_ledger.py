@@ -1,7 +1,7 @@
 """The two writes every send makes: its claim renewed shortly before, its "sent" mark after.
 
 These are the only per-message database work of a fan-out, and they run hundreds of
-times a second, grouped by ``bot/group_commit.py``. Through the ORM and SQLAlchemy's
+times a second, grouped by ``bot/delivery/group_commit.py``. Through the ORM and SQLAlchemy's
 async adapters one group cost 3.6 ms of CPU on SQLite (the adapter makes four trips to
 aiosqlite's thread per statement, and SQLAlchemy re-renders the IN list each time), most
 of the dispatcher's time per message. Here they are written on connections held for a
@@ -73,7 +73,7 @@ class SendLedger:
     """Renewals and "sent" marks of one worker, written together, group by group.
 
     Connections are taken from the pool at the first write and kept until ``release``
-    (the end of a sweep): one per write running at once (``bot/group_commit.py`` runs
+    (the end of a sweep): one per write running at once (``bot/delivery/group_commit.py`` runs
     one at a time on SQLite, a few on PostgreSQL). A connection whose write failed is
     discarded, so the next write (the dispatcher retries marks while the database is
     away) opens a new one.

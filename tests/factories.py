@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.send_queue import SendQueue
+from bot.delivery.send_queue import SendQueue
 from bot.transports.emulator import parse_html
 from storage.database import Database
 from storage.dataset import follow_up_import, import_text

@@ -32,7 +32,7 @@ async def summitbot(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot.cli",
+        "bot.runtime.cli",
         *args,
         cwd=tmp_path,
         env=environment(tmp_path, **env),
@@ -168,7 +168,7 @@ async def test_run_serves_telegram_and_never_logs_the_token(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot.cli",
+        "bot.runtime.cli",
         "run",
         cwd=tmp_path,
         env=environment(

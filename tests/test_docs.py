@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.handlers.start import command_descriptions
-from bot.i18n import translator
+from bot.presentation.i18n import translator
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

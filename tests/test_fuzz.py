@@ -4,7 +4,7 @@ the database changes only where the sender may change it.
 Two layers, both with Hypothesis:
 
 * the parsers of what people type and what buttons carry (``bot.handlers.arguments``,
-  ``bot.callbacks.parse``) on arbitrary text return a value or raise their documented
+  ``bot.presentation.callbacks.parse``) on arbitrary text return a value or raise their documented
   error (``BadArgument``, ``ExpiredButton``), never anything else; and every button the
   bot makes parses back to its action;
 * raw update JSON shaped like Telegram's goes through the real application in process
@@ -63,7 +63,6 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from telegram import Update
 
-from bot import callbacks
 from bot.app import build_application, running
 from bot.clock import FixedClock
 from bot.context import BotApplication, BotContext
@@ -75,6 +74,7 @@ from bot.handlers.arguments import (
     parse_name_and_year,
     parse_when,
 )
+from bot.presentation import callbacks
 from bot.transports.emulated import EmulatedRequest
 from bot.transports.emulator import (
     BOT_USER,

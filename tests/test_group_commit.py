@@ -9,7 +9,7 @@ from typing import cast
 
 import pytest
 
-from bot.group_commit import GroupCommit
+from bot.delivery.group_commit import GroupCommit
 
 
 class Ledger:

@@ -15,10 +15,10 @@ from telegram import (
 )
 
 from bench.inprocess import InProcessBot, bench_settings
-from bot import render
 from bot.clock import FixedClock
 from bot.handlers import inline
-from bot.i18n import Translator, directional
+from bot.presentation import render
+from bot.presentation.i18n import Translator, directional
 from tests.conftest import NOW
 
 QUERIES = ("sco", "", "astana", "bishkek summit", "ШОС", "上海合作组织")

@@ -12,9 +12,9 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
-from bot import ics
 from bot.clock import FixedClock
-from bot.i18n import LRI, PDI, RLM, catalogue_path, directional, translator
+from bot.presentation import ics
+from bot.presentation.i18n import LRI, PDI, RLM, catalogue_path, directional, translator
 from bot.transports.emulator import parse_html
 from config.languages import SUPPORTED_LANGUAGES, normalise_language
 from storage.models import ChatType, EventStatus
@@ -322,7 +322,7 @@ def _event(start: str, zone: str | None, end: str | None = None) -> EventView:
 def test_astana_times_for_a_reader_in_berlin_across_both_clock_changes(
     start: str, berlin: str
 ) -> None:
-    from bot.render import event_card
+    from bot.presentation.render import event_card
 
     chat = ChatView(1, ChatType.PRIVATE, None, "en", "Europe/Berlin", True)
     card = plain(event_card(_event(start, "Asia/Almaty"), chat, NOW, translator("en")).text)

@@ -13,8 +13,8 @@ import yaml
 from sqlalchemy import event
 from sqlalchemy import text as sql
 
-from bot import render
-from bot.i18n import translator
+from bot.presentation import render
+from bot.presentation.i18n import translator
 from config.settings import DATASET_DIR
 from storage.chats import Chats
 from storage.database import Database

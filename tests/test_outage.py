@@ -17,8 +17,8 @@ from sqlalchemy.engine import make_url
 from telegram import Bot
 
 from bot.clock import FixedClock
-from bot.dispatcher import Dispatcher
-from bot.prepared_message import PreparedMessage
+from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.prepared_message import PreparedMessage
 from storage.database import Database
 from storage.models import Delivery, DeliveryStatus
 from tests.botapi import ApiCall, LocalBotApi

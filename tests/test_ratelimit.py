@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from bot.dispatcher import delivery_rate, messages_in_flight
-from bot.ratelimit import DeliveryRateLimiter
+from bot.delivery.dispatcher import delivery_rate, messages_in_flight
+from bot.delivery.ratelimit import DeliveryRateLimiter
 from tests.conftest import make_settings
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import FixedClock
 from bot.context import BotApplication
-from bot.dispatcher import Dispatcher, SweepResult, messages_in_flight
+from bot.delivery.dispatcher import Dispatcher, SweepResult, messages_in_flight
 from storage.chats import forget_chat
 from storage.database import Database
 from storage.deliveries import claim_due
@@ -627,7 +627,7 @@ async def test_a_sweep_says_how_long_telegram_and_the_sent_marks_took(
     """With Telegram taking 50 ms to answer, a sweep's sent messages spent at least that
     each on the way, and their marks far less: the sweep and each batch's log line say so."""
     chats = list(range(9151, 9157))
-    caplog.set_level("INFO", logger="bot.dispatcher")
+    caplog.set_level("INFO", logger="bot.delivery.dispatcher")
     async with start_bot(**QUIET, delivery_max_in_flight=3, delivery_rate_limit=False) as app:
         for chat_id in chats:
             await subscribe(bot_api, "test-summit", chat_id=chat_id)

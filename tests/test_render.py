@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from bot import callbacks, render
-from bot.i18n import translator
+from bot.presentation import callbacks, render
+from bot.presentation.i18n import translator
 from bot.transports.emulator import parse_html
 from storage.models import ChatType
 from storage.queries import EventFilter, When

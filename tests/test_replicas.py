@@ -35,7 +35,7 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import make_url
 
-from bot.dispatcher import MAX_IN_FLIGHT
+from bot.delivery.dispatcher import MAX_IN_FLIGHT
 from config.settings import DATASET_DIR
 from storage.database import Database
 from storage.dataset import prepare_database
@@ -160,7 +160,7 @@ def _start(index: int, database_url: str, bot_api: LocalBotApi, workdir: Path) -
     }
     log = workdir / f"replica-{index}.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "webhook"],
+        [sys.executable, "-m", "bot.runtime.cli", "webhook"],
         cwd=workdir,  # no .env from the checkout
         env=env,
         stdout=subprocess.DEVNULL,

@@ -10,10 +10,10 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from bot import callbacks, render
 from bot.clock import FixedClock
 from bot.handlers.operators import PendingOperation
-from bot.i18n import translator
+from bot.presentation import callbacks, render
+from bot.presentation.i18n import translator
 from storage.database import Database
 from storage.dataset import ChairmanshipRow, EventRow, OrganisationRow
 from storage.dates import PartialDate

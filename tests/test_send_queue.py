@@ -11,7 +11,7 @@ from typing import Literal
 
 import pytest
 
-from bot.send_queue import SendQueue
+from bot.delivery.send_queue import SendQueue
 from storage.deliveries import ClaimedDelivery
 from storage.models import DeliveryKind
 

@@ -29,7 +29,7 @@ from telegram.error import (
 )
 from telegram.request import RequestData
 
-from bot.prepared_message import PreparedMessage
+from bot.delivery.prepared_message import PreparedMessage
 from bot.transports.aiohttp_request import AiohttpRequest
 from tests.botapi import LocalBotApi
 from tests.conftest import TEST_TOKEN

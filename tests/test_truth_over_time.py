@@ -11,9 +11,9 @@ import datetime as dt
 
 import pytest
 
-from bot import render
 from bot.clock import FixedClock
-from bot.i18n import Translator, directional, translator
+from bot.presentation import render
+from bot.presentation.i18n import Translator, directional, translator
 from config.languages import SUPPORTED_LANGUAGES
 from storage.aging import Standing, can_be_next, mostly_gone, standing
 from storage.database import Database

@@ -20,10 +20,10 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
-from bot.cli import main
 from bot.clock import FixedClock
 from bot.context import BotApplication
-from bot.serve import WebhookServer
+from bot.runtime.cli import main
+from bot.runtime.serve import WebhookServer
 from config.settings import Settings
 from tests.botapi import LocalBotApi
 from tests.conftest import StartBot

@@ -6,12 +6,12 @@ import logging
 
 from telegram import Update
 
-from bot import callbacks
 from bot.context import BotContext
 from bot.handlers import calendar, channels, chat_settings, operators, review, subscriptions
 from bot.handlers.events import event_reply, list_page, show_event
 from bot.handlers.organisations import organisation_reply, show_organisation
-from bot.messaging import edit
+from bot.presentation import callbacks
+from bot.presentation.messaging import edit
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Calendar files: "Add to calendar" on an event card, and /calendar for all a chat follows.
 
 In webhook mode /calendar also gives the chat's feed address (``/calendar/<token>.ics``
-on the bot's public host, served by ``bot.webhook``): a calendar app subscribed to it
+on the bot's public host, served by ``bot.runtime.webhook``): a calendar app subscribed to it
 stays up to date; "New link" replaces the address.
 """
 
@@ -12,13 +12,13 @@ from urllib.parse import urlsplit
 
 from telegram import InputFile, Update
 
-from bot import ics, render
 from bot.context import BotContext
-from bot.messaging import answer, edit
 from bot.permissions import allowed_or_refused
+from bot.presentation import ics, render
+from bot.presentation.messaging import answer, edit
 from storage.feeds import feed_token
 
-# Feeds live at <public origin>/calendar/<token>.ics (bot.webhook serves them).
+# Feeds live at <public origin>/calendar/<token>.ics (bot.runtime.webhook serves them).
 FEED_PATH_PREFIX = "/calendar/"
 
 

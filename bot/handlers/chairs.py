@@ -6,10 +6,10 @@ from zoneinfo import ZoneInfo
 
 from telegram import Update
 
-from bot import render
 from bot.context import BotContext
 from bot.handlers.arguments import BadArgument, joined, parse_when
-from bot.messaging import answer
+from bot.presentation import render
+from bot.presentation.messaging import answer
 from storage.dates import Precision
 
 

@@ -25,11 +25,11 @@ from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import CommandHandler, filters
 
-from bot import callbacks, render
 from bot.context import BotApplication, BotContext
 from bot.handlers.arguments import joined
-from bot.messaging import answer, edit
 from bot.permissions import ADMIN_STATUSES, is_operator
+from bot.presentation import callbacks, render
+from bot.presentation.messaging import answer, edit
 from config.languages import SUPPORTED_LANGUAGES
 from storage.chats import link_channel, linked_channels
 from storage.deliveries import LEAD_TIME_CHOICES, announce

@@ -14,12 +14,12 @@ from telegram import (
 )
 from telegram.constants import ChatType
 
-from bot import callbacks, render
 from bot.context import BotContext
 from bot.handlers.arguments import joined
-from bot.i18n import translator
-from bot.messaging import answer, edit
 from bot.permissions import allowed_or_refused
+from bot.presentation import callbacks, render
+from bot.presentation.i18n import translator
+from bot.presentation.messaging import answer, edit
 from config.languages import SUPPORTED_LANGUAGES, normalise_language
 from storage.chats import forget_chat
 from storage.dialogues import forget_person

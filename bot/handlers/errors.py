@@ -15,8 +15,8 @@ from telegram.error import Forbidden, TelegramError
 from telegram.ext import ApplicationHandlerStop
 
 from bot.context import BotContext
-from bot.i18n import translator
 from bot.metrics import update_type
+from bot.presentation.i18n import translator
 from config.languages import normalise_language
 from storage.database import is_unavailable
 

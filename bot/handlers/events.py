@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from telegram import Update
 
-from bot import render
 from bot.context import BotContext
 from bot.handlers.arguments import BadArgument, joined, parse_name_and_year
-from bot.messaging import answer
+from bot.presentation import render
+from bot.presentation.messaging import answer
 from storage.queries import EventFilter, When
 from storage.views import OrganisationRef
 

@@ -10,8 +10,8 @@ from telegram.ext import ApplicationHandlerStop
 
 from bot.abuse import cache_key
 from bot.context import BotContext
-from bot.i18n import translator
-from bot.messaging import answer
+from bot.presentation.i18n import translator
+from bot.presentation.messaging import answer
 from config.languages import normalise_language
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from typing import Any
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import Defaults
 
-from bot import render
 from bot.context import BotContext
-from bot.i18n import Translator, directional
+from bot.presentation import render
+from bot.presentation.i18n import Translator, directional
 from storage.queries import EventFilter, When
 from storage.views import EventView, OrganisationRef
 

@@ -12,9 +12,9 @@ from telegram import Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 
-from bot import render
 from bot.context import BotContext
-from bot.i18n import translator
+from bot.presentation import render
+from bot.presentation.i18n import translator
 from storage.models import Chat
 
 log = logging.getLogger(__name__)

@@ -39,13 +39,13 @@ from telegram import (
 from telegram.constants import ChatType as TelegramChatType
 from telegram.ext import ApplicationHandlerStop, CommandHandler, MessageHandler, filters
 
-from bot import callbacks, render
 from bot.context import BotApplication, BotContext
 from bot.handlers import channels
-from bot.i18n import Translator
-from bot.messaging import answer, edit
 from bot.permissions import is_operator
-from bot.render import Reply, bold, esc
+from bot.presentation import callbacks, render
+from bot.presentation.i18n import Translator
+from bot.presentation.messaging import answer, edit
+from bot.presentation.render import Reply, bold, esc
 from storage.dataset import (
     EVENT_KINDS,
     MAX_FILE_BYTES,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from telegram import Update
 
-from bot import render
 from bot.context import BotContext
 from bot.handlers.arguments import joined
-from bot.messaging import answer
+from bot.presentation import render
+from bot.presentation.messaging import answer
 
 
 async def organisation_reply(context: BotContext, key: str) -> render.Reply:

@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 from telegram import Update
 from telegram.ext import CommandHandler
 
-from bot import callbacks, render
 from bot.context import BotApplication, BotContext
 from bot.handlers import operators
-from bot.messaging import answer, edit
+from bot.presentation import callbacks, render
+from bot.presentation.messaging import answer, edit
 from storage.dataset import ChairmanshipRow, EventRow, OrganisationRow
 from storage.dates import PartialDate
 from storage.models import Confidence, EventStatus

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from telegram import Update
 
-from bot import render
 from bot.context import BotContext
 from bot.handlers.arguments import MAX_ARGUMENT_CHARS, joined
 from bot.handlers.events import next_reply
 from bot.handlers.organisations import show_organisation
-from bot.messaging import answer
+from bot.presentation import render
+from bot.presentation.messaging import answer
 from storage.search import asks_for_next
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from telegram import BotCommand, Update
 
 from bot.context import BotContext
-from bot.i18n import Translator
-from bot.messaging import answer
-from bot.render import Reply, bold, esc, format_day
+from bot.presentation.i18n import Translator
+from bot.presentation.messaging import answer
+from bot.presentation.render import Reply, bold, esc, format_day
 from storage.queries import DatasetCurrency
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from telegram import Update
 
-from bot import callbacks, render
 from bot.context import BotContext
 from bot.handlers.arguments import joined
-from bot.messaging import answer, edit
 from bot.permissions import allowed_or_refused
+from bot.presentation import callbacks, render
+from bot.presentation.messaging import answer, edit
 from storage.models import SubscriptionScope
 from storage.search import normalise
 from storage.subscriptions import SubscriptionError, SubscriptionView

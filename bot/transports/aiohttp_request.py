@@ -106,7 +106,7 @@ class AiohttpRequest(BaseRequest):
         """POST a JSON body encoded beforehand, with the default timeouts: what
         :meth:`post` returns and raises, without building a ``RequestData`` per call.
 
-        A fan-out sends thousands of one prepared message (``bot/prepared_message.py``).
+        A fan-out sends thousands of one prepared message (``bot/delivery/prepared_message.py``).
         A successful answer is read here; any other is handed to PTB's own
         ``BaseRequest`` to turn into its exception, so errors are exactly PTB's.
         """

@@ -20,7 +20,7 @@ from babel.support import NullTranslations, Translations
 
 from config.languages import SUPPORTED_LANGUAGES
 
-LOCALES_DIR = Path(__file__).resolve().parent / "locales"
+LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 DOMAIN = "messages"
 
 # Babel locale used for dates and country names of each language.

@@ -27,8 +27,8 @@ from telegram import (
     ReplyKeyboardRemove,
 )
 
-from bot import callbacks
-from bot.i18n import Translator, translator
+from bot.presentation import callbacks
+from bot.presentation.i18n import Translator, translator
 from config.languages import SUPPORTED_LANGUAGES
 from storage.aging import Standing, mostly_gone, standing
 from storage.dates import PartialDate, Precision
@@ -200,7 +200,7 @@ def _format_partial(value: PartialDate, locale: Locale) -> str:
 # current by Babel. Their spacing is CLDR's too and may change with a release (Babel 2.19
 # put thin spaces around the English dash); a reader needs both days, the month and the
 # year, which every form gives. Arabic isolates the number range whatever its spacing
-# (bot.i18n.directional).
+# (bot.presentation.i18n.directional).
 @functools.lru_cache(maxsize=FORMAT_CACHE_SIZE)
 def _format_dates(start: PartialDate, end: PartialDate | None, locale: Locale) -> str:
     if end is None or end == start:

@@ -23,7 +23,7 @@ from telegram import Update
 
 from bot.app import running
 from bot.context import BotApplication
-from bot.webhook import WebhookEndpoint
+from bot.runtime.webhook import WebhookEndpoint
 from config.settings import Settings
 from storage.database import is_unavailable
 from storage.updates import forget_old_updates

@@ -1,6 +1,6 @@
 """The HTTP side of webhook mode: Telegram's updates, /healthz, /readyz and /metrics.
 
-A small Starlette app served by Uvicorn (``bot.serve``). Telegram posts each update
+A small Starlette app served by Uvicorn (``bot.runtime.serve``). Telegram posts each update
 to ``WEBHOOK_PATH`` with the secret token in ``X-Telegram-Bot-Api-Secret-Token``;
 the update is handled before the response, so Telegram sees a 200 only for an update
 that was processed, and a replica that is stopping answers 503 (Telegram retries,
@@ -20,10 +20,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from telegram import Update
 
-from bot import ics
 from bot.context import BotApplication, Services
-from bot.i18n import translator
 from bot.metrics import CONTENT_TYPE
+from bot.presentation import ics
+from bot.presentation.i18n import translator
 from storage.database import is_unavailable
 from storage.deliveries import count_due
 from storage.feeds import chat_of_feed

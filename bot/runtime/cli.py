@@ -122,7 +122,7 @@ def command_run(settings: Settings) -> int:
     if not _has_token(settings):
         return 2
     from bot.app import build_application
-    from bot.serve import serve_polling
+    from bot.runtime.serve import serve_polling
 
     application = build_application(settings)
     if not _hold_database(application):
@@ -154,7 +154,7 @@ def command_webhook(settings: Settings) -> int:
         sys.stderr.write(WEBHOOK_SETTINGS_MESSAGE.format(missing=", ".join(missing)))
         return 2
     from bot.app import build_application
-    from bot.serve import serve_webhook
+    from bot.runtime.serve import serve_webhook
 
     application = build_application(settings, with_updater=False)
     if not _hold_database(application):
@@ -175,7 +175,7 @@ def _hold_database(application: BotApplication) -> bool:
 
 
 def command_console(settings: Settings, language: str | None, now: str | None) -> int:
-    from bot.console import run_console
+    from bot.runtime.console import run_console
 
     clock: Clock | None = None
     if now:

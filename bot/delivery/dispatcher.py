@@ -24,7 +24,7 @@ Both are limited to the messages in flight (``messages_in_flight``: 16 by defaul
 a dead process are put back after ``DELIVERY_LEASE_SECONDS`` (at once when this
 process holds the SQLite database alone); a claim is renewed right before its
 send (in the same write as the sender's last "sent" mark when the send follows at
-once: ``bot/send_queue.py``), so one that waited longer than the lease is never sent
+once: ``bot/delivery/send_queue.py``), so one that waited longer than the lease is never sent
 by two replicas.
 
 When the database cannot be reached, nothing is sent (a claim cannot be renewed),
@@ -35,13 +35,13 @@ not send go back to the queue at its next sweep, or when it stops (``stop``).
 
 What a fan-out costs (profiled with pyinstrument, see bench/): the deliveries of one
 claimed batch share one query for their chats, one load of each event, one render per
-event, language and time zone, and its encoding (``bot/prepared_message.py``);
+event, language and time zone, and its encoding (``bot/delivery/prepared_message.py``);
 renewals and "sent" marks from all sends in flight are written together by group commit
-(``bot/group_commit.py``: one write at a time on SQLite, two at once on PostgreSQL), on
+(``bot/delivery/group_commit.py``: one write at a time on SQLite, two at once on PostgreSQL), on
 connections held for the sweep and in the driver's own terms (``storage/send_ledger.py``).
 A sender's next renewal goes in the write of its last mark, and the next batch is
 claimed while this one goes out (on PostgreSQL at half a batch, on SQLite as its last
-delivery is taken: ``bot/send_queue.py``); each send waits for
+delivery is taken: ``bot/delivery/send_queue.py``); each send waits for
 its own mark before it counts as done, which is what bounds a crash's repeats.
 """
 
@@ -65,14 +65,14 @@ from telegram import Bot
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
 from telegram.ext import CallbackContext, JobQueue
 
-from bot import render
 from bot.clock import Clock
-from bot.group_commit import GroupCommit
-from bot.i18n import directional, translator
+from bot.delivery.group_commit import GroupCommit
+from bot.delivery.prepared_message import PreparedMessage
+from bot.delivery.ratelimit import DeliveryRateLimiter
+from bot.delivery.send_queue import SendQueue
 from bot.metrics import Metrics
-from bot.prepared_message import PreparedMessage
-from bot.ratelimit import DeliveryRateLimiter
-from bot.send_queue import SendQueue
+from bot.presentation import render
+from bot.presentation.i18n import directional, translator
 from config.settings import DEFAULT_DELIVERY_MAX_IN_FLIGHT, Settings
 from storage.chats import chat_views, deactivate_chat, migrate_chat
 from storage.database import Database, is_unavailable
@@ -114,7 +114,7 @@ BACKOFF_MAX_SECONDS = 600.0
 # One at a time left a mark waiting for the write before it as well as its own; SQLite
 # has one writer anyway.
 LEDGER_WRITERS = 2
-# A claim renewed with the sender's last mark (bot/send_queue.py) counts for its send
+# A claim renewed with the sender's last mark (bot/delivery/send_queue.py) counts for its send
 # only this long after; later (the rate limiter, a 429) it is renewed again, alone.
 RENEWAL_FRESH_SECONDS = 0.05
 # Kinds that may have nothing to say when due (an empty digest, an empty review queue):
@@ -604,7 +604,7 @@ class Dispatcher:
 
     async def _still_ours(self, delivery_id: int) -> bool:
         """Whether the claim is still this worker's, renewed for its send: with the
-        sender's last mark a moment ago (``bot/send_queue.py``), or now."""
+        sender's last mark a moment ago (``bot/delivery/send_queue.py``), or now."""
         renewed = self._queue.renewed(delivery_id) if self._queue is not None else None
         if renewed is None:
             renewed = self._renew(delivery_id)

@@ -1,0 +1,1 @@
+"""The processes: the command line, long polling, the webhook server, the console."""
