@@ -53,8 +53,8 @@ from bot.delivery.dispatcher import MAX_IN_FLIGHT, Dispatcher
 from bot.delivery.ratelimit import DeliveryRateLimiter
 from config.settings import Settings
 from storage.database import Database
-from storage.deliveries import PLANNED_UNTIL_KEY
 from storage.models import Delivery, DeliveryStatus, Meta
+from storage.planning import PLANNED_UNTIL_KEY
 
 NAME = "fanout"
 ROUNDS = 3  # each sender's median of this many turns

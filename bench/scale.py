@@ -41,8 +41,9 @@ from bench.inprocess import OPERATOR_ID, ErrorCounter, InProcessBot, bench_setti
 from bench.output import DEFAULT_OUT_DIR, peak_rss_mb
 from bot.clock import FixedClock
 from storage.database import Database
-from storage.deliveries import Planner, plan_change_notices
 from storage.models import Delivery, DeliveryKind, DeliveryStatus, Event
+from storage.notices import plan_change_notices
+from storage.planning import Planner
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NAME = "scale"

@@ -65,7 +65,7 @@ from config.settings import Settings
 from storage.chats import Chats
 from storage.database import Database
 from storage.dataset import prepare_database
-from storage.deliveries import Planner
+from storage.planning import Planner
 from storage.queries import Catalogue, one_revision
 from storage.subscriptions import Subscriptions
 

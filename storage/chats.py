@@ -10,7 +10,6 @@ from sqlalchemy import Row, ScalarSelect, Select, bindparam, delete, select, upd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
-from storage.deliveries import Planner
 from storage.models import (
     Chat,
     ChatType,
@@ -19,6 +18,7 @@ from storage.models import (
     DigestFrequency,
     Subscription,
 )
+from storage.planning import Planner
 from storage.views import ChatView
 
 # A value read in the same statement as a chat: one round trip for both.

@@ -34,7 +34,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
 from storage.dates import InvalidDate, PartialDate, Precision, Span, validate_zone
-from storage.deliveries import Planner, plan_change_notices, plan_new_event_notices
 from storage.models import (
     Chairmanship,
     Confidence,
@@ -45,6 +44,8 @@ from storage.models import (
     Organisation,
     Place,
 )
+from storage.notices import plan_change_notices, plan_new_event_notices
+from storage.planning import Planner
 from storage.rotation import RotationRule
 
 MAX_FILE_BYTES = 5 * 1024 * 1024

@@ -34,7 +34,6 @@ from storage.dataset import (
     import_text,
 )
 from storage.dates import PartialDate, Precision, Span
-from storage.deliveries import Planner
 from storage.models import (
     Chairmanship,
     Chat,
@@ -49,6 +48,7 @@ from storage.models import (
     Subscription,
     SubscriptionScope,
 )
+from storage.planning import Planner
 from storage.queries import Catalogue
 from storage.review import review_queue_length
 from storage.rotation import RotationRule

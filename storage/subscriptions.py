@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
-from storage.deliveries import DEFAULT_LEAD_TIMES, LEAD_TIME_CHOICES, Planner
+from storage.followers import DEFAULT_LEAD_TIMES, LEAD_TIME_CHOICES
 from storage.models import Chat, Event, Organisation, Subscription, SubscriptionScope
+from storage.planning import Planner
 from storage.views import OrganisationRef
 
 MAX_SUBSCRIPTIONS_PER_CHAT = 200

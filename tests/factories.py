@@ -11,11 +11,12 @@ import pytest
 
 from bot.delivery.send_queue import SendQueue
 from bot.transports.emulator import parse_html
+from storage.claims import ClaimedBatch, claim_due
 from storage.database import Database
 from storage.dataset import follow_up_import, import_text
 from storage.dates import PartialDate, Span
-from storage.deliveries import ClaimedBatch, Planner, claim_due
 from storage.models import Confidence, EventStatus
+from storage.planning import Planner
 from storage.views import EventView, PlaceView
 
 # Babel's thin and no-break spaces, and the bidi marks used for Arabic.

@@ -15,8 +15,8 @@ from typing import Literal
 import pytest
 from sqlalchemy import select, text
 
+from storage.claims import claim_due
 from storage.database import Database
-from storage.deliveries import claim_due
 from storage.models import Chat, ChatType, Delivery, DeliveryKind, DeliveryStatus, Event
 from tests.conftest import NOW
 from tests.factories import TEST_EVENT, claimed_by_replicas, load

@@ -205,8 +205,8 @@ async def test_import_of_a_changed_event_notifies_its_followers(tmp_path: Path) 
     from sqlalchemy import select
 
     from storage.database import Database
-    from storage.deliveries import Planner
     from storage.models import Chat, ChatType, Delivery, DeliveryKind, SubscriptionScope
+    from storage.planning import Planner
     from storage.subscriptions import Subscriptions
 
     event = (

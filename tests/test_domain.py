@@ -9,8 +9,8 @@ import pytest
 
 from storage.database import Database
 from storage.dates import InvalidDate, PartialDate, Precision, Span
-from storage.deliveries import reminders_for
 from storage.models import DeliveryKind, EventStatus
+from storage.planning import reminders_for
 from storage.queries import Catalogue, EventFilter, When
 from storage.search import SearchDocument, SearchIndex, asks_for_next, normalise
 from tests.factories import make_event

@@ -17,8 +17,8 @@ from bot.clock import FixedClock
 from bot.context import BotApplication
 from bot.delivery.dispatcher import Dispatcher, SweepResult, messages_in_flight
 from storage.chats import forget_chat
+from storage.claims import claim_due
 from storage.database import Database
-from storage.deliveries import claim_due
 from storage.models import Chat, Delivery, DeliveryStatus, Subscription
 from tests.botapi import ApiCall, LocalBotApi
 from tests.conftest import StartBot, make_settings

@@ -19,7 +19,6 @@ from sqlalchemy import select, update
 from storage.chats import migrate_chat
 from storage.database import Database
 from storage.dataset import follow_up_import, import_text
-from storage.deliveries import PLANNED_UNTIL_KEY, Planner
 from storage.models import (
     Chat,
     ChatType,
@@ -32,6 +31,7 @@ from storage.models import (
 )
 from storage.models import SubscriptionScope as Scope
 from storage.operations import _load_event, changed, load_event_row, save_event
+from storage.planning import PLANNED_UNTIL_KEY, Planner
 from tests.factories import START, TEST_EVENT, load
 
 UTC = dt.UTC

@@ -40,7 +40,6 @@ from config.settings import DATASET_DIR
 from storage.database import Database
 from storage.dataset import prepare_database
 from storage.dates import Precision
-from storage.deliveries import Planner
 from storage.models import (
     Chat,
     ChatType,
@@ -53,6 +52,7 @@ from storage.models import (
     Subscription,
     SubscriptionScope,
 )
+from storage.planning import Planner
 from tests.botapi import LocalBotApi
 from tests.conftest import TEST_TOKEN, _pg_admin
 from tests.tcpproxy import TcpProxy

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select, text
 
 from storage import send_ledger
+from storage.claims import requeue_abandoned
 from storage.database import Database, is_unavailable
-from storage.deliveries import requeue_abandoned
 from storage.models import Chat, ChatType, Delivery, DeliveryKind, DeliveryStatus
 from storage.send_ledger import SendLedger
 from tests.conftest import NOW

@@ -12,7 +12,7 @@ from typing import Literal
 import pytest
 
 from bot.delivery.send_queue import SendQueue
-from storage.deliveries import ClaimedDelivery
+from storage.claims import ClaimedDelivery
 from storage.models import DeliveryKind
 
 WHEN = dt.datetime(2025, 7, 1, tzinfo=dt.UTC)

@@ -75,11 +75,8 @@ from bot.presentation import render
 from bot.presentation.i18n import directional, translator
 from config.settings import DEFAULT_DELIVERY_MAX_IN_FLIGHT, Settings
 from storage.chats import chat_views, deactivate_chat, migrate_chat
-from storage.database import Database, is_unavailable
-from storage.deliveries import (
-    DIGEST_DAYS,
+from storage.claims import (
     ClaimedDelivery,
-    Planner,
     claim_due,
     count_due,
     mark_failed,
@@ -90,7 +87,10 @@ from storage.deliveries import (
     requeue_abandoned,
     retry_later,
 )
+from storage.database import Database, is_unavailable
 from storage.models import ChatType, DeliveryKind, EventChange
+from storage.notices import DIGEST_DAYS
+from storage.planning import Planner
 from storage.queries import Catalogue
 from storage.review import review_queue
 from storage.send_ledger import SendLedger

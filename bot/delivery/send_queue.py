@@ -36,8 +36,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from storage.claims import ClaimedDelivery
 from storage.database import is_unavailable
-from storage.deliveries import ClaimedDelivery
 
 BatchT = TypeVar("BatchT")
 

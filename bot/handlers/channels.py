@@ -32,8 +32,8 @@ from bot.presentation import callbacks, render
 from bot.presentation.messaging import answer, edit
 from config.languages import SUPPORTED_LANGUAGES
 from storage.chats import link_channel, linked_channels
-from storage.deliveries import LEAD_TIME_CHOICES, announce
 from storage.dialogues import DialogueKind, DialogueState, end_dialogue, start_dialogue
+from storage.followers import LEAD_TIME_CHOICES
 from storage.models import (
     Chat,
     Delivery,
@@ -42,6 +42,7 @@ from storage.models import (
     Event,
     SubscriptionScope,
 )
+from storage.notices import announce
 from storage.timezones import resolve_timezone
 from storage.views import ChatView
 

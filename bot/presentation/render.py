@@ -32,7 +32,7 @@ from bot.presentation.i18n import Translator, translator
 from config.languages import SUPPORTED_LANGUAGES
 from storage.aging import Standing, mostly_gone, standing
 from storage.dates import PartialDate, Precision
-from storage.deliveries import DEFAULT_LEAD_TIMES, LEAD_TIME_CHOICES
+from storage.followers import DEFAULT_LEAD_TIMES, LEAD_TIME_CHOICES
 from storage.models import DeliveryStatus, DigestFrequency, EventStatus, SubscriptionScope
 from storage.queries import EventFilter, NextEvents, SearchResults, Suggestion, When
 from storage.review import ReviewItem, ReviewKind, ReviewQueue

@@ -26,7 +26,7 @@ from storage.dataset import (
     import_files,
     prepare_database,
 )
-from storage.deliveries import Planner
+from storage.planning import Planner
 
 log = logging.getLogger("summitbot")
 

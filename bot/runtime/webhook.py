@@ -24,8 +24,8 @@ from bot.context import BotApplication, Services
 from bot.metrics import CONTENT_TYPE
 from bot.presentation import ics
 from bot.presentation.i18n import translator
+from storage.claims import count_due
 from storage.database import is_unavailable
-from storage.deliveries import count_due
 from storage.feeds import chat_of_feed
 from storage.models import Chat
 from storage.updates import take_update
