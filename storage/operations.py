@@ -20,20 +20,16 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from storage.datafile import RECURRENCES, ChairmanshipRow, Dataset, EventRow, OrganisationRow
 from storage.dataset import (
-    RECURRENCES,
-    ChairmanshipRow,
-    Dataset,
-    EventRow,
     ImportReport,
-    OrganisationRow,
     apply_dataset,
     check_references,
-    event_to_row,
     follow_up_import,
     import_text,
 )
 from storage.dates import PartialDate, Precision, Span
+from storage.export import event_to_row
 from storage.models import (
     Chairmanship,
     Chat,

@@ -15,16 +15,10 @@ import yaml
 from sqlalchemy import func, select
 
 from storage.database import Database
-from storage.dataset import (
-    MAX_FILE_BYTES,
-    SECTIONS,
-    DatasetError,
-    ImportReport,
-    export_dataset,
-    import_files,
-    import_text,
-)
+from storage.datafile import MAX_FILE_BYTES, SECTIONS, DatasetError
+from storage.dataset import ImportReport, import_files, import_text
 from storage.dates import Precision
+from storage.export import export_dataset
 from storage.models import Chairmanship, Event, Organisation, Place
 
 TABLES = dict(zip(SECTIONS, (Place, Organisation, Chairmanship, Event), strict=True))
@@ -218,7 +212,7 @@ async def test_a_file_over_the_size_limit_is_rejected_without_parsing(
         raise AssertionError("the file was parsed")
 
     monkeypatch.setattr(yaml, "parse", no_parsing)
-    monkeypatch.setattr("storage.dataset._DatasetLoader", no_parsing)
+    monkeypatch.setattr("storage.datafile._DatasetLoader", no_parsing)
     text = "# " + "x" * MAX_FILE_BYTES + "\n"
     path = write(tmp_path, "huge.yaml", text)
     assert_problems(await problems_of(db, path), [(path, 1, "larger than")])

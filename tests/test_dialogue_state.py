@@ -23,13 +23,14 @@ from bot.clock import FixedClock
 from bot.context import BotApplication
 from bot.handlers.operators import PendingOperation
 from storage.database import Database
-from storage.dataset import export_dataset, parse_text
+from storage.datafile import parse_text
 from storage.dialogues import (
     DialogueKind,
     add_pending_operation,
     current_dialogue,
     start_dialogue,
 )
+from storage.export import export_dataset
 from storage.models import Dialogue, EventStatus
 from storage.models import PendingOperation as StoredOperation
 from storage.operations import changed

@@ -84,7 +84,7 @@ from bot.transports.emulator import (
     UploadedFile,
     decode_parameters,
 )
-from storage.dataset import EVENT_KINDS
+from storage.datafile import EVENT_KINDS
 from storage.dates import MAX_YEAR, MIN_YEAR, PartialDate, Precision
 from storage.models import (
     Chairmanship,

@@ -14,13 +14,9 @@ from sqlalchemy.orm import selectinload
 from bot.clock import FixedClock
 from bot.context import BotApplication
 from storage.database import Database
-from storage.dataset import (
-    EventRow,
-    event_to_row,
-    export_dataset,
-    parse_text,
-)
+from storage.datafile import EventRow, parse_text
 from storage.dates import PartialDate
+from storage.export import event_to_row, export_dataset
 from storage.models import Event, EventChange, EventStatus
 from storage.operations import cancelled, postponed
 from tests.botapi import ApiCall, LocalBotApi

@@ -15,7 +15,7 @@ from bot.handlers.operators import PendingOperation
 from bot.presentation import callbacks, render
 from bot.presentation.i18n import translator
 from storage.database import Database
-from storage.dataset import ChairmanshipRow, EventRow, OrganisationRow
+from storage.datafile import ChairmanshipRow, EventRow, OrganisationRow
 from storage.dates import PartialDate
 from storage.models import (
     Chairmanship,

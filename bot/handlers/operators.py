@@ -46,16 +46,16 @@ from bot.presentation import callbacks, render
 from bot.presentation.i18n import Translator
 from bot.presentation.messaging import answer, edit
 from bot.presentation.render import Reply, bold, esc
-from storage.dataset import (
+from storage.datafile import (
     EVENT_KINDS,
     MAX_FILE_BYTES,
     SECTIONS,
     ChairmanshipRow,
     DatasetError,
     EventRow,
-    ImportReport,
     OrganisationRow,
 )
+from storage.dataset import ImportReport
 from storage.dates import InvalidDate, PartialDate, Precision, Span
 from storage.dialogues import (
     DialogueKind,

@@ -21,7 +21,7 @@ from bot.context import BotApplication, BotContext
 from bot.handlers import operators
 from bot.presentation import callbacks, render
 from bot.presentation.messaging import answer, edit
-from storage.dataset import ChairmanshipRow, EventRow, OrganisationRow
+from storage.datafile import ChairmanshipRow, EventRow, OrganisationRow
 from storage.dates import PartialDate
 from storage.models import Confidence, EventStatus
 from storage.operations import (

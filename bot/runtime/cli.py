@@ -19,13 +19,9 @@ from bot.context import BotApplication
 from config.languages import SUPPORTED_LANGUAGES, normalise_language
 from config.settings import Settings, load_settings
 from storage.database import Database, DatabaseInUse
-from storage.dataset import (
-    DatasetError,
-    export_dataset,
-    follow_up_import,
-    import_files,
-    prepare_database,
-)
+from storage.datafile import DatasetError
+from storage.dataset import follow_up_import, import_files, prepare_database
+from storage.export import export_dataset
 from storage.planning import Planner
 
 log = logging.getLogger("summitbot")
