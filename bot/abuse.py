@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 
-from bot.presentation.render import Reply
+from bot.presentation.text import Reply
 
 # Read-only commands whose reply depends only on the chat and the text.
 CACHEABLE_COMMANDS = frozenset(

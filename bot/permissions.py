@@ -10,7 +10,7 @@ from telegram.error import TelegramError
 
 from bot.context import BotContext
 from bot.presentation.messaging import answer
-from bot.presentation.render import Reply, esc
+from bot.presentation.text import Reply, esc
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from bot.abuse import FloodGuard, ReplyCache, cache_key
 from bot.clock import FixedClock
-from bot.presentation.render import Reply
+from bot.presentation.text import Reply
 from storage.database import Database
 from storage.models import Chat, Delivery, Subscription
 from storage.queries import EventFilter

@@ -322,7 +322,7 @@ def _event(start: str, zone: str | None, end: str | None = None) -> EventView:
 def test_astana_times_for_a_reader_in_berlin_across_both_clock_changes(
     start: str, berlin: str
 ) -> None:
-    from bot.presentation.render import event_card
+    from bot.presentation.events import event_card
 
     chat = ChatView(1, ChatType.PRIVATE, None, "en", "Europe/Berlin", True)
     card = plain(event_card(_event(start, "Asia/Almaty"), chat, NOW, translator("en")).text)

@@ -45,7 +45,7 @@ from bot.permissions import is_operator
 from bot.presentation import callbacks, render
 from bot.presentation.i18n import Translator
 from bot.presentation.messaging import answer, edit
-from bot.presentation.render import Reply, bold, esc
+from bot.presentation.text import Reply, bold, esc
 from storage.datafile import (
     EVENT_KINDS,
     MAX_FILE_BYTES,

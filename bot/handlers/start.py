@@ -5,9 +5,10 @@ from __future__ import annotations
 from telegram import BotCommand, Update
 
 from bot.context import BotContext
+from bot.presentation.dates import format_day
 from bot.presentation.i18n import Translator
 from bot.presentation.messaging import answer
-from bot.presentation.render import Reply, bold, esc, format_day
+from bot.presentation.text import Reply, bold, esc
 from storage.queries import DatasetCurrency
 
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 
 from bot.presentation.i18n import Translator
-from bot.presentation.render import country_name, event_title, localised, status_label
+from bot.presentation.text import country_name, event_title, localised, status_label
 from storage.dates import Precision
 from storage.models import EventStatus
 from storage.views import EventView

@@ -10,7 +10,7 @@ from telegram.error import BadRequest
 
 from bot.context import BotContext
 from bot.presentation.i18n import directional
-from bot.presentation.render import Reply, split_message
+from bot.presentation.text import Reply, split_message
 
 
 async def send_reply(context: BotContext, chat_id: int, reply: Reply) -> Message:
