@@ -21,7 +21,7 @@ from telegram import Update
 
 from bot.clock import FixedClock
 from bot.context import BotApplication
-from bot.handlers.operators import PendingOperation
+from bot.handlers.operators.pending import PendingOperation
 from storage.database import Database
 from storage.datafile import parse_text
 from storage.dialogues import (

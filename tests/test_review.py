@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.clock import FixedClock
-from bot.handlers.operators import PendingOperation
+from bot.handlers.operators.pending import PendingOperation
 from bot.presentation import callbacks, render
 from bot.presentation.i18n import translator
 from storage.database import Database
