@@ -5,8 +5,10 @@ Modelled on python-telegram-bot's ``contexttypesbot.py`` example.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
@@ -84,6 +86,11 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], B
     @chat_view.setter
     def chat_view(self, value: ChatView) -> None:
         self._chat_view = value
+
+    @property
+    def today(self) -> dt.date:
+        """Today's date where this chat is (its time zone): the day /chairs and /org mean."""
+        return self.clock.now().astimezone(ZoneInfo(self.chat_view.timezone)).date()
 
     @property
     def tr(self) -> Translator:

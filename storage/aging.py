@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Iterable
+from zoneinfo import ZoneInfo
 
 from storage.dates import Precision
 from storage.models import EventStatus
 from storage.views import EventView
 
-# Statuses that promise an outcome still to be recorded.
-AWAITING_OUTCOME = frozenset({EventStatus.PLANNED, EventStatus.PROPOSED, EventStatus.CONFIRMED})
+# Statuses that promise an outcome still to be recorded. "Postponed" is one of them: a
+# postponement carries the new dates, and once those are over nothing says what happened.
+AWAITING_OUTCOME = frozenset(
+    {EventStatus.PLANNED, EventStatus.PROPOSED, EventStatus.CONFIRMED, EventStatus.POSTPONED}
+)
 IMPRECISE = frozenset({Precision.MONTH, Precision.YEAR})
 
 
@@ -36,10 +41,27 @@ class Standing(enum.StrEnum):
     CANCELLED = "cancelled"  # called off before its dates
 
 
+def _over(event: EventView, now: dt.datetime) -> bool:
+    """Whether the event's dates are over. A start at a time of day with no end is an
+    instant to remind at, not the meeting's length: it is over when its day is."""
+    if event.start.precision is Precision.TIME and event.end is None:
+        zone = ZoneInfo(event.timezone) if event.timezone else dt.UTC
+        day = event.starts_at.astimezone(zone).date()
+        return now >= dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
+    return event.is_over(now)
+
+
 def standing(event: EventView, now: dt.datetime) -> Standing:
-    """What ``event`` (one occurrence) is at ``now``."""
-    if event.is_over(now):
+    """What ``event`` is at ``now``; a recurring one, at its next occurrence."""
+    if event.recurrence:
+        occurrence = event.next_occurrence(now)
+        if occurrence is None:
+            return Standing.OVER
+        event = occurrence
+    if _over(event, now):
         return Standing.LAPSED if event.status in AWAITING_OUTCOME else Standing.OVER
+    if event.is_over(now):  # a time of day, begun, its day not over: under way
+        return Standing.COMING
     if event.status is EventStatus.CANCELLED:
         return Standing.CANCELLED
     if event.start.precision in IMPRECISE and event.starts_at <= now:
@@ -61,9 +83,29 @@ def mostly_gone(event: EventView, now: dt.datetime) -> bool:
 
 
 def can_be_next(event: EventView, now: dt.datetime) -> bool:
-    """Whether ``event`` may be offered as "the next" one: not over, not called off, and
-    not an undated event that may already have taken place."""
+    """Whether ``event`` may be offered as "the next" one on its own: not over, not called
+    off, and not an undated event that may already have taken place."""
     found = standing(event, now)
-    return found is Standing.COMING or (
-        found is Standing.UNDATED_NOW and not mostly_gone(event, now)
+    if found is Standing.UNDATED_NOW:
+        return not mostly_gone(event, now)
+    return found is Standing.COMING
+
+
+def the_next(
+    occurrences: Iterable[EventView], now: dt.datetime
+) -> tuple[EventView | None, tuple[EventView, ...]]:
+    """(the next event, the undated ones passed over), among occurrences not called off.
+
+    An undated event whose month or year has begun may fall on any day of it, or be past
+    already: it is "the next" only while no event with dates (a day, a time) is still to
+    come, and never once most of its period is gone."""
+    ordered = sorted(occurrences, key=lambda e: (e.starts_at, e.key))
+    coming = [e for e in ordered if standing(e, now) is Standing.COMING]
+    undated_now = [e for e in ordered if standing(e, now) is Standing.UNDATED_NOW]
+    dated_to_come = any(e.start.precision not in IMPRECISE for e in coming)
+    passed_over = tuple(e for e in undated_now if dated_to_come or mostly_gone(e, now))
+    candidates = sorted(
+        [*coming, *(e for e in undated_now if e not in passed_over)],
+        key=lambda e: (e.starts_at, e.key),
     )
+    return (candidates[0] if candidates else None), passed_over

@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, ScalarSelect, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from storage.aging import can_be_next
+from storage.aging import the_next
 from storage.database import Database
 from storage.dataset import CATALOGUE_VERSION_KEY
 from storage.dates import PartialDate
@@ -391,12 +391,15 @@ class Catalogue:
         self._orgs, self._orgs_revision = _Organisations(by_key, names), revision
         return self._orgs
 
-    async def organisation_card(self, key: str, now: dt.datetime) -> OrganisationCard | None:
-        """Everything /org shows: names, facts, chair history, last and next event."""
-        return (await self.organisation_cards([key], now)).get(key)
+    async def organisation_card(
+        self, key: str, now: dt.datetime, today: dt.date | None = None
+    ) -> OrganisationCard | None:
+        """Everything /org shows: names, facts, chair history, last and next event; the
+        chair as of ``today``, the reader's date (by default ``now``'s in UTC)."""
+        return (await self.organisation_cards([key], now, today)).get(key)
 
     async def organisation_cards(
-        self, keys: Iterable[str], now: dt.datetime
+        self, keys: Iterable[str], now: dt.datetime, today: dt.date | None = None
     ) -> dict[str, OrganisationCard]:
         """The cards of several organisations by key (those that exist), in one session.
 
@@ -433,7 +436,7 @@ class Catalogue:
             if held_key is not None and held_key in views:
                 held[organisation_id] = views[held_key]
             coming[organisation_id] = [views[key] for key in coming_keys if key in views]
-        today = now.date()
+        today = today or now.date()
         cards = {}
         for fact in found:
             events = sorted(coming.get(fact.id, ()), key=lambda v: (v.starts_at, v.key))
@@ -953,11 +956,9 @@ def _occurrences(events: Sequence[EventView], now: dt.datetime) -> list[EventVie
 
 
 def _next_of(events: Sequence[EventView], now: dt.datetime) -> EventView | None:
-    upcoming = [e for e in _occurrences(events, now) if can_be_next(e, now)]
-    return min(upcoming, key=lambda e: (e.starts_at, e.key)) if upcoming else None
+    return the_next(_occurrences(events, now), now)[0]
 
 
 def _uncertain_of(events: Sequence[EventView], now: dt.datetime) -> tuple[EventView, ...]:
-    """Undated events whose period is mostly gone: not "the next", but not known over."""
-    found = [e for e in _occurrences(events, now) if not can_be_next(e, now)]
-    return tuple(sorted(found, key=lambda e: (e.starts_at, e.key)))
+    """Undated events of a period begun, passed over for "the next" (storage.aging)."""
+    return the_next(_occurrences(events, now), now)[1]

@@ -27,6 +27,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 
 from storage.aging import AWAITING_OUTCOME, Standing, standing
+from storage.dates import PartialDate, Precision
 from storage.models import Chairmanship, Confidence, Event, EventStatus, Organisation
 from storage.queries import Catalogue
 from storage.rotation import OrganisationChairs, ProjectedChair, TermEnd
@@ -83,7 +84,8 @@ class ReviewItem:
     ended: TermEnd | None = None  # TERM_ENDED: the term
     # TERM_ENDED: who the rotation rule projects next, and from when they would chair.
     successor: ProjectedChair | None = None
-    successor_start: dt.date | None = None
+    # When a recorded successor would start: only where the record allows a date.
+    successor_start: PartialDate | None = None
 
     @property
     def kinds(self) -> tuple[ReviewKind, ...]:
@@ -175,6 +177,24 @@ def _order(item: ReviewItem) -> tuple[object, ...]:
     return (_URGENCY[item.kind], *within)
 
 
+def successor_start(ended: TermEnd, successor: ProjectedChair | None) -> PartialDate | None:
+    """When the projected successor would start, as precisely as the record allows, or
+    None where it allows no date: a calendar-year term begins on 1 January; a chair
+    passed on at a summit begins on the summit's last day, at its precision, and only
+    when the summit is recorded as held (else nothing says it passed on at all)."""
+    if successor is None:
+        return None
+    if successor.year is not None:
+        return PartialDate(successor.year, 1, 1, precision=Precision.DAY)
+    summit = ended.handover
+    if summit is None or not ended.handover_recorded:
+        return None
+    last = summit.end or summit.start
+    if last.precision is Precision.TIME:
+        return PartialDate(last.year, last.month, last.day, precision=Precision.DAY)
+    return last
+
+
 def build_queue(
     now: dt.datetime,
     events: Sequence[EventView],
@@ -214,7 +234,6 @@ def build_queue(
         group = ended.get(key)
         if group is not None and group.ended is not None:
             successor = group.projected[0] if group.projected else None
-            last_day = group.ended.last_day
             items.append(
                 ReviewItem(
                     ReviewKind.TERM_ENDED,
@@ -225,11 +244,7 @@ def build_queue(
                     also=(ReviewKind.UNCHECKED,) if stale else (),
                     ended=group.ended,
                     successor=successor,
-                    successor_start=(
-                        last_day + dt.timedelta(days=1)
-                        if successor is not None and last_day is not None
-                        else None
-                    ),
+                    successor_start=successor_start(group.ended, successor),
                 )
             )
             continue

@@ -143,9 +143,11 @@ class OrganisationChairs:
     projected: tuple[ProjectedChair, ...] = ()
 
 
-# A summit that hands the chair on is one that is held or expected to be: a proposal may
-# never happen, and a postponed or cancelled one hands nothing on at its dates.
-HANDOVER_STATUSES = frozenset({EventStatus.PLANNED, EventStatus.CONFIRMED, EventStatus.HELD})
+# A summit that hands the chair on is one that is held or expected to be (a postponed
+# one at its new dates); a proposal may never happen, and a cancelled one never will.
+HANDOVER_STATUSES = frozenset(
+    {EventStatus.PLANNED, EventStatus.CONFIRMED, EventStatus.POSTPONED, EventStatus.HELD}
+)
 
 
 def _summits_after(
@@ -164,10 +166,12 @@ def _summits_after(
 def _handover(
     chair: ChairView, rule: RotationRule, events: Sequence[EventView]
 ) -> EventView | None:
-    """The first summit after the term began: where the chair passes on."""
+    """The first summit after the term began: where the chair passes on. A start known
+    only to the month or year counts from its last day: the summit at which the term
+    began (in that month or year) does not end it."""
     if chair.start is None:
         return None
-    return next(_summits_after(chair.start.first_day, rule, events), None)
+    return next(_summits_after(chair.start.last_day, rule, events), None)
 
 
 def _last_day(event: EventView) -> dt.date:
@@ -209,10 +213,12 @@ def _started(term: _Term) -> dt.date:
 
 
 def _add_years(day: dt.date, years: int) -> dt.date:
+    """The same day ``years`` later; 29 February becomes 1 March (a term from then
+    ends on 28 February)."""
     try:
         return day.replace(year=day.year + years)
     except ValueError:  # 29 February
-        return day.replace(year=day.year + years, day=28)
+        return dt.date(day.year + years, 3, 1)
 
 
 def _projection(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
 from telegram import Update
 
 from bot.context import BotContext
@@ -26,7 +24,7 @@ async def chairs(update: Update, context: BotContext) -> None:
         )
         await answer(update, context, render.Reply(text))
         return
-    today = context.clock.now().astimezone(ZoneInfo(context.chat_view.timezone)).date()
+    today = context.today
     if when is None or when.precision is Precision.DAY:
         day = when.first_day if when else today
         found = await context.catalogue.chairs_on(day)

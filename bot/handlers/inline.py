@@ -119,7 +119,7 @@ async def inline_query(update: Update, context: BotContext) -> None:
     more = has_next and offset + PAGE_SIZE < MAX_RESULTS
     # Every organisation's card at once: one query for all of them, not several per card.
     cards = await context.catalogue.organisation_cards(
-        [item.key for item in found if isinstance(item, OrganisationRef)], now
+        [item.key for item in found if isinstance(item, OrganisationRef)], now, context.today
     )
     results: list[dict[str, Any]] = []
     defaults = _message_defaults(context.bot.defaults)

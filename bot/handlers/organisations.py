@@ -12,7 +12,7 @@ from bot.presentation.messaging import answer
 
 async def organisation_reply(context: BotContext, key: str) -> render.Reply:
     """The card of the organisation ``key``, or "not found"."""
-    card = await context.catalogue.organisation_card(key, context.clock.now())
+    card = await context.catalogue.organisation_card(key, context.clock.now(), context.today)
     if card is None:
         return render.not_found(key, [], context.tr)
     return render.organisation_card(card, context.chat_view, context.clock.now(), context.tr)

@@ -22,7 +22,6 @@ from bot.handlers import operators
 from bot.presentation import callbacks, render
 from bot.presentation.messaging import answer, edit
 from storage.datafile import ChairmanshipRow, EventRow, OrganisationRow
-from storage.dates import PartialDate
 from storage.models import Confidence, EventStatus
 from storage.operations import (
     changed,
@@ -147,13 +146,14 @@ async def _mark_fact_checked(update: Update, context: BotContext, item: ReviewIt
 
 
 async def _propose_successor(update: Update, context: BotContext, item: ReviewItem) -> None:
-    """A new chairmanship for the projected successor, from the day after the term ended."""
+    """A new chairmanship for the projected successor, from the day the record allows
+    (``storage.review.successor_start``); low confidence until a source is added."""
     assert item.chair is not None and item.successor is not None
     assert item.successor_start is not None
     row = ChairmanshipRow(
         organisation=item.chair.organisation.key,
         country=item.successor.country,
-        start=PartialDate.parse(item.successor_start.isoformat()),
+        start=item.successor_start,
         confidence=Confidence.LOW,
         checked=_today(context),
     )

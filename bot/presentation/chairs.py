@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from zoneinfo import ZoneInfo
 
 from babel.numbers import format_decimal
 from telegram import (
@@ -28,6 +29,7 @@ from bot.presentation.text import (
     organisation_short,
     organisation_title,
 )
+from storage.models import Confidence
 from storage.queries import EventFilter, When
 from storage.rotation import OrganisationChairs, ProjectedChair, TermEnd
 from storage.views import (
@@ -61,6 +63,8 @@ def chair_line(chair: ChairView, tr: Translator, *, sourced: bool = False) -> st
     sources and when they were checked, on a line of their own."""
     country = country_name(chair.country, tr)
     line = f"{esc(country)}: {esc(chair_period(chair, tr))}"
+    if chair.confidence is Confidence.LOW:
+        line += " — " + esc(tr.gettext("unconfirmed (low confidence)"))
     note = localised(chair.note, tr.language)
     if note:
         line += f" — <i>{esc(note)}</i>"
@@ -223,7 +227,9 @@ def organisation_card(
         lines.append(
             _(
                 "<b>Chair now:</b> {chair}",
-                chair=term_end_line(standing_today.ended, now.date(), tr),
+                chair=term_end_line(
+                    standing_today.ended, now.astimezone(ZoneInfo(chat.timezone)).date(), tr
+                ),
             )
         )
     else:
