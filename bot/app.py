@@ -259,9 +259,9 @@ async def running(
 @functools.cache
 def _freeze_start_up_objects() -> None:
     # What the process holds once started (modules, classes, the libraries' tables; some
-    # 150,000 objects) lives as long as it does. Every full collection traversed it all,
-    # about 80 ms on a small VM, landing on whichever update was running; frozen, it is
-    # left out of collections. Once per process (tests start many applications).
+    # 150,000 objects) lives as long as it does. A full collection would traverse it all,
+    # a pause of tens of milliseconds in whichever update was running; frozen, it is left
+    # out of collections. Once per process (tests start many applications).
     gc.collect()
     gc.freeze()
 

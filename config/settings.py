@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     # Messages sent at once, each until its outcome is recorded: what a crash can repeat.
     # Throughput is at most this many per round trip to Telegram (16 / 50 ms = 320/s).
     # Unset: enough for the delivery rate at 250 ms round trips, and at least 16
-    # (``bot.dispatcher.messages_in_flight``).
+    # (``bot.delivery.dispatcher.messages_in_flight``).
     delivery_max_in_flight: int | None = Field(default=None, ge=1, le=1024)
     # Abuse: updates one user may send per minute; how long identical read-only
     # requests are answered from a cache.
@@ -60,8 +60,8 @@ class Settings(BaseSettings):
     # Transport to the Bot API: aiohttp (fast, the default) or PTB's own HTTPX.
     telegram_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     # Paid broadcasts (Bot API allow_paid_broadcast): up to 1000 messages/s, for Stars.
-    # Sent at 950/s: messages reach Telegram unevenly, and paced at exactly its limit
-    # some were refused with 429 in the benchmark (2 and 25 of 10,000).
+    # Sent at 950/s: messages reach Telegram unevenly, and paced at exactly its limit a
+    # few are refused with 429.
     allow_paid_broadcast: bool = False
     paid_broadcast_rate_per_second: float = Field(default=950.0, gt=0)
     # Webhook mode (``summitbot webhook``): the public HTTPS URL Telegram posts to, the

@@ -70,7 +70,7 @@ class _PooledConnectionCheck:
     """Makes sure a pooled PostgreSQL connection still works before it is handed out,
     in place of SQLAlchemy's ``pool_pre_ping``.
 
-    The pre-ping cost three round trips (BEGIN, an empty statement, ROLLBACK) on every
+    The pre-ping costs three round trips (BEGIN, an empty statement, ROLLBACK) on every
     checkout, i.e. every update. A server that restarts, or a ``pg_terminate_backend``,
     closes the socket; the event loop sees that at once and asyncpg marks the connection
     closed, so a closed one is replaced without a round trip. Only a connection that sat

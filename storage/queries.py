@@ -1,5 +1,10 @@
 """The domain questions the bot answers, as plain views.
 
+Kept whole, though over 500 lines: it is essentially one class, the :class:`Catalogue`,
+whose questions share its per-revision caches (organisations, timelines, lists, event
+views, the search index) and the one read of the revision per request that keeps them
+consistent.
+
 "Who chairs X on day D", "what are the next summits", "find ШОС": every answer
 is computed here, without Telegram, and unit-tested with a fixed clock.
 Each method opens its own short read transaction.

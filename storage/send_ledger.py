@@ -1,18 +1,17 @@
 """The two writes every send makes: its claim renewed shortly before, its "sent" mark after.
 
 These are the only per-message database work of a fan-out, and they run hundreds of
-times a second, grouped by ``bot/delivery/group_commit.py``. Through the ORM and SQLAlchemy's
-async adapters one group cost 3.6 ms of CPU on SQLite (the adapter makes four trips to
-aiosqlite's thread per statement, and SQLAlchemy re-renders the IN list each time), most
-of the dispatcher's time per message. Here they are written on connections held for a
-sweep (one per write running at once), in the driver's own terms:
+times a second, grouped by ``bot/delivery/group_commit.py``. They bypass the ORM and
+SQLAlchemy's async adapters (which make several trips to aiosqlite's thread per
+statement and re-render the IN list each time): they are written on connections held
+for a sweep (one per write running at once), in the driver's own terms, one statement
+in autocommit, so one trip to the database whichever it is:
 
-- SQLite (aiosqlite): one ``UPDATE … FROM (VALUES …)`` in autocommit, one trip to
-  aiosqlite's thread. Each trip costs about 0.1 ms of CPU on a busy core (the thread
-  switches twice), and ``BEGIN IMMEDIATE``, marks, renewals and ``COMMIT`` as four trips
-  cost 0.5 ms a group; now 0.26 ms;
-- PostgreSQL (asyncpg): one statement in autocommit (two data-modifying CTEs), one round
-  trip instead of five (ping, BEGIN, two statements, COMMIT).
+- SQLite (aiosqlite): one ``UPDATE … FROM (VALUES …)``, one trip to aiosqlite's thread,
+  not four (``BEGIN IMMEDIATE``, marks, renewals, ``COMMIT``); each trip switches
+  threads twice;
+- PostgreSQL (asyncpg): one statement (two data-modifying CTEs), one round trip instead
+  of five (ping, BEGIN, two statements, COMMIT).
 
 Either way marks and renewals go in one transaction. A mark is unconditional (Telegram
 has the message); a renewal holds only if the row is still claimed by this worker (not

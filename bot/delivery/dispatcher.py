@@ -1,5 +1,10 @@
 """Where reminders and notices get sent.
 
+Kept whole, though over 500 lines: it is essentially one class, the :class:`Dispatcher`,
+whose sweep, senders, outcome recording and outage and stop handling share its state
+(the sweep's lock and send queue, the ledger's group commit, the claims renewed but
+not yet recorded, whether the database answers).
+
 The database is the source of truth; APScheduler (PTB's JobQueue) only wakes the
 dispatcher: a short repeating sweep ("reminder-sweep") plus a one-shot wake-up
 at the next due instant ("reminder-wakeup"). There is no job per reminder and
@@ -33,16 +38,17 @@ themselves. A message Telegram accepted is recorded as sent however long the
 database takes to come back, so it is never sent again. Claims this process could
 not send go back to the queue at its next sweep, or when it stops (``stop``).
 
-What a fan-out costs (profiled with pyinstrument, see bench/): the deliveries of one
-claimed batch share one query for their chats, one load of each event, one render per
-event, language and time zone, and its encoding (``bot/delivery/prepared_message.py``);
-renewals and "sent" marks from all sends in flight are written together by group commit
-(``bot/delivery/group_commit.py``: one write at a time on SQLite, two at once on PostgreSQL), on
-connections held for the sweep and in the driver's own terms (``storage/send_ledger.py``).
-A sender's next renewal goes in the write of its last mark, and the next batch is
-claimed while this one goes out (on PostgreSQL at half a batch, on SQLite as its last
-delivery is taken: ``bot/delivery/send_queue.py``); each send waits for
-its own mark before it counts as done, which is what bounds a crash's repeats.
+A fan-out does as little as it can per message: the deliveries of one claimed batch
+share one query for their chats, one load of each event, one render per event, language
+and time zone, and its encoding (``bot/delivery/prepared_message.py``); renewals and
+"sent" marks from all sends in flight are written together by group commit
+(``bot/delivery/group_commit.py``: one write at a time on SQLite, two at once on
+PostgreSQL), on connections held for the sweep (``storage/send_ledger.py``). A sender's
+next renewal goes in the write of its last mark, and the next batch is claimed while
+this one goes out (on PostgreSQL at half a batch, on SQLite as its last delivery is
+taken: ``bot/delivery/send_queue.py``); each send waits for its own mark before it
+counts as done, which is what bounds a crash's repeats. How these were measured:
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -101,11 +107,11 @@ log = logging.getLogger(__name__)
 SWEEP_JOB = "reminder-sweep"
 WAKEUP_JOB = "reminder-wakeup"
 # Deliveries claimed at once. Each batch costs a claim, a query for its chats, a load of
-# each event and a render per language: in the fan-out benchmark 500 sent 10 % more a
-# second than 200 (on SQLite nothing is sent while a claim runs), and 1,000 no more.
-# What one replica holds, up to a batch and a half on PostgreSQL (the next is claimed at
-# half a batch), goes out in about 30 s at the default 25 messages/s, inside the 300 s
-# lease; a crashed replica's claims wait for the lease (with 200, some 300 of them).
+# each event and a render per language, and on SQLite nothing is sent while a claim runs:
+# 500 sent about 10 % more a second than 200, and 1,000 no more. What one replica holds,
+# up to a batch and a half on PostgreSQL (the next is claimed at half a batch), goes out
+# in about 30 s at the default 25 messages/s, inside the 300 s lease; a crashed
+# replica's claims wait for the lease (with 200, some 300 of them).
 BATCH_SIZE = 500
 MAX_IN_FLIGHT = DEFAULT_DELIVERY_MAX_IN_FLIGHT  # DELIVERY_MAX_IN_FLIGHT unless set
 BACKOFF_BASE_SECONDS = 5.0
@@ -147,12 +153,11 @@ def delivery_rate(settings: Settings) -> float:
 
 
 # What a send's round trip to Telegram is assumed to take when sizing what is in flight:
-# each sender sends one message a round trip, plus the wait for its mark. Sized for
-# 100 ms, a paid broadcast (95 in flight) took 1.16x its minimum time with the bench
-# server answering 100 ms late and 2.2x at 200 ms; at 250 ms (238 in flight) it kept
-# to its rate up to 200 ms (trial runs, two turns each). Each batch's log line says what
-# a message took (``send_ms`` and ``record_ms``); a bot farther from Telegram sets
-# DELIVERY_MAX_IN_FLIGHT to at least its rate times their sum.
+# each sender sends one message a round trip, plus the wait for its mark. 250 ms keeps a
+# paid broadcast to its rate over round trips up to about 200 ms; sized for 100 ms, it
+# fell well behind at 200 ms. Each batch's log line says what a message took (``send_ms``
+# and ``record_ms``); a bot farther from Telegram sets DELIVERY_MAX_IN_FLIGHT to at least
+# its rate times their sum.
 TELEGRAM_ROUND_TRIP_SECONDS = 0.25
 
 
@@ -409,7 +414,7 @@ class Dispatcher:
                 self._unrecorded.discard(delivery_id)
                 if not self.database_available:
                     # It answered: the sweep, which stopped sending when it went away,
-                    # ends saying so (from the second engineer's review).
+                    # ends saying so.
                     self._database_back()
                 return
 
@@ -615,7 +620,7 @@ class Dispatcher:
         senders, each taking the next delivery when its last is done.
 
         A fixed set of senders rather than a task per delivery behind a semaphore: the
-        fan-out profile showed the tasks and the semaphore's wake-ups as CPU per message.
+        tasks and the semaphore's wake-ups cost CPU for every message.
         """
         queue: SendQueue[_Batch] = SendQueue(
             lambda: self._claim_batch(result),

@@ -9,13 +9,12 @@ for a timer, and each caller returns only when its own write is committed, so th
 guarantees are those of writing one by one.
 
 The one turn lets in the writes of everything that became ready at the same moment
-(the answers to several sends read from one poll of the sockets): in fan-out runs taken
-in turns it took a group from about 6 writes to about 8, and a transaction fewer is
-CPU saved on both sides of aiosqlite's thread.
+(the answers to several sends read from one poll of the sockets): groups are larger,
+and a transaction fewer is CPU saved on both sides of aiosqlite's thread.
 
 On PostgreSQL two writes run at once (``writers``), each on its own connection: with one,
 a "sent" mark waited for the write before it to end as well as for its own, and its
-sender waited with it (in the fan-out benchmark 3 ms a write, beside 3 ms a send).
+sender waited with it.
 """
 
 from __future__ import annotations

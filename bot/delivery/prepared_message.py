@@ -1,16 +1,16 @@
 """One rendered message for many chats, encoded once.
 
 A fan-out sends the same reminder text and button to thousands of chats. Through
-``Bot.send_message`` every send rebuilds and re-encodes the parameters and parses the
-answer into a ``Message`` with its ``Chat`` and ``User``: in the fan-out profile that
-was most of the CPU left per message, more than our database work. Here the parameters
-are encoded once (as PTB's own ``RequestParameter``s, which any transport reads), each
-send adds only its ``chat_id``, and the answer is read for its ``message_id``. On our
-aiohttp transport the whole JSON body is encoded once too and posted as it is
+``Bot.send_message`` every send would rebuild and re-encode the parameters and parse
+the answer into a ``Message`` with its ``Chat`` and ``User``, which costs more CPU than
+the send's database work. Here the parameters are encoded once (as PTB's own
+``RequestParameter``s, which any transport reads), each send adds only its
+``chat_id``, and the answer is read for its ``message_id``. On our aiohttp transport
+the whole JSON body is encoded once too and posted as it is
 (``AiohttpRequest.post_encoded``); on any transport every Bot API error goes through
-python-telegram-bot's ``BaseRequest``, so it becomes the same exception as before
-(``RetryAfter``, ``ChatMigrated``, ``Forbidden``, ``BadRequest``, ``NetworkError``,
-``TimedOut``).
+python-telegram-bot's ``BaseRequest``, so it becomes the same exception as through
+``Bot.send_message`` (``RetryAfter``, ``ChatMigrated``, ``Forbidden``, ``BadRequest``,
+``NetworkError``, ``TimedOut``).
 """
 
 from __future__ import annotations

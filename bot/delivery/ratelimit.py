@@ -17,8 +17,8 @@ from aiolimiter import AsyncLimiter
 MAX_TRACKED_CHATS = 10_000
 # The overall limit lets this much of a second's worth go at once. A whole second's worth
 # (aiolimiter's usual bucket) let a broadcast send twice its rate in its first second:
-# with 238 paid messages in flight and Telegram answering in 100 ms, 1,898 messages
-# (from the second engineer's review). A twentieth keeps any one second within 1.05x
+# with 238 paid messages in flight and Telegram answering in 100 ms, 1,898 messages.
+# A twentieth keeps any one second within 1.05x
 # the rate, under Telegram's 1,000 for paid broadcasts at 950 and its 30 at 25.
 OVERALL_BURST_SECONDS = 0.05
 

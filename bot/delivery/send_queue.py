@@ -4,26 +4,23 @@ A sender takes the next delivery, renders it, has its claim renewed, sends it an
 for its "sent" mark. The mark bounds what a crash can send twice; the renewal, right
 before the send, keeps a claim another replica has taken over (its lease ran out), a
 row deleted meanwhile (``/forgetme``) and every send while the database is unreachable
-from going out. Two database trips stood between a sender and its next send besides:
+from going out. Two more database trips would stand between a sender and its next
+send; neither does:
 
-- **the renewal's own write.** A sender takes its next delivery (``take_now``) as it
-  records the last one, and the renewal goes to the group commit in the same turn as
-  the mark: one write, one wait, and the send follows at once. A renewal counts only
-  if the send follows within ``fresh_for`` of it; after a wait for the rate limiter or
-  a 429 it is made again, alone, right before the send;
-- **the claim at each batch's end.** On PostgreSQL the next batch is claimed while the
-  senders work through this one. SQLite has one writer at a time, and a claim beside
-  the ledger's writes makes each of them wait for the lock (in sleeps of a millisecond
-  and more), so there the next batch is claimed only as the last delivery of this one
-  is taken: the claim runs while that batch's last messages are on their way, instead
-  of after every one of them is back. With the bench server answering 200 ms late, as
-  over a network, a paid broadcast (238 in flight) went from 1.39x its minimum time to
-  0.92-0.99x (two turns each); on loopback, where the claim's wait for the lock shows,
-  the fan-out sent up to 5 % fewer a second.
+- **the renewal rides with the last mark.** A sender takes its next delivery
+  (``take_now``) as it records the last one, and the renewal goes to the group commit
+  in the same turn as the mark: one write, one wait, and the send follows at once. A
+  renewal counts only if the send follows within ``fresh_for`` of it; after a wait for
+  the rate limiter or a 429 it is made again, alone, right before the send;
+- **the next batch is claimed ahead.** On PostgreSQL it is claimed while the senders
+  work through this one. SQLite has one writer at a time, and a claim beside the
+  ledger's writes makes each of them wait for the lock (in sleeps of a millisecond and
+  more), so there the next batch is claimed only as the last delivery of this one is
+  taken: the claim runs while that batch's last messages are on their way, and the
+  senders do not sit idle for a round trip at each batch's end.
 
-In the PostgreSQL fan-out benchmark a send (2.3–3 ms) had waited for three trips of
-2–4 ms each. Once claiming stops (stopping, or the database gone), what is still
-waiting is left to go back with this worker's other claims.
+Once claiming stops (stopping, or the database gone), what is still waiting is left to
+go back with this worker's other claims.
 """
 
 from __future__ import annotations

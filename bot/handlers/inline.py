@@ -2,14 +2,14 @@
 
 Results come ten at a time: Telegram asks for the next ten (with the ``next_offset`` we
 gave) as the person scrolls, up to fifty. A first answer of ten is what the panel shows
-at once, and it costs half the work of twenty: rendering the cards and encoding them
-were most of an inline query's time in the latency benchmark.
+at once, and it costs half the work of twenty: rendering and encoding the cards are
+most of an inline query's time.
 
 The results go to Telegram as the JSON the Bot API defines, built here from the card's
-text and buttons: python-telegram-bot's general encoding (copying each result to put
-the defaults in, then walking every attribute of every object) was a third of an
-inline query's time. The JSON is the same as PTB's (a test compares them); a button
-with anything but text, a link or callback data is still encoded by PTB.
+text and buttons, skipping python-telegram-bot's general encoding (which copies each
+result to put the defaults in, then walks every attribute of every object). The JSON
+is the same as PTB's (a test compares them); a button with anything but text, a link
+or callback data is still encoded by PTB.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """A python-telegram-bot transport on aiohttp: the default way summitbot talks to the Bot API.
 
 PTB's own :class:`telegram.request.HTTPXRequest` spends more time in its HTTP client
-than a broadcast can afford (measured in issue 7: about 300 sendMessage calls/s one at
-a time, and slower with concurrency); aiohttp keeps several times that on the same
-machine. PTB's :class:`~telegram.request.BaseRequest` does the rest: it turns the
-status and body returned here into ``ChatMigrated``, ``RetryAfter``, ``Forbidden``,
-``BadRequest`` and so on, exactly as for HTTPX.
+than a broadcast can afford, and gets slower with concurrency; aiohttp sends several
+times as many messages a second on the same machine (docs/benchmarks.md). PTB's
+:class:`~telegram.request.BaseRequest` does the rest: it turns the status and body
+returned here into ``ChatMigrated``, ``RetryAfter``, ``Forbidden``, ``BadRequest`` and
+so on, exactly as for HTTPX.
 
 PTB's four timeouts map onto aiohttp's as follows: ``connect_timeout`` bounds opening a
 socket (``sock_connect``); ``pool_timeout`` plus ``connect_timeout`` bound getting a
@@ -15,10 +15,10 @@ bounds the whole request together with the others (``total``).
 
 Proxies come from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``), as with
 PTB's HTTPX transport, read once per host rather than on every request: aiohttp's own
-``trust_env`` reads the environment (and ``~/.netrc``) for each request, which in the
-fan-out benchmark tripled the client's CPU time per message (0.44 ms against 0.14 ms).
-Unlike ``trust_env``, no credentials for the Bot API host itself are taken from
-``~/.netrc`` (as with HTTPX); a proxy's credentials in its URL or ``.netrc`` still are.
+``trust_env`` reads the environment (and ``~/.netrc``) for each request, which would
+triple the client's CPU time per message. Unlike ``trust_env``, no credentials for the
+Bot API host itself are taken from ``~/.netrc`` (as with HTTPX); a proxy's credentials
+in its URL or ``.netrc`` still are.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ class AiohttpRequest(BaseRequest):
                 body = _multipart(request_data)
             else:
                 # JSON, which the Bot API accepts too: json.dumps runs in C, while percent-
-                # encoding non-Latin text (most of ours) is slow Python and showed in profiles.
+                # encoding non-Latin text (most of ours) is slow Python.
                 body = request_data.json_payload
                 headers = _JSON_HEADERS
         return await self._send(method, url, body, headers, timeout)
