@@ -141,6 +141,9 @@ class OrganisationChairs:
     chairs: tuple[ChairView, ...]  # recorded terms covering the day or period
     ended: TermEnd | None = None  # the last recorded term ended with no successor
     projected: tuple[ProjectedChair, ...] = ()
+    # The summit due to hand on the newest term still covering the period, if the rule
+    # names one: the reader is told when it may already have taken place.
+    handover: EventView | None = None
 
 
 # A summit that hands the chair on is one that is held or expected to be (a postponed
@@ -295,6 +298,8 @@ def chairs_between(
         ended = TermEnd(newest.chair, newest.last_day, newest.handover, newest.handover_recorded)
         after = max(first, newest.last_day + dt.timedelta(days=1))
         projected = _projection(newest, rule, events, after, last)
+    running = [term for term in covering if term.last_day is None or term.last_day >= last]
+    handover = max(running, key=_started).handover if running else None
     return OrganisationChairs(
-        organisation, tuple(term.chair for term in covering), ended, projected
+        organisation, tuple(term.chair for term in covering), ended, projected, handover
     )

@@ -415,3 +415,20 @@ async def test_readers_see_ended_terms_projections_and_lapsed_dates_in_their_lan
         assert tr.gettext("dates passed — outcome not recorded") in card
         checked = tr.gettext("checked {date}", date=render.format_day(dt.date(2026, 12, 7), tr))
         assert as_read(render.esc(checked), tr) in card
+
+
+async def test_a_chair_whose_handover_summit_may_be_past_says_so_only_from_today_on(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
+) -> None:
+    clock.set(at(2026, 12, 7, 9))
+    caveat = "The summit due to hand the chair on (26th SCO Heads of State Council"
+    async with start_bot(**QUIET):
+        today = plain(await ask(bot_api, "/chairs", "en"))
+        assert "Kyrgyzstan: since 1 September 2025" in today
+        assert caveat in today and "may already have taken place" in today
+        card = plain(await ask(bot_api, "/org sco", "en"))
+        assert caveat in card
+        # In February the year had barely begun: nothing to say then.
+        february = plain(await ask(bot_api, "/chairs 2026-02-01", "en"))
+        assert "Kyrgyzstan: since 1 September 2025" in february
+        assert caveat not in february

@@ -28,8 +28,9 @@ async def chairs(update: Update, context: BotContext) -> None:
     if when is None or when.precision is Precision.DAY:
         day = when.first_day if when else today
         found = await context.catalogue.chairs_on(day)
-        await answer(update, context, render.chairs_on(day, found, today, tr))
+        await answer(update, context, render.chairs_on(day, found, today, tr, context.clock.now()))
         return
     found = await context.catalogue.chairs_during(when.first_day, when.last_day)
     label = render.format_partial(when, tr)
-    await answer(update, context, render.chairs_during(label, when.last_day, found, today, tr))
+    reply = render.chairs_during(label, when.last_day, found, today, tr, context.clock.now())
+    await answer(update, context, reply)

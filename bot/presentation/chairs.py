@@ -29,6 +29,7 @@ from bot.presentation.text import (
     organisation_short,
     organisation_title,
 )
+from storage.aging import mostly_gone
 from storage.models import Confidence
 from storage.queries import EventFilter, When
 from storage.rotation import OrganisationChairs, ProjectedChair, TermEnd
@@ -134,9 +135,31 @@ def projection_line(projected: ProjectedChair, tr: Translator) -> str:
     return f"<i>{esc(text)}</i>"
 
 
-def chair_standing_lines(group: OrganisationChairs, today: dt.date, tr: Translator) -> list[str]:
-    """The recorded chairs of one organisation, then an unsucceeded end and projections."""
+def handover_caveat(group: OrganisationChairs, now: dt.datetime, tr: Translator) -> str | None:
+    """When the summit due to hand the chair on is undated and may already have taken
+    place, say so under the chair (HTML); else None."""
+    summit = group.handover
+    if summit is None or not mostly_gone(summit, now):
+        return None
+    _ = tr.gettext
+    text = _(
+        "The summit due to hand the chair on ({summit}, {dates}) may already have taken "
+        "place; what happened there is not recorded.",
+        summit=event_title(summit, tr),
+        dates=format_dates(summit.start, summit.end, tr),
+    )
+    return f"<i>{esc(text)}</i>"
+
+
+def chair_standing_lines(
+    group: OrganisationChairs, today: dt.date, tr: Translator, now: dt.datetime | None = None
+) -> list[str]:
+    """The recorded chairs of one organisation, then an unsucceeded end and projections;
+    with ``now``, a caveat when the handover summit may already be past."""
     lines = [f"  • {chair_line(chair, tr, sourced=True)}" for chair in group.chairs]
+    caveat = handover_caveat(group, now, tr) if now is not None else None
+    if caveat:
+        lines.append(f"      {caveat}")
     if group.ended is not None:
         lines.append(f"  • {term_end_line(group.ended, today, tr)}")
     lines.extend(f"  • {projection_line(projected, tr)}" for projected in group.projected)
@@ -144,11 +167,17 @@ def chair_standing_lines(group: OrganisationChairs, today: dt.date, tr: Translat
 
 
 def chairs_on(
-    day: dt.date, chairs: Sequence[OrganisationChairs], today: dt.date, tr: Translator
+    day: dt.date,
+    chairs: Sequence[OrganisationChairs],
+    today: dt.date,
+    tr: Translator,
+    now: dt.datetime | None = None,
 ) -> Reply:
+    """/chairs [DAY]; with ``now``, a day from today on says when a handover summit may
+    already be past."""
     _ = tr.gettext
     heading = _("Who chairs what on {date}", date=format_day(day, tr))
-    return _chairs_reply(heading, chairs, today, tr)
+    return _chairs_reply(heading, chairs, today, tr, now if day >= today else None)
 
 
 def chairs_during(
@@ -157,6 +186,7 @@ def chairs_during(
     chairs: Sequence[OrganisationChairs],
     today: dt.date,
     tr: Translator,
+    now: dt.datetime | None = None,
 ) -> Reply:
     """/chairs 2024 (or a month): everyone in the chair during the period that ends ``last``."""
     _ = tr.gettext
@@ -164,11 +194,15 @@ def chairs_during(
         heading = _("Who chaired what in {period}", period=label)
     else:
         heading = _("Who chairs what in {period}", period=label)
-    return _chairs_reply(heading, chairs, today, tr)
+    return _chairs_reply(heading, chairs, today, tr, now if last >= today else None)
 
 
 def _chairs_reply(
-    heading: str, chairs: Sequence[OrganisationChairs], today: dt.date, tr: Translator
+    heading: str,
+    chairs: Sequence[OrganisationChairs],
+    today: dt.date,
+    tr: Translator,
+    now: dt.datetime | None,
 ) -> Reply:
     _ = tr.gettext
     lines = [f"<b>{esc(heading)}</b>"]
@@ -178,7 +212,7 @@ def _chairs_reply(
         org = group.organisation
         lines.append("")
         lines.append(organisation_heading(org, tr))
-        lines.extend(chair_standing_lines(group, today, tr))
+        lines.extend(chair_standing_lines(group, today, tr, now))
     buttons = [
         InlineKeyboardButton(
             organisation_short(group.organisation, tr),
@@ -223,6 +257,9 @@ def organisation_card(
     if card.current_chair is not None:
         chair = chair_line(card.current_chair, tr, sourced=True)
         lines.append(_("<b>Chair now:</b> {chair}", chair=chair))
+        caveat = handover_caveat(standing_today, now, tr) if standing_today else None
+        if caveat:
+            lines.append(f"      {caveat}")
     elif standing_today is not None and standing_today.ended is not None:
         lines.append(
             _(
