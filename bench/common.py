@@ -234,6 +234,11 @@ def machine() -> dict[str, Any]:
     }
 
 
+def verdict(met: bool) -> str:
+    """How every benchmark states a target's outcome: "met" or "not met"."""
+    return "met" if met else "not met"
+
+
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
