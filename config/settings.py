@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # Unset: enough for the delivery rate at 250 ms round trips, and at least 16
     # (``bot.delivery.dispatcher.messages_in_flight``).
     delivery_max_in_flight: int | None = Field(default=None, ge=1, le=1024)
+    # The ledger keeps finished deliveries (sent, skipped, failed) this many days, then
+    # keeps only their counts per day (storage/retention.py). At least a week: /stats
+    # counts the last 7 days from the rows themselves.
+    delivery_retention_days: int = Field(default=180, ge=7)
     # Abuse: updates one user may send per minute; how long identical read-only
     # requests are answered from a cache.
     requests_per_minute: int = Field(default=30, ge=1)

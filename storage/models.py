@@ -390,6 +390,24 @@ Index(
 )
 
 
+class DeliveryDailyCount(Base):
+    """How many deliveries of a kind ended with a status on a day (UTC), for the days whose
+    ledger rows are gone: rows older than ``DELIVERY_RETENTION_DAYS`` are removed, and
+    counted here first (storage/retention.py), so totals over a period stay right.
+
+    ``day`` is the UTC date the delivery finished (its due date if it has no finish time).
+    Kind and status are plain strings, not the ledger's CHECKed enums: a count of the
+    past stays valid whatever kinds the ledger allows later.
+    """
+
+    __tablename__ = "delivery_daily_counts"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class Dialogue(Base):
     """What a person was last asked in a chat (an operator's /addevent, linking a channel),
     kept here rather than in one process's memory so that any replica can take the answer.
