@@ -46,6 +46,7 @@ from storage.models import (
 )
 from storage.planning import Planner
 from storage.queries import Catalogue
+from storage.retention import counted_since
 from storage.review import review_queue_length
 from storage.rotation import RotationRule
 from storage.search import normalise
@@ -502,6 +503,12 @@ async def operator_stats(
     )
     for status, count in by_status.all():
         deliveries[DeliveryStatus(status)] = int(count)
+    # Days whose rows the retention removed (storage/retention.py) count from their
+    # counts: the whole days in the window. (With the window no longer than the
+    # retention, the default, there are none: those rows are all still here.)
+    first_whole_day = (now - window).astimezone(dt.UTC).date() + dt.timedelta(days=1)
+    for status, count in (await counted_since(session, first_whole_day, finished)).items():
+        deliveries[status] += count
 
     due = await session.execute(
         select(Delivery.due_at, Delivery.chat_id, Event.key, Delivery.kind)

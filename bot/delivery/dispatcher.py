@@ -98,6 +98,7 @@ from storage.models import ChatType, DeliveryKind, EventChange
 from storage.notices import DIGEST_DAYS
 from storage.planning import Planner
 from storage.queries import Catalogue
+from storage.retention import prune_ledger
 from storage.review import review_queue
 from storage.send_ledger import SendLedger
 from storage.views import ChatView, EventView
@@ -128,6 +129,9 @@ RENEWAL_FRESH_SECONDS = 0.05
 MAY_BE_EMPTY = frozenset({DeliveryKind.DIGEST, DeliveryKind.REVIEW_NOTICE})
 # Recording an outcome while the database is away: wait this long between tries.
 RECORD_RETRY_SECONDS = (0.25, 0.5, 1.0)
+# How often a sweep removes old finished deliveries (storage/retention.py); at once again
+# while the last call found more than it may remove in one go.
+PRUNE_EVERY = dt.timedelta(hours=1)
 
 
 @dataclass
@@ -138,6 +142,7 @@ class SweepResult:
     retried: int = 0
     requeued: int = 0
     planned: int = 0
+    pruned: int = 0  # old finished deliveries removed (counted per day)
     errors: list[str] = field(default_factory=list)
     # Of the messages sent: seconds on their way to Telegram and back, and then waiting
     # for their "sent" mark (each sender's next message waits for both), summed.
@@ -225,6 +230,9 @@ class Dispatcher:
         # yet: Telegram may have them, so their claims are never handed back early.
         self._unrecorded: set[int] = set()
         self._stop_requested = asyncio.Event()
+        # When the ledger was last pruned (the clock's time), and whether more was left.
+        self._pruned_at: dt.datetime | None = None
+        self._prune_more = False
 
     # --- scheduling ---------------------------------------------------------------
 
@@ -319,6 +327,34 @@ class Dispatcher:
             due = await next_due_at(session)
             self.metrics.queue_depth.set(await count_due(session, self.clock.now()))
         self._schedule_wakeup(due)
+        await self._prune(result)
+
+    async def _prune(self, result: SweepResult) -> None:
+        """Remove old finished deliveries, once every ``PRUNE_EVERY`` (after the sending,
+        which never waits for it); a few batches a sweep while a backlog lasts."""
+        now = self.clock.now()
+        if (
+            self._pruned_at is not None
+            and not self._prune_more
+            and abs(now - self._pruned_at) < PRUNE_EVERY
+        ):
+            return
+        self._pruned_at, self._prune_more = now, False
+        try:
+            pruned = await prune_ledger(self.database, now, self.settings.delivery_retention_days)
+        except Exception as exc:  # like planning: a fault here must not stop the sending
+            if is_unavailable(exc):
+                raise
+            log.exception("pruning the delivery ledger failed")
+            return
+        self._prune_more, result.pruned = pruned.more, pruned.rows
+        if pruned.rows:
+            log.info(
+                "delivery ledger: %d finished before %s removed, counted per day",
+                pruned.rows,
+                pruned.cutoff.date().isoformat(),
+                extra={"pruned": pruned.rows},
+            )
 
     async def _claim_batch(
         self, result: SweepResult
