@@ -13,6 +13,18 @@ For each dispatcher run it reports where a sender's time between two messages go
 server's answer, the wait for the "sent" mark, the rest), and it runs the dispatcher and
 the raw loop once more against a server answering ``ROUND_TRIP_MS`` late, as over a
 network.
+
+Targets, on SQLite and on PostgreSQL alike:
+
+- on loopback, at least ``TARGET_PER_SECOND`` messages/s, twice Telegram's paid-broadcast
+  ceiling (1,000/s), so that our code is never what limits a broadcast;
+- on loopback, at least ``TARGET_VS_PTB`` times PTB's default send loop;
+- at a ``ROUND_TRIP_MS`` round trip, at least ``TARGET_VS_RAW_AT_ROUND_TRIP`` times the raw
+  loop's rate.
+
+There is no target against the raw loop on loopback: with 16 messages in flight and a
+durable "sent" mark before each sender's next message, that ratio measures the disk's
+fsync, not this code.
 """
 
 from __future__ import annotations
@@ -44,6 +56,7 @@ from bench.common import (
     measure,
     ptb_send_loop,
     raw_aiohttp_loop,
+    verdict,
     write_results,
 )
 from bench.seed import SUMMIT_START, Audience, fresh_database, postgres_available, seed
@@ -58,13 +71,15 @@ from storage.planning import PLANNED_UNTIL_KEY
 
 NAME = "fanout"
 ROUNDS = 3  # each sender's median of this many turns
-TARGET_VS_RAW = 0.5
-TARGET_VS_PTB = 3.0
+# On loopback, each database: twice Telegram's ceiling for paid broadcasts (1,000/s).
+TARGET_PER_SECOND = 2_000.0
+TARGET_VS_PTB = 3.0  # on loopback, against PTB's default send loop
 ONE_HOUR = dt.timedelta(hours=1)
 # Telegram's answers come back over a network: from a server near its data centres the
 # round trip is some tens of milliseconds. The fan-out again with the server answering
 # this much later shows what is left of the difference once the network is in the way.
 ROUND_TRIP_MS = 50.0
+TARGET_VS_RAW_AT_ROUND_TRIP = 0.9  # at ROUND_TRIP_MS, against the raw aiohttp loop
 
 
 def bench_settings(database_url: str, base_url: str, **overrides: Any) -> Settings:
@@ -255,6 +270,8 @@ async def measure_all(quick: bool) -> dict[str, Any]:
             curve = await concurrency_curve(
                 server, levels, curve_messages, audience_ids, curve_template
             )
+        # As many chats as the curve's (its seeded file is reused): at 16 in flight and
+        # 50 ms a call about 300 messages/s, so some 10 s a sender at full size.
         round_trip = await with_round_trip(
             stack, tmp, audience_ids[:curve_messages], curve_template, postgres_url is not None
         )
@@ -368,23 +385,82 @@ async def concurrency_curve(
     return curve
 
 
+_BACKENDS = (("sqlite", "SQLite"), ("postgresql", "PostgreSQL"))
+
+
+def assess(rows: dict[str, Any], round_trip_rows: dict[str, Any]) -> dict[str, Any]:
+    """Each database's dispatcher against each target: what it is, what was measured,
+    and whether it is met. A database that was not measured has no entry."""
+    ptb_default = rows["ptb_httpx"]["messages_per_second"]
+    round_trip_raw = round_trip_rows.get("raw_aiohttp", {}).get("messages_per_second")
+    assessed: dict[str, Any] = {}
+    for backend, _ in _BACKENDS:
+        row = rows.get(f"dispatcher_{backend}")
+        if not row:
+            continue
+        per_second = row["messages_per_second"]
+        targets: dict[str, Any] = {
+            "loopback_messages_per_second": {
+                "target_at_least": TARGET_PER_SECOND,
+                "measured": round(per_second, 1),
+                "met": per_second >= TARGET_PER_SECOND,
+            },
+            "loopback_vs_ptb_default": {
+                "target_at_least": TARGET_VS_PTB,
+                "measured": round(per_second / ptb_default, 3),
+                "met": per_second / ptb_default >= TARGET_VS_PTB,
+            },
+        }
+        at_round_trip = round_trip_rows.get(f"dispatcher_{backend}")
+        vs_raw = (
+            at_round_trip["messages_per_second"] / round_trip_raw
+            if at_round_trip and round_trip_raw
+            else None
+        )
+        targets["round_trip_vs_raw_aiohttp"] = {
+            "round_trip_ms": ROUND_TRIP_MS,
+            "target_at_least": TARGET_VS_RAW_AT_ROUND_TRIP,
+            "measured": None if vs_raw is None else round(vs_raw, 3),
+            "met": vs_raw is not None and vs_raw >= TARGET_VS_RAW_AT_ROUND_TRIP,
+        }
+        assessed[backend] = targets
+    return assessed
+
+
+def target_lines(assessed: dict[str, Any], *, round_trip: bool) -> list[str]:
+    """One line per target and database, each saying "met" or "not met"."""
+    lines = []
+    for backend, label in _BACKENDS:
+        targets = assessed.get(backend)
+        if targets is None:
+            continue
+        if round_trip:
+            t = targets["round_trip_vs_raw_aiohttp"]
+            measured = "not measured" if t["measured"] is None else f"{t['measured']:.3f}×"
+            lines.append(
+                f"- dispatcher on {label} at a {t['round_trip_ms']:g} ms round trip: "
+                f"{measured} the raw loop (target ≥ {t['target_at_least']:g}×): "
+                f"{verdict(t['met'])}"
+            )
+            continue
+        rate = targets["loopback_messages_per_second"]
+        ptb = targets["loopback_vs_ptb_default"]
+        lines += [
+            f"- dispatcher on {label} on loopback: {rate['measured']:,.0f} messages/s "
+            f"(target ≥ {rate['target_at_least']:,.0f}/s): {verdict(rate['met'])}",
+            f"- dispatcher on {label} on loopback: {ptb['measured']:.2f}× PTB's default send "
+            f"loop (target ≥ {ptb['target_at_least']:g}×): {verdict(ptb['met'])}",
+        ]
+    return lines
+
+
 def summarise(measured: dict[str, Any]) -> tuple[dict[str, Any], str]:
     rows = measured["rows"]
-    raw = rows["raw_aiohttp"]["messages_per_second"]
-    ptb_default = rows["ptb_httpx"]["messages_per_second"]
-    ratios: dict[str, Any] = {}
-    for backend in ("sqlite", "postgresql"):
-        row = rows.get(f"dispatcher_{backend}")
-        if row:
-            vs_raw = row["messages_per_second"] / raw
-            vs_ptb = row["messages_per_second"] / ptb_default
-            ratios[backend] = {
-                "vs_raw_aiohttp": round(vs_raw, 3),
-                "vs_ptb_default": round(vs_ptb, 3),
-                "target_vs_raw": TARGET_VS_RAW,
-                "target_vs_ptb_default": TARGET_VS_PTB,
-                "targets_met": vs_raw >= TARGET_VS_RAW and vs_ptb >= TARGET_VS_PTB,
-            }
+    round_trip = measured.get("round_trip") or {}
+    assessed = assess(rows, round_trip.get("rows", {}))
+    every_target_met = len(assessed) == len(_BACKENDS) and all(
+        target["met"] for targets in assessed.values() for target in targets.values()
+    )
     labels = {
         "dispatcher_sqlite": "dispatcher, SQLite (claim, send, record)",
         "dispatcher_postgresql": "dispatcher, PostgreSQL (claim, send, record)",
@@ -415,12 +491,7 @@ def summarise(measured: dict[str, Any]) -> tuple[dict[str, Any], str]:
             for key, row in rows.items()
         ],
     )
-    ratio_lines = [
-        f"- dispatcher on {backend}: {r['vs_raw_aiohttp']:.3f}× the raw loop (target ≥ "
-        f"{TARGET_VS_RAW}×), {r['vs_ptb_default']:.2f}× PTB's default send loop (target ≥ "
-        f"{TARGET_VS_PTB:g}×): targets {'met' if r['targets_met'] else 'not met'}"
-        for backend, r in ratios.items()
-    ]
+    ratio_lines = target_lines(assessed, round_trip=False)
     ratio_lines += cpu_budget(rows)
     ratio_lines += time_per_message(rows)
     rounds = measured.get("rounds", 1)
@@ -437,9 +508,26 @@ def summarise(measured: dict[str, Any]) -> tuple[dict[str, Any], str]:
         + "\n".join(ratio_lines + [f"- {note}" for note in measured["notes"]])
         + "\n"
     )
-    if measured.get("round_trip"):
-        markdown += "\n" + round_trip_section(measured["round_trip"])
-    return {**measured, "ratios": ratios}, markdown
+    if round_trip:
+        markdown += "\n" + round_trip_section(round_trip)
+        markdown += "\n" + "\n".join(target_lines(assessed, round_trip=True)) + "\n"
+    markdown += (
+        f"\nNo target against the raw loop on loopback: with {MAX_IN_FLIGHT} messages in "
+        'flight and a durable "sent" mark before every next message from a sender, that '
+        "ratio measures the disk's fsync, not this code.\n"
+    )
+    results = {
+        **measured,
+        "targets": {
+            "loopback_messages_per_second": TARGET_PER_SECOND,
+            "loopback_vs_ptb_default": TARGET_VS_PTB,
+            "round_trip_ms": ROUND_TRIP_MS,
+            "round_trip_vs_raw_aiohttp": TARGET_VS_RAW_AT_ROUND_TRIP,
+        },
+        "targets_by_database": assessed,
+        "every_target_met_on_both_databases": every_target_met,
+    }
+    return results, markdown
 
 
 def _cpu(value: float | None) -> str:
@@ -483,19 +571,21 @@ def per_sender_ms(row: dict[str, Any]) -> float:
 def time_per_message(rows: dict[str, Any]) -> list[str]:
     """Where a sender's time between two messages goes. A sender sends its next message
     once the last one's "sent" mark is written, so that a crash repeats at most what is
-    in flight: with as many in flight as the raw loop, the dispatcher reaches half its
-    rate only if the mark and the rest together take no longer than the raw loop's whole
-    turn."""
+    in flight: the wait for that durable mark is the disk's fsync, which the raw loop,
+    recording nothing, never pays. Beside it, the time the loopback target
+    (``TARGET_PER_SECOND``) allows a sender at the dispatcher's messages in flight."""
     raw = rows.get("raw_aiohttp")
     if not raw:
         return []
     raw_ms = per_sender_ms(raw)
     parts = []
+    allowed_ms = 0.0
     for key, label in _DISPATCHERS:
         row = rows.get(key)
         if not row or "sending_ms" not in row:
             continue
         total = per_sender_ms(row)
+        allowed_ms = allowed_ms or per_sender_ms({**row, "messages_per_second": TARGET_PER_SECOND})
         rest = max(total - row["sending_ms"] - row["recording_ms"], 0.0)
         parts.append(
             f"on {label} {total:.2f} ms: {row['sending_ms']:.2f} on its way to the server "
@@ -506,8 +596,8 @@ def time_per_message(rows: dict[str, Any]) -> list[str]:
         return []
     return [
         f"- Time between one sender's messages: the raw loop {raw_ms:.2f} ms; the "
-        f"dispatcher {'; '.join(parts)}. Half the raw loop's rate allows "
-        f"{raw_ms / TARGET_VS_RAW:.2f} ms."
+        f"dispatcher {'; '.join(parts)}. The {TARGET_PER_SECOND:,.0f}/s target allows "
+        f"{allowed_ms:.2f} ms."
     ]
 
 
