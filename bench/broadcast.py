@@ -28,6 +28,7 @@ from bench.common import (
     client_on_its_own_cpu,
     machine,
     markdown_table,
+    verdict,
     write_results,
 )
 from bench.fanout import copy_of, dispatcher_run, seeded_template
@@ -122,7 +123,7 @@ def summarise(rows: list[dict[str, Any]]) -> str:
             "minimum s",
             "× minimum",
             "× at Telegram's limit",
-            "targets met",
+            "targets",
         ],
         [
             (
@@ -137,7 +138,7 @@ def summarise(rows: list[dict[str, Any]]) -> str:
                 f"{row['theoretical_minimum_seconds']:.2f}",
                 f"{row['ratio_to_minimum']:.3f}",
                 f"{row['ratio_to_telegram_limit']:.3f}",
-                "yes" if row["targets_met"] else "no",
+                verdict(row["targets_met"]),
             )
             for row in rows
         ],

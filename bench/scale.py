@@ -36,7 +36,7 @@ from sqlalchemy import func, select
 
 import storage.dataset as dataset_module
 from bench.catalogue import BACKENDS, BENCH_NOW, Scale, postgres_available, seed, throwaway_database
-from bench.common import machine, markdown_table, write_results
+from bench.common import machine, markdown_table, verdict, write_results
 from bench.inprocess import OPERATOR_ID, ErrorCounter, InProcessBot, bench_settings
 from bench.output import DEFAULT_OUT_DIR, peak_rss_mb
 from bot.clock import FixedClock
@@ -281,9 +281,6 @@ def markdown(result: dict[str, Any]) -> str:
     targets = result["targets"]
     text = f"## Scale of state ({parameters['chats']:,} chats, {parameters['events']:,} events)\n\n"
 
-    def mark(ok: bool) -> str:
-        return "✅" if ok else "❌"
-
     rows = []
     for r in result["results"]:
         ok = r["meets_targets"]
@@ -302,21 +299,21 @@ def markdown(result: dict[str, Any]) -> str:
                 "peak RSS (start-up, sweep, re-plan)",
                 f"{r['peak_resident_mb']:.0f} MB",
                 f"≤ {targets['peak_resident_mb']:g} MB",
-                mark(ok["peak_resident_mb"]),
+                verdict(ok["peak_resident_mb"]),
             ],
             [
                 r["backend"],
                 "scheduler jobs after re-plan",
                 ", ".join(r["jobs_after_replan"]),
                 "constant",
-                mark(ok["jobs"]),
+                verdict(ok["jobs"]),
             ],
             [
                 r["backend"],
                 f"re-plan after the event moved ({r['ledger_moved']:,} reminders moved)",
                 f"{r['replan_seconds']:.2f} s",
                 f"≤ {targets['replan_seconds']:g} s",
-                mark(ok["replan_seconds"]),
+                verdict(ok["replan_seconds"]),
             ],
             [
                 r["backend"],
