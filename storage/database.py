@@ -33,6 +33,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage.write_batch import BatchedWriter, FileWriteGate
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # The PostgreSQL advisory lock that lets one replica at a time migrate and load data.
 SETUP_LOCK_KEY = zlib.crc32(b"summitbot:setup")
@@ -250,6 +252,9 @@ class Database:
             self.engine.execution_options(**single), expire_on_commit=False
         )
         self._lock_file: TextIO | None = None
+        # SQLite: this process's writes take turns and share commits (storage/write_batch.py);
+        # made on first use, in the event loop that uses them.
+        self._sqlite_writer: BatchedWriter | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -257,9 +262,32 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed on success, rolled back on error."""
+        """A session inside one transaction: committed on success, rolled back on error.
+
+        When the block returns, its changes are committed (on SQLite, possibly together
+        with other blocks that queued beside it: see storage/write_batch.py). Blocks
+        must not nest.
+        """
+        if self.is_sqlite:
+            async with self.sqlite_writer.transaction() as session:
+                yield session
+            return
         async with self._writing() as session, session.begin():
             yield session
+
+    @property
+    def sqlite_writer(self) -> BatchedWriter:
+        """The SQLite file's writer for this event loop (a new loop gets a new one)."""
+        writer = self._sqlite_writer
+        loop = asyncio.get_running_loop()
+        if writer is None or writer.loop is not loop:
+            writer = self._sqlite_writer = BatchedWriter(self._writing, FileWriteGate())
+        return writer
+
+    @property
+    def write_gate(self) -> FileWriteGate | None:
+        """SQLite: what a write outside ``transaction()`` holds while it writes."""
+        return self.sqlite_writer.gate if self.is_sqlite else None
 
     async def upgrade(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` with the Alembic migrations."""

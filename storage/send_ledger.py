@@ -99,6 +99,17 @@ class SendLedger:
         renewals = [delivery_id for delivery_id in renewals if delivery_id not in sent]
         if not renewals and not sent:
             return set()
+        gate = self.database.write_gate
+        if gate is not None:
+            # SQLite: the file is written by one holder at a time, in this process's order
+            # (storage/write_batch.py), not by whoever SQLite's busy handler wakes first.
+            async with gate.held():
+                return await self._write_once(renewals, sent, now)
+        return await self._write_once(renewals, sent, now)
+
+    async def _write_once(
+        self, renewals: Sequence[int], sent: Mapping[int, int | None], now: dt.datetime
+    ) -> set[int]:
         connection, driver = await self._take()
         try:
             if self.database.is_sqlite:
