@@ -59,6 +59,7 @@ from bot.handlers.chats import remember_chat
 from bot.handlers.errors import error_handler
 from bot.metrics import Metrics, update_type
 from bot.presentation.i18n import translator
+from bot.runtime.chat_order import ChatOrderedUpdateProcessor
 from bot.transports.aiohttp_request import AiohttpRequest
 from config.languages import SUPPORTED_LANGUAGES
 from config.settings import Settings
@@ -310,6 +311,8 @@ def build_application(
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
         .application_class(SummitApplication)
+        # Updates side by side, each chat's in order (bot/runtime/chat_order.py).
+        .concurrent_updates(ChatOrderedUpdateProcessor(settings.concurrent_updates))
     )
     if rate_limit:
         # Retries a 429 after Telegram's retry_after, and keeps to its flood limits.

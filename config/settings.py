@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # keeps only their counts per day (storage/retention.py). At least a week: /stats
     # counts the last 7 days from the rows themselves.
     delivery_retention_days: int = Field(default=180, ge=7)
+    # Updates handled at once (each chat's still one at a time, in order); 1 handles
+    # them one after another, as python-telegram-bot does by default.
+    concurrent_updates: int = Field(default=64, ge=1, le=1024)
     # Abuse: updates one user may send per minute; how long identical read-only
     # requests are answered from a cache.
     requests_per_minute: int = Field(default=30, ge=1)

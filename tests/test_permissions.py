@@ -16,6 +16,7 @@ far more than 30 updates a minute here) and PTB's flood-limit throttle is off.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -116,12 +117,19 @@ def chat_type(chat_id: int) -> str:
 
 
 async def finished(world: World, update: dict[str, Any]) -> list[ApiCall]:
-    """What the bot did for ``update``, once it is done with it (a barrier follows it)."""
+    """What the bot did for ``update``, once it is done with it.
+
+    A barrier from another chat follows it; updates of different chats run side by
+    side (bot/runtime/chat_order.py), so once the barrier is answered the bot is also
+    waited for until nothing is in progress: ``update``, taken before it, is done."""
     api = world.api
     start = api._index_at_push[update["update_id"]]
     barrier = await api.reply_to(api.message("/mysubs", chat_id=BARRIER))
-    end = next(i for i in range(len(api.calls) - 1, -1, -1) if api.calls[i] is barrier)
-    return api.calls[start:end]
+    processor = world.app.update_processor
+    while processor.current_concurrent_updates:  # noqa: ASYNC110 (PTB has no event for it)
+        await asyncio.sleep(0.005)
+    calls = [call for call in api.calls[start:] if call is not barrier]
+    return [call for call in calls if call.chat_id != BARRIER]
 
 
 def push(world: World, text: str, chat_id: int, user_id: int, **kwargs: Any) -> dict[str, Any]:

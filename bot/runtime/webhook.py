@@ -93,7 +93,12 @@ class WebhookEndpoint:
             log.info("update %s was taken before; not handled again", update.update_id)
             return PlainTextResponse("ok")
         # Handler errors are answered by the error handler; the update is done either way.
-        await self.application.process_update(update)
+        # Side by side with other requests, after this chat's earlier updates
+        # (bot/runtime/chat_order.py), as under long polling.
+        application = self.application
+        await application.update_processor.process_update(
+            update, application.process_update(update)
+        )
         return PlainTextResponse("ok")
 
     async def _first_time(self, update_id: int) -> bool:
