@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Row, ScalarSelect, Select, bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
@@ -141,6 +142,14 @@ async def migrate_chat(
         await planner.prune(session, now, chat_ids=[new_id])
 
 
+async def insert_chat(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Store a new chat; False if it exists already (another replica was first)."""
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(Chat).values(**values).on_conflict_do_nothing().returning(Chat.id)
+    return (await session.execute(statement)).first() is not None
+
+
 class Chats:
     """Chat records: created on first contact with their language and zone."""
 
@@ -229,6 +238,29 @@ class Chats:
         chat, along = await self._read(chat_id, read_along)
         if chat is not None and chat.is_active and chat.title == title and chat.type == chat_type:
             return ChatView.of(chat), along
+        if chat is None:
+            # First contact (a burst of new users): one INSERT, nothing read back.
+            view = ChatView(
+                chat_id,
+                chat_type,
+                title,
+                language or self.default_language,
+                self.default_timezone,
+                True,
+            )
+            values = {
+                "id": chat_id,
+                "type": chat_type,
+                "title": title,
+                "language": view.language,
+                "timezone": view.timezone,
+                "is_active": True,
+            }
+            async with self.database.transaction() as session:
+                created = await insert_chat(session, values)
+            if created:
+                return view, None
+            # Another replica stored it first: take it as stored, below.
         async with self.database.transaction() as session:
             stored = await session.get(Chat, chat_id)
             if stored is None:

@@ -534,11 +534,15 @@ class Planner:
         planners of several replicas take turns instead of racing.
         """
         until = now + self.horizon
-        await insert_new(session, [{"key": PLANNED_UNTIL_KEY, "value": until.isoformat()}], Meta)
         statement = select(Meta.value).where(Meta.key == PLANNED_UNTIL_KEY)
         if lock:
             statement = statement.with_for_update()
         stored = await session.scalar(statement)
+        if stored is None:  # the first time only: one statement on every later call
+            await insert_new(
+                session, [{"key": PLANNED_UNTIL_KEY, "value": until.isoformat()}], Meta
+            )
+            stored = await session.scalar(statement)
         return dt.datetime.fromisoformat(stored) if stored else until
 
     async def advance(self, session: AsyncSession, now: dt.datetime) -> int:

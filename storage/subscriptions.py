@@ -9,13 +9,22 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
 from storage.followers import DEFAULT_LEAD_TIMES, LEAD_TIME_CHOICES
-from storage.models import Chat, Event, Organisation, Subscription, SubscriptionScope
+from storage.models import (
+    Chat,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Organisation,
+    Subscription,
+    SubscriptionScope,
+)
 from storage.planning import Planner
 from storage.views import OrganisationRef
 
@@ -46,6 +55,40 @@ def _clean_lead_times(minutes: Sequence[int]) -> list[int]:
     if not chosen:
         raise SubscriptionError("no_lead_times")
     return chosen
+
+
+async def _events_of(
+    session: AsyncSession,
+    scope: SubscriptionScope,
+    organisation_id: int | None,
+    event_id: int | None,
+) -> list[int] | None:
+    """The events a subscription to this target covers; None for everything."""
+    if scope is SubscriptionScope.EVENT and event_id is not None:
+        return [event_id]
+    if scope is SubscriptionScope.ORGANISATION and organisation_id is not None:
+        found = await session.scalars(
+            select(Event.id).where(Event.organisation_id == organisation_id)
+        )
+        return list(found)
+    return None
+
+
+async def _pending_for(session: AsyncSession, chat_id: int, event_ids: Sequence[int]) -> bool:
+    """Whether the chat has a reminder pending for any of ``event_ids`` already (it
+    follows them another way, perhaps with other lead times)."""
+    if not event_ids:
+        return False
+    found = await session.scalar(
+        select(Delivery.id)
+        .where(
+            Delivery.chat_id == chat_id,
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.event_id.in_(event_ids),
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 class Subscriptions:
@@ -114,49 +157,89 @@ class Subscriptions:
 
         Raises :class:`SubscriptionError` ("unknown_target", "too_many").
         """
+        # A burst of new followers (a channel post's 🔔) makes this the busiest write:
+        # it reads what it needs once and builds the one view it returns.
         async with self.database.transaction() as session:
-            organisation_id = event_id = None
+            organisation: Organisation | None = None
+            event: Any = None  # (id, key, title)
             if scope is SubscriptionScope.ORGANISATION:
-                organisation_id = await session.scalar(
-                    select(Organisation.id).where(Organisation.key == key)
+                organisation = await session.scalar(
+                    select(Organisation).where(Organisation.key == key)
                 )
-                if organisation_id is None:
+                if organisation is None:
                     raise SubscriptionError("unknown_target")
             elif scope is SubscriptionScope.EVENT:
-                event_id = await session.scalar(select(Event.id).where(Event.key == key))
-                if event_id is None:
+                event = (
+                    await session.execute(
+                        select(Event.id, Event.key, Event.title).where(Event.key == key)
+                    )
+                ).first()
+                if event is None:
                     raise SubscriptionError("unknown_target")
-            existing = await session.scalar(
-                select(Subscription).where(
-                    Subscription.chat_id == chat_id,
-                    Subscription.scope == scope,
-                    Subscription.organisation_id.is_(None)
-                    if organisation_id is None
-                    else Subscription.organisation_id == organisation_id,
-                    Subscription.event_id.is_(None)
-                    if event_id is None
-                    else Subscription.event_id == event_id,
+            organisation_id = organisation.id if organisation else None
+            event_id = event.id if event else None
+            # The chat's subscriptions (few) and its default lead times, in one statement.
+            rows = (
+                await session.execute(
+                    select(
+                        Chat.lead_times,
+                        Subscription.id,
+                        Subscription.scope,
+                        Subscription.organisation_id,
+                        Subscription.event_id,
+                        Subscription.lead_times.label("own_lead_times"),
+                    )
+                    .select_from(Chat)
+                    .outerjoin(Subscription, Subscription.chat_id == Chat.id)
+                    .where(Chat.id == chat_id)
                 )
+            ).all()
+            chat_lead_times = rows[0].lead_times if rows else None
+            default = tuple(chat_lead_times) if chat_lead_times else DEFAULT_LEAD_TIMES
+            held = [row for row in rows if row.id is not None]
+            existing = next(
+                (
+                    row
+                    for row in held
+                    if row.scope == scope
+                    and row.organisation_id == organisation_id
+                    and row.event_id == event_id
+                ),
+                None,
             )
-            created = existing is None
-            if existing is None:
-                count = await session.scalar(
-                    select(func.count()).where(Subscription.chat_id == chat_id)
-                )
-                if (count or 0) >= MAX_SUBSCRIPTIONS_PER_CHAT:
+            if existing is not None:
+                subscription_id, own = existing.id, existing.own_lead_times
+            else:
+                if len(held) >= MAX_SUBSCRIPTIONS_PER_CHAT:
                     raise SubscriptionError("too_many")
-                existing = Subscription(
+                row = Subscription(
                     chat_id=chat_id,
                     scope=scope,
                     organisation_id=organisation_id,
                     event_id=event_id,
                     created_at=now,
                 )
-                session.add(existing)
+                session.add(row)
                 await session.flush()
-                await self.planner.replan(session, now, chat_ids=[chat_id])
-            views = await self._views(session, chat_id)
-            return next(v for v in views if v.id == existing.id), created
+                subscription_id, own = row.id, None
+                # Only the followed target's reminders can change: re-planning the chat's
+                # whole calendar read every event in the window (most of a /subscribe).
+                covered = await _events_of(session, scope, organisation_id, event_id)
+                if covered is not None and not await _pending_for(session, chat_id, covered):
+                    # Nothing planned for them yet (the usual case): nothing to prune.
+                    await self.planner.plan(session, now, chat_ids=[chat_id], event_ids=covered)
+                else:
+                    await self.planner.replan(session, now, chat_ids=[chat_id], event_ids=covered)
+            view = SubscriptionView(
+                id=subscription_id,
+                scope=scope,
+                organisation=OrganisationRef.of(organisation) if organisation else None,
+                event_key=event.key if event else None,
+                event_title=dict(event.title) if event else None,
+                lead_times=tuple(own) if own else default,
+                own_lead_times=bool(own),
+            )
+            return view, existing is None
 
     async def unfollow(
         self, chat_id: int, subscription_id: int, now: dt.datetime

@@ -60,7 +60,8 @@ async def follow(
             text = _("That no longer exists.")
         await answer(update, context, render.Reply(render.esc(text)))
         return
-    await context.services.dispatcher.poke()
+    if created:  # a reminder may now be due before the next sweep
+        await context.services.dispatcher.poke()
     await answer(update, context, render.followed(subscription, created, context.tr))
 
 
