@@ -21,7 +21,7 @@ from typing import Any
 from bench.common import machine
 from bench.output import DEFAULT_OUT_DIR
 
-BENCHMARKS = ("fanout", "broadcast", "latency", "scale", "retention", "plot")
+BENCHMARKS = ("fanout", "broadcast", "latency", "burst", "scale", "retention", "plot")
 DEFAULT_OUT = DEFAULT_OUT_DIR
 BENCHMARKS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 START_MARK, END_MARK = "<!-- bench:results -->", "<!-- /bench:results -->"

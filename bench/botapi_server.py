@@ -16,6 +16,14 @@ sent. With ``--round-trip-ms``, every Bot API call is answered that long after i
 arrives, as Telegram's answers come back over a network. ``GET /stats`` returns the
 counters; ``POST /reset`` clears them.
 
+For the burst benchmark (bench/burst.py) it also plays the users: ``POST /burst``
+queues a ``/start`` message from each of N new users (all at once, or ``rate`` a
+second), served by ``getUpdates`` as Telegram serves them (long polling, offsets);
+when the bot's reply to a user carries an inline button, the user taps it (a
+``callback_query`` for the first button). A user is done when the tap has been
+answered (``answerCallbackQuery``) and a message followed it. ``GET /burst`` returns
+each user's times; every other ``sendMessage`` is counted as a delivery, with its time.
+
 The test suite's server (tests/botapi.py) checks far more and is too slow to measure
 against; this one only does what a benchmark needs to be honest.
 
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -93,10 +102,171 @@ class FloodLimits:
         return wait
 
 
+@dataclass
+class BurstUser:
+    """One user of a burst: when each of their updates was queued and answered."""
+
+    chat_id: int
+    start_queued: float | None = None
+    start_answered: float | None = None
+    press_queued: float | None = None
+    press_answered: float | None = None  # answerCallbackQuery
+    after_press: float | None = None  # the first message to the chat after the tap
+
+    @property
+    def done(self) -> bool:
+        return self.press_answered is not None and self.after_press is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "chat_id": self.chat_id,
+            "start_queued": self.start_queued,
+            "start_answered": self.start_answered,
+            "press_queued": self.press_queued,
+            "press_done": (
+                max(self.press_answered or 0.0, self.after_press or 0.0) if self.done else None
+            ),
+        }
+
+
+class UpdateFeed:
+    """Updates waiting for ``getUpdates``, as Telegram keeps them: by id, until confirmed."""
+
+    def __init__(self) -> None:
+        self.pending: list[dict[str, Any]] = []
+        self.next_id = 1
+        self.arrived = asyncio.Event()
+        self.polls = 0
+
+    def add(self, update: dict[str, Any]) -> None:
+        update["update_id"] = self.next_id
+        self.next_id += 1
+        self.pending.append(update)
+        self.arrived.set()
+
+    async def take(self, offset: int, limit: int, wait: float) -> list[dict[str, Any]]:
+        self.polls += 1
+        if offset:
+            self.pending = [u for u in self.pending if u["update_id"] >= offset]
+        if not self.pending and wait > 0:
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), min(wait, 1.0))
+        return self.pending[: max(1, min(limit, 100))]
+
+
+class Burst:
+    """The users of ``POST /burst`` and the updates they send."""
+
+    def __init__(self, feed: UpdateFeed) -> None:
+        self.feed = feed
+        self.users: dict[int, BurstUser] = {}
+        self.callbacks: dict[str, int] = {}  # callback query id → chat
+        self.started: float | None = None
+        self._feeder: asyncio.Task[None] | None = None
+
+    def begin(self, first_chat_id: int, users: int, text: str, rate: float) -> None:
+        self.started = time.monotonic()
+        chat_ids = [first_chat_id + n for n in range(users)]
+        for chat_id in chat_ids:
+            self.users[chat_id] = BurstUser(chat_id)
+        if rate <= 0:
+            for chat_id in chat_ids:
+                self._start(chat_id, text)
+        else:
+            self._feeder = asyncio.get_running_loop().create_task(self._paced(chat_ids, text, rate))
+
+    async def _paced(self, chat_ids: list[int], text: str, rate: float) -> None:
+        began = time.monotonic()
+        for n, chat_id in enumerate(chat_ids):
+            delay = began + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._start(chat_id, text)
+
+    def _start(self, chat_id: int, text: str) -> None:
+        user = self.users[chat_id]
+        user.start_queued = time.monotonic()
+        command = text.split()[0]
+        self.feed.add(
+            {
+                "message": {
+                    "message_id": 1,
+                    "date": int(time.time()),
+                    "chat": {"id": chat_id, "type": "private", "first_name": "Burst"},
+                    "from": _user(chat_id),
+                    "text": text,
+                    "entities": [{"type": "bot_command", "offset": 0, "length": len(command)}],
+                }
+            }
+        )
+
+    def replied(self, chat_id: int, message: dict[str, Any], markup: Any) -> bool:
+        """A message to ``chat_id``; True if it was to a user of the burst."""
+        user = self.users.get(chat_id)
+        if user is None:
+            return False
+        now = time.monotonic()
+        if user.start_answered is None:
+            user.start_answered = now
+            data = _first_button(markup)
+            if data is not None:
+                user.press_queued = now
+                query_id = f"burst-{chat_id}"
+                self.callbacks[query_id] = chat_id
+                self.feed.add(
+                    {
+                        "callback_query": {
+                            "id": query_id,
+                            "from": _user(chat_id),
+                            "message": message,
+                            "chat_instance": f"burst-{chat_id}",
+                            "data": data,
+                        }
+                    }
+                )
+        elif user.press_queued is not None and user.after_press is None:
+            user.after_press = now
+        return True
+
+    def answered(self, query_id: str) -> None:
+        chat_id = self.callbacks.get(query_id)
+        if chat_id is not None and self.users[chat_id].press_answered is None:
+            self.users[chat_id].press_answered = time.monotonic()
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "started": self.started,
+            "users": len(self.users),
+            "done": sum(user.done for user in self.users.values()),
+            "timeline": [user.as_dict() for user in self.users.values()],
+        }
+
+
+def _first_button(markup: Any) -> str | None:
+    if isinstance(markup, str):
+        try:
+            markup = json.loads(markup)
+        except json.JSONDecodeError:
+            return None
+    if not isinstance(markup, dict):
+        return None
+    for row in markup.get("inline_keyboard", []):
+        for button in row:
+            if "callback_data" in button:
+                return str(button["callback_data"])
+    return None
+
+
+def _user(user_id: int) -> dict[str, Any]:
+    return {"id": user_id, "is_bot": False, "first_name": "Burst", "language_code": "en"}
+
+
 class BenchBotApi:
     def __init__(self, limits_scale: float | None, round_trip_seconds: float = 0.0) -> None:
         self.limits_scale = limits_scale
         self.round_trip_seconds = round_trip_seconds
+        self.feed = UpdateFeed()
         self.reset()
 
     def reset(self) -> None:
@@ -109,6 +279,8 @@ class BenchBotApi:
             FloodLimits.telegram(self.limits_scale) if self.limits_scale is not None else None
         )
         self.cpu_at_reset = time.process_time()
+        self.burst = Burst(self.feed)
+        self.deliveries: list[float] = []  # when each message outside a burst was taken
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -131,16 +303,41 @@ class BenchBotApi:
         if path == "/reset":
             self.reset()
             return _answer(200, {"ok": True})
+        if path == "/burst":
+            return await self.burst_request(request)
+        if path == "/deliveries":
+            return _answer(200, {"times": self.deliveries, "polls": self.feed.polls})
         method = path.rpartition("/")[2]
         self.calls[method] += 1
         parameters = await _parameters(request)
+        if method == "getUpdates":
+            return await self.get_updates(parameters)
         if self.round_trip_seconds:
             await asyncio.sleep(self.round_trip_seconds)
         if method == "sendMessage":
             return self.send_message(parameters)
         if method == "getMe":
             return _answer(200, {"ok": True, "result": _bot_user()})
+        if method == "answerCallbackQuery":
+            self.burst.answered(parameters.get("callback_query_id", ""))
         return _answer(200, {"ok": True, "result": True})
+
+    async def burst_request(self, request: web.BaseRequest) -> web.Response:
+        if request.method == "GET":
+            return _answer(200, self.burst.report())
+        body = await request.json()
+        self.burst.begin(
+            int(body["first_chat_id"]), int(body["users"]), str(body["text"]), float(body["rate"])
+        )
+        return _answer(200, {"ok": True})
+
+    async def get_updates(self, parameters: dict[str, str]) -> web.Response:
+        updates = await self.feed.take(
+            int(parameters.get("offset") or 0),
+            int(parameters.get("limit") or 100),
+            float(parameters.get("timeout") or 0),
+        )
+        return _answer(200, {"ok": True, "result": updates})
 
     def send_message(self, parameters: dict[str, str]) -> web.Response:
         chat_id = int(parameters["chat_id"])
@@ -165,12 +362,17 @@ class BenchBotApi:
             self.first_sent = now
         self.last_sent = now
         chat_type = "private" if chat_id > 0 else "group"
+        chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
         message = {
             "message_id": self.sent,
             "date": int(time.time()),
-            "chat": {"id": chat_id, "type": chat_type},
+            "chat": chat,
             "text": parameters.get("text", ""),
         }
+        if chat_type == "private":  # as Telegram describes a user's chat
+            chat["first_name"] = "Burst"
+        if not self.burst.replied(chat_id, message, parameters.get("reply_markup")):
+            self.deliveries.append(now)
         return _answer(200, {"ok": True, "result": message})
 
 
