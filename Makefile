@@ -46,7 +46,7 @@ test-latest:
 	$(LATEST)/bin/python -m pip list --format=freeze > $(LATEST)/versions.txt
 	$(LATEST)/bin/python -m pytest $(PYTEST_ARGS)
 
-## The benchmarks (bench/, see docs/benchmarks.md): about 10 minutes, QUICK=1 for under 2.
+## The benchmarks (bench/, see docs/benchmarks.md): about an hour (retention is most of it), QUICK=1 for a few minutes.
 ## Results (JSON, Markdown, the plot) go to bench/results/.
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
