@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import SessionTransaction
 from telegram import Chat, Message, Update, User
 
 from bot.runtime.chat_order import ChatOrderedUpdateProcessor, ordering_key
@@ -254,23 +255,25 @@ async def test_a_subscription_is_confirmed_only_once_it_is_stored(
     await load(database_url, TEST_EVENT, NOW)
     async with start_bot(**QUIET) as application:
         database = application.bot_data.services.database
-        original = AsyncSession.commit
+        original = SessionTransaction.commit
         failing = {"on": True}
 
-        async def commit(self: AsyncSession) -> None:
-            if failing["on"]:
+        def commit(self: SessionTransaction, _to_root: bool = False) -> Any:
+            # Every outer commit fails (SAVEPOINTs are released as usual): on SQLite the
+            # batch's, on PostgreSQL the block's own.
+            if failing["on"] and not self.nested:
                 raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
-            await original(self)
+            return original(self, _to_root=_to_root)
 
         card = await bot_api.reply_to(bot_api.message("/event test-summit", chat_id=9300))
         data = card.button("Remind")["callback_data"]
-        monkeypatch.setattr(AsyncSession, "commit", commit)
+        monkeypatch.setattr(SessionTransaction, "commit", commit)
         pressed = bot_api.press(card, data, user_id=9300)
         reply = await bot_api.wait_for(
             lambda call: call.method == "answerCallbackQuery" and "unavailable" in call.text
         )
         failing["on"] = False
-        monkeypatch.setattr(AsyncSession, "commit", original)
+        monkeypatch.setattr(SessionTransaction, "commit", original)
         await asyncio.sleep(0.2)
         assert "temporarily unavailable" in plain(reply.text)
         # Nothing claims the subscription: no "reminded" message to the chat.
