@@ -691,7 +691,9 @@ async def test_paid_broadcasts_send_more_at_once_unless_told_otherwise(
         bot_api.send_delay = 0.3
         await sweep_at(app, clock, START - dt.timedelta(hours=1) + dt.timedelta(seconds=1))
     assert [len(reminders(bot_api, chat_id)) for chat_id in chats] == [1] * len(chats)
-    assert bot_api.most_sending_at_once == len(chats)  # all 60 at once: fewer than 238
+    # All 60 at once (fewer than 238), far above the default 16; on a busy machine a
+    # sender or two may start after a first answer came back.
+    assert bot_api.most_sending_at_once >= len(chats) - 3
     assert messages_in_flight(make_settings("sqlite://", "http://x/bot")) == 16
     paid = make_settings("sqlite://", "http://x/bot", allow_paid_broadcast=True)
     assert messages_in_flight(paid) == 238
