@@ -276,7 +276,7 @@ class Planner:
         Returns how many rows were created.
         """
         since = since or now
-        until = until or await self._watermark(session, now)
+        until = until or await self._reach(session, now)
         followed = await self._followed(
             session,
             now,
@@ -446,7 +446,7 @@ class Planner:
                     Delivery.due_at > now,
                 )
             )
-            until = await self._watermark(session, now)
+            until = await self._reach(session, now)
             await plan_digests(session, now, until, now, chat_ids=chat_ids)
 
     async def _move_pending(
@@ -544,6 +544,17 @@ class Planner:
             )
             stored = await session.scalar(statement)
         return dt.datetime.fromisoformat(stored) if stored else until
+
+    async def _reach(self, session: AsyncSession, now: dt.datetime) -> dt.datetime:
+        """Up to when a change to some chats or events (a follow, new lead times) plans:
+        the watermark, or ``now + horizon`` if that is later.
+
+        The watermark read is the last committed one. A sweep advancing it at the same
+        moment read the followers before this change was committed, and plans only up to
+        its own ``now + horizon``: planning at least that far leaves no gap between the
+        two. (Rows both create are inserted once.)
+        """
+        return max(await self._watermark(session, now), now + self.horizon)
 
     async def advance(self, session: AsyncSession, now: dt.datetime) -> int:
         """Plan everything due up to ``now + horizon`` not planned yet. Never commits.

@@ -19,7 +19,14 @@ from bot.delivery.dispatcher import Dispatcher, SweepResult, messages_in_flight
 from storage.chats import forget_chat
 from storage.claims import claim_due
 from storage.database import Database
-from storage.models import Chat, Delivery, DeliveryStatus, Subscription
+from storage.models import (
+    Chat,
+    ChatType,
+    Delivery,
+    DeliveryStatus,
+    Subscription,
+    SubscriptionScope,
+)
 from tests.botapi import ApiCall, LocalBotApi
 from tests.conftest import StartBot, make_settings
 from tests.factories import QUIET, START, TEST_EVENT, load, plain, track_taken
@@ -141,6 +148,28 @@ async def test_subscribing_an_hour_and_a_bit_before_brings_only_the_one_hour_rem
     assert len(reminders(bot_api)) == 1
     assert "in 1 hour" in plain(reminders(bot_api)[0].text)
     assert await ledger(database_url) == [(60, "sent")]
+
+
+async def test_a_follow_plans_its_reminders_even_where_the_last_sweep_did_not_reach(
+    database_url: str,
+) -> None:
+    # The ledger was last planned at the data file's import, days before; a sweep may be
+    # advancing it right now, having read the followers before this follow: the follow
+    # must plan its own reminders up to where that sweep will, or they are never created.
+    from storage.planning import Planner
+    from storage.subscriptions import Subscriptions
+
+    now = START - dt.timedelta(hours=1, minutes=10)
+    database = Database(database_url)
+    try:
+        async with database.transaction() as session:
+            session.add(Chat(id=USER, type=ChatType.PRIVATE, language="en", timezone="UTC"))
+        await Subscriptions(database, Planner()).follow(
+            USER, SubscriptionScope.EVENT, "test-summit", now
+        )
+    finally:
+        await database.dispose()
+    assert await ledger(database_url) == [(60, "pending")]
 
 
 async def test_a_reminder_due_while_the_bot_was_down_arrives_once_after_restart(
