@@ -106,8 +106,11 @@ async def serve_ours(database_url: str, base_url: str, now: dt.datetime) -> None
         await _until_terminated()
         if profiler is not None:
             profiler.stop()
-            text = profiler.output_text(unicode=True, color=False)
-            await asyncio.to_thread(Path(profile).write_text, text)
+            if profile.endswith(".pyisession"):  # for pyinstrument --load (any renderer)
+                profiler.last_session.save(profile)
+            else:
+                text = profiler.output_text(unicode=True, color=False)
+                await asyncio.to_thread(Path(profile).write_text, text)
 
 
 async def serve_minimal(base_url: str) -> None:

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, ScalarSelect, Select, bindparam, delete, select, update
+from sqlalchemy import Row, ScalarSelect, Select, bindparam, delete, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -173,7 +173,7 @@ class Chats:
         if they have one, else the defaults in their language. Nothing is stored.
 
         ``read_along``: scalar subqueries read in the same statement as the chat (see
-        :meth:`ensure`); their values, or None when the chat is not stored.
+        :meth:`ensure`), and their values.
         """
         chat, along = await self._read(user_id, read_along)
         if chat is not None:
@@ -186,7 +186,7 @@ class Chats:
             self.default_timezone,
             True,
         )
-        return view, None
+        return view, along
 
     async def _read(
         self, chat_id: int, read_along: Sequence[ReadAlong]
@@ -199,13 +199,23 @@ class Chats:
         statement = self._statements.get(along)
         if statement is None:
             chat_id_column = Chat.__table__.c.id
-            statement = select(*_VIEW_COLUMNS, *along).where(chat_id_column == bindparam("chat_id"))
+            matches = chat_id_column == bindparam("chat_id")
+            if along:
+                # Read along even for a chat not stored yet (a new user's first update):
+                # one row always, the chat's columns NULL when there is none.
+                anchor = select(literal(1).label("one")).subquery("anchor")
+                statement = select(*_VIEW_COLUMNS, *along).select_from(
+                    anchor.outerjoin(Chat.__table__, matches)
+                )
+            else:
+                statement = select(*_VIEW_COLUMNS).where(matches)
             self._statements[along] = statement
         async with self.database.single_reads() as session:
             row = (await session.execute(statement, {"chat_id": chat_id})).first()
         if row is None:
             return None, None
-        return row, row[len(_VIEW_COLUMNS) :]
+        values = row[len(_VIEW_COLUMNS) :]
+        return (row if row.id is not None else None), values
 
     async def set_language(self, chat_id: int, language: str) -> None:
         async with self.database.transaction() as session:
@@ -232,8 +242,8 @@ class Chats:
 
         A chat already stored as it is (nearly every update) is only read, with no write
         lock or commit; ``read_along`` (scalar subqueries, e.g. the catalogue's revision)
-        are read in that same statement, and their values returned (None when the chat
-        had to be written).
+        are read in that same statement, and their values returned (None when a stored
+        chat had to be written again).
         """
         chat, along = await self._read(chat_id, read_along)
         if chat is not None and chat.is_active and chat.title == title and chat.type == chat_type:
@@ -259,7 +269,7 @@ class Chats:
             async with self.database.transaction() as session:
                 created = await insert_chat(session, values)
             if created:
-                return view, None
+                return view, along
             # Another replica stored it first: take it as stored, below.
         async with self.database.transaction() as session:
             stored = await session.get(Chat, chat_id)

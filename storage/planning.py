@@ -19,19 +19,23 @@ Most of the module is one class, the :class:`Planner`, whose passes share its st
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    ScalarSelect,
+    Select,
+    bindparam,
     delete,
     or_,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from storage.dates import Precision
 from storage.followers import (
@@ -183,6 +187,31 @@ def _could_be_due(
     )
 
 
+@functools.cache
+def _events_to_plan(bounded: bool, listed: bool) -> Select[Event]:
+    """The events whose reminders may be due: built once for each shape, with their
+    bounds as parameters (``since``; ``latest_start`` if ``bounded``; ``event_ids`` if
+    ``listed``), since a follow plans one event and building the query cost as much as
+    running it."""
+    # (Both relationships are many-to-one: joined, not a statement more each.)
+    statement = (
+        select(Event)
+        .options(joinedload(Event.organisation), joinedload(Event.place))
+        .where(
+            Event.status != EventStatus.CANCELLED,
+            Event.date_precision != Precision.YEAR,
+            or_(Event.ends_at > bindparam("since"), Event.recurrence.is_not(None)),
+        )
+    )
+    if bounded:
+        statement = statement.where(
+            or_(Event.starts_at <= bindparam("latest_start"), Event.recurrence.is_not(None))
+        )
+    if listed:
+        statement = statement.where(Event.id.in_(bindparam("event_ids", expanding=True)))
+    return statement
+
+
 class Planner:
     """Decides which reminders should exist and keeps the ledger in step with it."""
 
@@ -215,24 +244,15 @@ class Planner:
         # Catching up after downtime (``since`` in the past) includes events that ended
         # meanwhile: their reminders are recorded, then skipped as stale.
         since = min(since or now, now)
-        statement = (
-            select(Event)
-            .options(selectinload(Event.organisation), selectinload(Event.place))
-            .where(
-                Event.status != EventStatus.CANCELLED,
-                Event.date_precision != Precision.YEAR,
-                or_(Event.ends_at > since, Event.recurrence.is_not(None)),
-            )
-        )
+        parameters: dict[str, Any] = {"since": since}
         if latest_due is not None:
             # A reminder is due at most MAX_LEAD (plus a day for 09:00 notices) before.
-            latest_start = latest_due + dt.timedelta(minutes=MAX_LEAD) + dt.timedelta(days=2)
-            statement = statement.where(
-                or_(Event.starts_at <= latest_start, Event.recurrence.is_not(None))
-            )
+            latest = latest_due + dt.timedelta(minutes=MAX_LEAD) + dt.timedelta(days=2)
+            parameters["latest_start"] = latest
         if event_ids is not None:
-            statement = statement.where(Event.id.in_(event_ids))
-        events = list((await session.scalars(statement)).all())
+            parameters["event_ids"] = list(event_ids)
+        statement = _events_to_plan(latest_due is not None, event_ids is not None)
+        events = list((await session.scalars(statement, parameters)).all())
         if window is not None:
             leads = {*LEAD_TIME_CHOICES, *self.default_lead_times}
             events = [e for e in events if _could_be_due(e, leads, *window)]
@@ -268,15 +288,17 @@ class Planner:
         until: dt.datetime | None = None,
         chat_ids: Sequence[int] | None = None,
         event_ids: Sequence[int] | None = None,
+        created_due: list[dt.datetime] | None = None,
     ) -> int:
         """Create the ledger rows due in (``since``, ``until``]. Never commits.
 
         ``since`` defaults to ``now``: a reminder whose time has passed is not created,
         so subscribing an hour before a summit does not bring its "7 days before".
-        Returns how many rows were created.
+        ``until`` defaults to :meth:`reach`. Returns how many rows were created; the
+        instants they are due are added to ``created_due`` if given.
         """
         since = since or now
-        until = until or await self._reach(session, now)
+        until = until or await self.reach(session, now)
         followed = await self._followed(
             session,
             now,
@@ -312,7 +334,10 @@ class Planner:
                 "attempts": 0,
                 "created_at": now,
             }
-            created += await insert_for_chats(session, sorted(ids), values)
+            inserted = await insert_for_chats(session, sorted(ids), values)
+            if inserted and created_due is not None:
+                created_due.append(due_at)
+            created += inserted
         return created
 
     async def prune(
@@ -385,7 +410,7 @@ class Planner:
         for start in range(0, len(event_ids), _MAX_LISTED):
             found = await session.scalars(
                 select(Event)
-                .options(selectinload(Event.organisation), selectinload(Event.place))
+                .options(joinedload(Event.organisation), joinedload(Event.place))
                 .where(Event.id.in_(event_ids[start : start + _MAX_LISTED]))
             )
             events.update((event.id, event) for event in found)
@@ -446,7 +471,7 @@ class Planner:
                     Delivery.due_at > now,
                 )
             )
-            until = await self._reach(session, now)
+            until = await self.reach(session, now)
             await plan_digests(session, now, until, now, chat_ids=chat_ids)
 
     async def _move_pending(
@@ -545,7 +570,21 @@ class Planner:
             stored = await session.scalar(statement)
         return dt.datetime.fromisoformat(stored) if stored else until
 
-    async def _reach(self, session: AsyncSession, now: dt.datetime) -> dt.datetime:
+    @staticmethod
+    def watermark_column() -> ScalarSelect[Any]:
+        """The stored watermark as a scalar subquery, for a statement to read along
+        (hand the value to :meth:`reach_from`)."""
+        return select(Meta.value).where(Meta.key == PLANNED_UNTIL_KEY).scalar_subquery()
+
+    async def reach_from(
+        self, session: AsyncSession, stored: str | None, now: dt.datetime
+    ) -> dt.datetime:
+        """:meth:`reach` from a watermark read along with something else."""
+        if stored is None:  # never planned: the first planner stores it
+            return await self.reach(session, now)
+        return max(dt.datetime.fromisoformat(stored), now + self.horizon)
+
+    async def reach(self, session: AsyncSession, now: dt.datetime) -> dt.datetime:
         """Up to when a change to some chats or events (a follow, new lead times) plans:
         the watermark, or ``now + horizon`` if that is later.
 

@@ -590,12 +590,11 @@ class Catalogue:
     # --- events ------------------------------------------------------------
 
     async def event(self, key: str) -> EventView | None:
-        """The event with this id, or None."""
+        """The event with this id, or None (from this revision's cache of events: a
+        channel post's deep link brings the same card to everyone who taps it)."""
         if "\x00" in key:  # no id holds a NUL, and PostgreSQL refuses one in text
             return None
-        async with self.database.sessions() as session:
-            event = await session.scalar(_event_query().where(Event.key == key))
-            return _view(event) if event else None
+        return (await self._events_by_key([key])).get(key)
 
     def _key_order(self) -> ColumnElement[str]:
         # Event ids compared byte by byte, as Python compares them, on both databases.

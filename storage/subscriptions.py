@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
@@ -50,6 +50,42 @@ class SubscriptionView:
     own_lead_times: bool
 
 
+@dataclass(frozen=True)
+class Followed:
+    """What :meth:`Subscriptions.follow` did."""
+
+    subscription: SubscriptionView
+    created: bool  # a new subscription (else the chat followed it already)
+    # When the earliest reminder it planned is due (None: none in the planned window).
+    first_due: dt.datetime | None
+    # Reminders already planned were planned again (the chat followed some of the same
+    # events another way): what is due first is not known here.
+    replanned: bool = False
+
+
+# The statements of a follow, built once: building one cost as much as running it.
+_ORGANISATION_BY_KEY = select(Organisation).where(Organisation.key == bindparam("key"))
+_EVENT_BY_KEY = select(Event.id, Event.key, Event.title, Event.organisation_id).where(
+    Event.key == bindparam("key")
+)
+_CHAT_FOLLOWS = (
+    select(
+        Chat.lead_times,
+        Subscription.id,
+        Subscription.scope,
+        Subscription.organisation_id,
+        Subscription.event_id,
+        Subscription.lead_times.label("own_lead_times"),
+        Planner.watermark_column().label("watermark"),
+    )
+    .select_from(Chat)
+    .outerjoin(Subscription, Subscription.chat_id == Chat.id)
+    .where(Chat.id == bindparam("chat_id"))
+)
+_SUBSCRIPTIONS = cast(Table, Subscription.__table__)
+_INSERT_SUBSCRIPTION = insert(_SUBSCRIPTIONS).returning(_SUBSCRIPTIONS.c.id)
+
+
 def _clean_lead_times(minutes: Sequence[int]) -> list[int]:
     chosen = sorted({m for m in minutes if m in LEAD_TIME_CHOICES}, reverse=True)
     if not chosen:
@@ -72,6 +108,22 @@ async def _events_of(
         )
         return list(found)
     return None
+
+
+def _may_overlap(
+    held: Sequence[Any], scope: SubscriptionScope, organisation_id: int | None
+) -> bool:
+    """Whether a subscription the chat ``held`` may cover events a new one does (the
+    new one of ``scope``, of ``organisation_id`` or of an event of it): only then can
+    reminders for them be pending already."""
+    for row in held:
+        if row.scope is SubscriptionScope.ALL:
+            return True
+        if row.scope is SubscriptionScope.ORGANISATION and row.organisation_id == organisation_id:
+            return True
+        if row.scope is SubscriptionScope.EVENT and scope is SubscriptionScope.ORGANISATION:
+            return True  # perhaps one of the organisation's events
+    return False
 
 
 async def _pending_for(session: AsyncSession, chat_id: int, event_ids: Sequence[int]) -> bool:
@@ -152,8 +204,9 @@ class Subscriptions:
         scope: SubscriptionScope,
         key: str | None,
         now: dt.datetime,
-    ) -> tuple[SubscriptionView, bool]:
-        """Follow a target; returns (the subscription, whether it is new).
+    ) -> Followed:
+        """Follow a target: the subscription, whether it is new, and when its first
+        reminder planned now is due.
 
         Raises :class:`SubscriptionError` ("unknown_target", "too_many").
         """
@@ -161,39 +214,20 @@ class Subscriptions:
         # it reads what it needs once and builds the one view it returns.
         async with self.database.transaction() as session:
             organisation: Organisation | None = None
-            event: Any = None  # (id, key, title)
+            event: Any = None  # (id, key, title, organisation_id)
             if scope is SubscriptionScope.ORGANISATION:
-                organisation = await session.scalar(
-                    select(Organisation).where(Organisation.key == key)
-                )
+                organisation = await session.scalar(_ORGANISATION_BY_KEY, {"key": key})
                 if organisation is None:
                     raise SubscriptionError("unknown_target")
             elif scope is SubscriptionScope.EVENT:
-                event = (
-                    await session.execute(
-                        select(Event.id, Event.key, Event.title).where(Event.key == key)
-                    )
-                ).first()
+                event = (await session.execute(_EVENT_BY_KEY, {"key": key})).first()
                 if event is None:
                     raise SubscriptionError("unknown_target")
             organisation_id = organisation.id if organisation else None
             event_id = event.id if event else None
-            # The chat's subscriptions (few) and its default lead times, in one statement.
-            rows = (
-                await session.execute(
-                    select(
-                        Chat.lead_times,
-                        Subscription.id,
-                        Subscription.scope,
-                        Subscription.organisation_id,
-                        Subscription.event_id,
-                        Subscription.lead_times.label("own_lead_times"),
-                    )
-                    .select_from(Chat)
-                    .outerjoin(Subscription, Subscription.chat_id == Chat.id)
-                    .where(Chat.id == chat_id)
-                )
-            ).all()
+            # The chat's subscriptions (few), its default lead times and the planner's
+            # watermark, in one statement.
+            rows = (await session.execute(_CHAT_FOLLOWS, {"chat_id": chat_id})).all()
             chat_lead_times = rows[0].lead_times if rows else None
             default = tuple(chat_lead_times) if chat_lead_times else DEFAULT_LEAD_TIMES
             held = [row for row in rows if row.id is not None]
@@ -207,29 +241,47 @@ class Subscriptions:
                 ),
                 None,
             )
+            created_due: list[dt.datetime] = []
+            replanned = False
             if existing is not None:
                 subscription_id, own = existing.id, existing.own_lead_times
             else:
                 if len(held) >= MAX_SUBSCRIPTIONS_PER_CHAT:
                     raise SubscriptionError("too_many")
-                row = Subscription(
-                    chat_id=chat_id,
-                    scope=scope,
-                    organisation_id=organisation_id,
-                    event_id=event_id,
-                    created_at=now,
-                )
-                session.add(row)
-                await session.flush()
-                subscription_id, own = row.id, None
+                subscription_id = (
+                    await session.execute(
+                        _INSERT_SUBSCRIPTION,
+                        {
+                            "chat_id": chat_id,
+                            "scope": scope,
+                            "organisation_id": organisation_id,
+                            "event_id": event_id,
+                            "created_at": now,
+                        },
+                    )
+                ).scalar_one()
+                own = None
                 # Only the followed target's reminders can change: re-planning the chat's
                 # whole calendar read every event in the window (most of a /subscribe).
+                target_org = organisation_id or (event.organisation_id if event else None)
                 covered = await _events_of(session, scope, organisation_id, event_id)
-                if covered is not None and not await _pending_for(session, chat_id, covered):
+                overlap = _may_overlap(held, scope, target_org)
+                if covered is not None and not (
+                    overlap and await _pending_for(session, chat_id, covered)
+                ):
                     # Nothing planned for them yet (the usual case): nothing to prune.
-                    await self.planner.plan(session, now, chat_ids=[chat_id], event_ids=covered)
+                    stored = rows[0].watermark if rows else None
+                    await self.planner.plan(
+                        session,
+                        now,
+                        until=await self.planner.reach_from(session, stored, now),
+                        chat_ids=[chat_id],
+                        event_ids=covered,
+                        created_due=created_due,
+                    )
                 else:
                     await self.planner.replan(session, now, chat_ids=[chat_id], event_ids=covered)
+                    replanned = True
             view = SubscriptionView(
                 id=subscription_id,
                 scope=scope,
@@ -239,7 +291,7 @@ class Subscriptions:
                 lead_times=tuple(own) if own else default,
                 own_lead_times=bool(own),
             )
-            return view, existing is None
+        return Followed(view, existing is None, min(created_due, default=None), replanned)
 
     async def unfollow(
         self, chat_id: int, subscription_id: int, now: dt.datetime

@@ -493,6 +493,27 @@ async def test_the_one_shot_wake_up_sends_on_time_without_the_sweep(
     assert "in 1 hour" in plain(reminder.text)
 
 
+async def test_a_later_wake_up_leaves_an_earlier_one_in_place(
+    start_bot: StartBot, clock: FixedClock
+) -> None:
+    # Each 🔔 that plans a reminder due soon asks for a wake-up; a later one must not
+    # replace the one already set for an earlier reminder.
+    clock.set(START - dt.timedelta(hours=2))
+    async with start_bot(**QUIET) as app:
+        assert app.job_queue is not None
+        dispatcher(app).wake_by(clock.now() + dt.timedelta(seconds=30))
+        dispatcher(app).wake_by(clock.now() + dt.timedelta(seconds=120))
+        dispatcher(app).wake_by(clock.now() + dt.timedelta(seconds=5))
+        dispatcher(app).wake_by(clock.now() + dt.timedelta(hours=2))  # the sweep comes first
+        wake_ups = sorted(
+            (job.next_t - dt.datetime.now(UTC)).total_seconds()
+            for job in app.job_queue.get_jobs_by_name("reminder-wakeup")
+            if job.next_t is not None
+        )
+    assert len(wake_ups) == 2
+    assert 4 < wake_ups[0] <= 5.1 and 29 < wake_ups[1] <= 30.1
+
+
 async def test_a_meeting_moved_by_half_an_hour_does_not_repeat_a_sent_reminder(
     bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock
 ) -> None:

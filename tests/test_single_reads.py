@@ -125,3 +125,30 @@ async def test_a_failed_write_is_still_rolled_back(database: Database) -> None:
     async with database.sessions() as session:
         stored = await session.get(Chat, CHAT_ID + 2)
     assert stored is not None and stored.title == "Next"
+
+
+async def test_a_new_chat_reads_the_revision_along_too(database: Database) -> None:
+    # A channel post's deep link brings hundreds of first contacts at once: each reads the
+    # catalogue's revision in the statement that finds no chat, not in one more.
+    statements: list[str] = []
+
+    def logged(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement.split()[0])
+
+    chats = Chats(database, "en", "Asia/Almaty")
+    async with database.sessions() as session:  # (the revision's rows exist from here on)
+        expected = tuple((await session.execute(select(*Catalogue.revision_columns()))).one())
+    event.listen(database.engine.sync_engine, "before_cursor_execute", logged)
+    try:
+        view, along = await chats.ensure(
+            CHAT_ID, ChatType.PRIVATE, "Aigerim", "kk", NOW, read_along=Catalogue.revision_columns()
+        )
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", logged)
+    assert view.language == "kk"
+    assert along is not None and tuple(along) == expected
+    assert [s for s in statements if s == "SELECT"] == ["SELECT"]
+    assert "INSERT" in statements
+    async with database.sessions() as session:
+        stored = await session.get(Chat, CHAT_ID)
+    assert stored is not None and stored.language == "kk"

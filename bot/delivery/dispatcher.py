@@ -258,6 +258,20 @@ class Dispatcher:
             due = await next_due_at(session)
         self._schedule_wakeup(due)
 
+    def wake_by(self, due: dt.datetime) -> None:
+        """A reminder due at ``due`` was just planned: wake by then. Unlike :meth:`poke`
+        it reads nothing (a burst of 🔔 taps each plans one); an earlier wakeup stays."""
+        if self._job_queue is None:
+            return
+        delay = max((due - self.clock.now()).total_seconds(), 0.0)
+        if delay >= self.settings.reminder_sweep_seconds:
+            return  # the repeating sweep comes first
+        at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay + 0.05)
+        for job in self._job_queue.get_jobs_by_name(WAKEUP_JOB):
+            if job.next_t is not None and job.next_t <= at:
+                return
+        self._job_queue.run_once(self._sweep_job, when=delay + 0.05, name=WAKEUP_JOB)
+
     def _schedule_wakeup(self, due: dt.datetime | None) -> None:
         if self._job_queue is None or due is None:
             return

@@ -49,7 +49,7 @@ async def follow(
         return
     chat_id = context.chat_view.id
     try:
-        subscription, created = await context.services.subscriptions.follow(
+        followed = await context.services.subscriptions.follow(
             chat_id, scope, key, context.clock.now()
         )
     except SubscriptionError as exc:
@@ -60,9 +60,14 @@ async def follow(
             text = _("That no longer exists.")
         await answer(update, context, render.Reply(render.esc(text)))
         return
-    if created:  # a reminder may now be due before the next sweep
+    # A reminder may now be due before the next sweep.
+    if followed.first_due is not None:
+        context.services.dispatcher.wake_by(followed.first_due)
+    elif followed.replanned:
         await context.services.dispatcher.poke()
-    await answer(update, context, render.followed(subscription, created, context.tr))
+    await answer(
+        update, context, render.followed(followed.subscription, followed.created, context.tr)
+    )
 
 
 async def subscribe(update: Update, context: BotContext) -> None:
