@@ -176,13 +176,13 @@ def parse_feed(
         ),
     )
     events: list[FeedEvent] = []
-    problems: list[str] = []
+    problems: list[tuple[int, str]] = []  # (VEVENT number, line): listed in feed order
     for candidate in _masters(components, problems):
         try:
             events.append(_map_event(candidate, feed))
         except _Skipped as skipped:
-            problems.append(f"{candidate.describe()}: {skipped}")
-    return ParsedFeed(events=events, problems=problems, name=name)
+            problems.append((candidate.number, f"{candidate.describe()}: {skipped}"))
+    return ParsedFeed(events=events, problems=[line for _, line in sorted(problems)], name=name)
 
 
 # ---------------------------------------------------------------------------
@@ -233,8 +233,13 @@ def _check_structure(text: str) -> None:
             if not open_components and name != "VCALENDAR":
                 raise FeedError(f"line {number}: BEGIN:{name} outside a VCALENDAR")
             open_components.append((name, number))
-        elif not open_components or open_components[-1][0] != name:
-            raise FeedError(f"line {number}: END:{name} closes nothing that is open")
+        elif not open_components:
+            raise FeedError(f"line {number}: END:{name} without a BEGIN")
+        elif open_components[-1][0] != name:
+            inner, opened = open_components[-1]
+            raise FeedError(
+                f"line {number}: END:{name} while BEGIN:{inner} of line {opened} is open"
+            )
         else:
             open_components.pop()
     if open_components:
@@ -264,7 +269,7 @@ class _Candidate:
         return f"VEVENT {self.number} ({', '.join(parts)})"
 
 
-def _masters(components: Sequence[Any], problems: list[str]) -> Iterator[_Candidate]:
+def _masters(components: Sequence[Any], problems: list[tuple[int, str]]) -> Iterator[_Candidate]:
     """The VEVENT standing for each UID, in the order the UIDs first appear."""
     by_uid: dict[str, list[_Candidate]] = {}
     overrides: list[_Candidate] = []
@@ -277,7 +282,7 @@ def _masters(components: Sequence[Any], problems: list[str]) -> Iterator[_Candid
             last_modified=_last_modified(component),
         )
         if not candidate.uid:
-            problems.append(f"{candidate.describe()}: it has no UID")
+            problems.append((number, f"{candidate.describe()}: it has no UID"))
         elif component.get("RECURRENCE-ID") is not None:
             overrides.append(candidate)
         else:
@@ -285,10 +290,8 @@ def _masters(components: Sequence[Any], problems: list[str]) -> Iterator[_Candid
     # A changed occurrence of a series is not followed; without its series it is lost.
     for candidate in overrides:
         if candidate.uid not in by_uid:
-            problems.append(
-                f"{candidate.describe()}: it changes one occurrence of a series "
-                "that is not in the feed"
-            )
+            reason = "it changes one occurrence of a series that is not in the feed"
+            problems.append((candidate.number, f"{candidate.describe()}: {reason}"))
     never = dt.datetime.min.replace(tzinfo=UTC)
     for copies in by_uid.values():
         # max() keeps the first of equals: identical copies resolve to the earliest.
@@ -465,8 +468,8 @@ def _map_event(candidate: _Candidate, feed: _Feed) -> FeedEvent:
         raise _Skipped("it has no SUMMARY (title)")
     location = _text(component.get("LOCATION")).strip() or None
     place = feed.places.match(location) if location else None
-    recurrence = _recurrence(component)
     when = _when(component, feed, place)
+    recurrence = _recurrence(component)
 
     note = _plain_text(_text(component.get("DESCRIPTION")))
     sources = [feed.feed_url]
@@ -517,18 +520,28 @@ def _recurrence(component: Any) -> str | None:
     start = _property_value(component, "DTSTART")
     if len(rules) != 1 or not isinstance(start, dt.date):
         raise _Skipped(f"only yearly recurrences are followed, not {written}")
-    rule = rules[0]
-    parts = {str(part).upper() for part in rule}
-    yearly = (
-        [str(value).upper() for value in rule.get("FREQ", [])] == ["YEARLY"]
-        and parts <= _YEARLY_PARTS
-        and [int(value) for value in rule.get("INTERVAL", [1])] == [1]
-        and [int(str(value)) for value in rule.get("BYMONTH", [start.month])] == [start.month]
-        and [int(value) for value in rule.get("BYMONTHDAY", [start.day])] == [start.day]
-    )
-    if not yearly:
+    if not _is_yearly_on(rules[0], start):
         raise _Skipped(f"only yearly recurrences on the start's date are followed, not {written}")
     return "yearly"
+
+
+def _is_yearly_on(rule: Any, start: dt.date) -> bool:
+    """Whether ``rule`` repeats ``start`` on its own month and day every year."""
+
+    def numbers(part: str, default: int) -> list[int]:
+        # str() first: a BYMONTH value is a vMonth, which may be a leap month ("5L").
+        return [int(str(value)) for value in rule.get(part, [default])]
+
+    try:
+        return (
+            [str(value).upper() for value in rule.get("FREQ", [])] == ["YEARLY"]
+            and {str(part).upper() for part in rule} <= _YEARLY_PARTS
+            and numbers("INTERVAL", 1) == [1]
+            and numbers("BYMONTH", start.month) == [start.month]
+            and numbers("BYMONTHDAY", start.day) == [start.day]
+        )
+    except (TypeError, ValueError):
+        return False
 
 
 def _when(component: Any, feed: _Feed, place: PlaceRow | None) -> _When:
@@ -617,11 +630,14 @@ def _zone_of(
     component: Any, name: str, value: dt.datetime, feed: _Feed, place: PlaceRow | None
 ) -> _Zone:
     """The zone a date-time property is written in."""
-    tzid = component[name].params.get("TZID")
+    tzid = _first(component.get(name)).params.get("TZID")
     if tzid:
         zone = _resolve_tzid(str(tzid), feed.timezones)
         if zone is None:
-            raise _Skipped(f"its {name} has the time zone {_short(str(tzid), 80)!r}, unknown")
+            raise _Skipped(
+                f"the time zone {_short(str(tzid), 80)!r} of its {name} is unknown "
+                "(no IANA or Windows name, and no VTIMEZONE of that TZID in the feed)"
+            )
         return zone
     if value.tzinfo is not None:  # written with Z
         return _Zone(UTC, "UTC")
@@ -672,13 +688,18 @@ def _check_year(value: dt.date, name: str) -> None:
 # Values
 
 
+def _first(value: Any) -> Any:
+    """A property given twice counts once, as first written."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
+
+
 def _property_value(component: Any, name: str) -> Any:
     """A property's decoded value, None if absent; :class:`_Skipped` if unreadable."""
-    value = component.get(name)
+    value = _first(component.get(name))
     if value is None:
         return None
-    if isinstance(value, list):  # a property given twice: the first counts
-        value = value[0]
     if isinstance(value, vBroken):
         raise _Skipped(f"its {name} cannot be read ({_short(str(value), 60)!r})")
     return getattr(value, "dt", None)
@@ -686,11 +707,8 @@ def _property_value(component: Any, name: str) -> Any:
 
 def _text(value: Any) -> str:
     """A text property as a string ("" if absent); the first of repeated ones."""
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        value = value[0] if value else ""
-    if isinstance(value, vBroken):
+    value = _first(value)
+    if value is None or isinstance(value, vBroken):
         return ""
     return str(value)
 
