@@ -368,6 +368,21 @@ def test_an_all_day_span_ends_the_day_before_its_exclusive_dtend() -> None:
     assert when(only(feed)) == ("2026-07-01", "2026-07-03", None, None)
 
 
+def test_an_outlook_all_day_event_written_midnight_to_midnight_is_days() -> None:
+    feed = parse(
+        calendar(
+            event(
+                "DTSTART;TZID=W. Europe Standard Time:20261201T000000\n"
+                "DTEND;TZID=W. Europe Standard Time:20261203T000000\n"
+                "X-MICROSOFT-CDO-ALLDAYEVENT:TRUE\n"
+                "LOCATION:Wien"
+            )
+        )
+    )
+
+    assert when(only(feed)) == ("2026-12-01", "2026-12-02", "vienna", None)
+
+
 def test_a_duration_stands_for_the_end() -> None:
     feed = parse(
         calendar(

@@ -13,12 +13,14 @@ What maps to what (one row per ``UID``):
   the highest ``SEQUENCE`` wins, then the latest ``LAST-MODIFIED`` (or ``DTSTAMP``).
 - ``DTSTART;VALUE=DATE`` → a day (``2026-07-03``). ``DTEND;VALUE=DATE`` is exclusive,
   so 1–3 July is ``DTEND:20260704`` → ``end: 2026-07-03``; a one-day event has no end.
-  ``DURATION`` stands for ``DTEND``. A date has no time zone in iCalendar, so an all-day
-  event without a known place is a floating day (no ``timezone``).
+  ``DURATION`` stands for ``DTEND``. Outlook's midnight-to-midnight times flagged
+  ``X-MICROSOFT-CDO-ALLDAYEVENT:TRUE`` are days too. A date has no time zone in
+  iCalendar, so an all-day event without a known place is a floating day (no ``timezone``).
 - A date-time → a time of day (``2026-07-03T10:00``, seconds dropped) in the event's
   zone: ``TZID`` as an IANA name, a Windows/Outlook name ("W. Europe Standard Time"),
-  a vendor-prefixed name ("/mozilla.org/20050126_1/Europe/Berlin"), or else the feed's
-  own ``VTIMEZONE`` of that TZID; ``Z`` is UTC; a floating time is read in the feed's
+  a vendor-prefixed name ("/mozilla.org/20050126_1/Europe/Berlin"), in that order and
+  before the feed's own ``VTIMEZONE`` of that TZID (whose ``X-LIC-LOCATION`` may name the
+  IANA zone); ``Z`` is UTC; a floating time is read in the feed's
   ``X-WR-TIMEZONE``, else at the matched place, else in UTC. With a known place the
   times are converted to the place's zone; without one ``timezone`` is the event's zone.
   A ``VTIMEZONE`` that names no IANA zone (Outlook's "Customized Time Zone") still gives
@@ -37,8 +39,10 @@ What maps to what (one row per ``UID``):
   ``language``, cut to the limits an operator's edit has; ``URL`` (http/https) follows
   ``feed_url`` in ``sources``; ``confidence`` is medium.
 
-A ``VEVENT`` that cannot be mapped is skipped with one English problem line; the others
-still map. Bytes that are not an iCalendar feed, or one cut short, raise
+A ``VEVENT`` that cannot be mapped (no UID, SUMMARY or DTSTART, an unknown zone, a date
+outside the years rows hold, an end before its start, a row that fails validation, a
+changed occurrence whose series is missing) is skipped with one English problem line, in
+feed order; the others still map. Bytes that are not an iCalendar feed, or one cut short, raise
 :class:`FeedError`, so that a broken download never reads as "all events removed".
 
 Time zones are resolved here and not through icalendar's ``tzinfo``: icalendar caches a
@@ -152,13 +156,13 @@ def parse_feed(
     timezones: dict[str, Any] = {}
     components: list[Any] = []
     for calendar in calendars:
-        if name is None and calendar.get("X-WR-CALNAME"):
-            name = str(calendar["X-WR-CALNAME"]).strip() or None
-        if calendar_zone_name is None and calendar.get("X-WR-TIMEZONE"):
-            calendar_zone_name = str(calendar["X-WR-TIMEZONE"]).strip() or None
+        name = name or _text(calendar.get("X-WR-CALNAME")).strip() or None
+        calendar_zone_name = (
+            calendar_zone_name or _text(calendar.get("X-WR-TIMEZONE")).strip() or None
+        )
         for component in calendar.subcomponents:
-            if component.name == "VTIMEZONE" and component.get("TZID"):
-                timezones.setdefault(str(component["TZID"]), component)
+            if component.name == "VTIMEZONE" and (tzid := _text(component.get("TZID"))):
+                timezones.setdefault(tzid, component)
             elif component.name == "VEVENT":
                 components.append(component)
 
@@ -518,10 +522,14 @@ def _recurrence(component: Any) -> str | None:
         raise _Skipped("its RRULE cannot be read")
     written = "; ".join(f"RRULE:{rule.to_ical().decode()}" for rule in rules)
     start = _property_value(component, "DTSTART")
-    if len(rules) != 1 or not isinstance(start, dt.date):
+    frequencies = [str(value).upper() for rule in rules for value in rule.get("FREQ", [])]
+    if frequencies != ["YEARLY"] or not isinstance(start, dt.date):
         raise _Skipped(f"only yearly recurrences are followed, not {written}")
     if not _is_yearly_on(rules[0], start):
-        raise _Skipped(f"only yearly recurrences on the start's date are followed, not {written}")
+        raise _Skipped(
+            "only yearly recurrences are followed, every year on the start's own day, "
+            f"not {written}"
+        )
     return "yearly"
 
 
@@ -534,8 +542,7 @@ def _is_yearly_on(rule: Any, start: dt.date) -> bool:
 
     try:
         return (
-            [str(value).upper() for value in rule.get("FREQ", [])] == ["YEARLY"]
-            and {str(part).upper() for part in rule} <= _YEARLY_PARTS
+            {str(part).upper() for part in rule} <= _YEARLY_PARTS
             and numbers("INTERVAL", 1) == [1]
             and numbers("BYMONTH", start.month) == [start.month]
             and numbers("BYMONTHDAY", start.day) == [start.day]
@@ -562,10 +569,19 @@ def _when(component: Any, feed: _Feed, place: PlaceRow | None) -> _When:
     if isinstance(start, dt.datetime):
         if end is not None and not isinstance(end, dt.datetime):
             raise _Skipped("its DTSTART is a date-time but its DTEND a date")
+        if _outlook_all_day(component, start, end):
+            return _all_day(start.date(), end.date() if end is not None else None, duration)
         return _timed(component, start, end, duration, feed, place)
     if isinstance(end, dt.datetime):
         raise _Skipped("its DTSTART is a date but its DTEND a date-time")
     return _all_day(start, end, duration)
+
+
+def _outlook_all_day(component: Any, start: dt.datetime, end: dt.datetime | None) -> bool:
+    """Outlook writes some all-day events as midnight to midnight, flagged as all-day."""
+    flag = _text(component.get("X-MICROSOFT-CDO-ALLDAYEVENT")).strip().upper()
+    midnight = dt.time()
+    return flag == "TRUE" and start.time() == midnight and (end is None or end.time() == midnight)
 
 
 def _all_day(start: dt.date, end: dt.date | None, duration: dt.timedelta | None) -> _When:
