@@ -446,12 +446,14 @@ class Planner:
         chat_ids: Sequence[int] | None = None,
         event_ids: Sequence[int] | None = None,
         moved: Mapping[int, dt.datetime] | None = None,
+        created_due: list[dt.datetime] | None = None,
     ) -> None:
         """After a subscription, a chat's settings or an event changed: drop what is
         unwanted, add what is due (a chat's digests too, at its zone and frequency).
 
         ``moved`` names events that only moved in time, with their earlier start: where
         nothing but the times of their pending reminders changes, those move in place.
+        ``created_due`` as for :meth:`plan` (reminders only).
         """
         if moved and event_ids is not None and chat_ids is None:
             done = await self._move_pending(
@@ -461,7 +463,9 @@ class Planner:
             if not event_ids:
                 return
         await self.prune(session, now, chat_ids=chat_ids, event_ids=event_ids)
-        await self.plan(session, now, chat_ids=chat_ids, event_ids=event_ids)
+        await self.plan(
+            session, now, chat_ids=chat_ids, event_ids=event_ids, created_due=created_due
+        )
         if chat_ids is not None and event_ids is None:
             await session.execute(
                 delete(Delivery).where(

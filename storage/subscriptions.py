@@ -7,11 +7,11 @@ ledger never disagrees with what the chat follows.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
@@ -82,11 +82,45 @@ _CHAT_FOLLOWS = (
     .outerjoin(Subscription, Subscription.chat_id == Chat.id)
     .where(Chat.id == bindparam("chat_id"))
 )
+_CHAT_LEAD_TIMES = select(Chat.lead_times).where(Chat.id == bindparam("chat_id"))
+_SUBSCRIPTION_OF_CHAT = (
+    select(
+        Subscription.id,
+        Subscription.scope,
+        Subscription.organisation_id,
+        Subscription.event_id,
+        Subscription.lead_times,
+        Chat.lead_times.label("chat_lead_times"),
+    )
+    .join(Chat, Chat.id == Subscription.chat_id)
+    .where(
+        Subscription.id == bindparam("subscription_id"),
+        Subscription.chat_id == bindparam("chat_id"),
+    )
+)
+_EVENT_NAME = select(Event.key, Event.title).where(Event.id == bindparam("event_id"))
 _SUBSCRIPTIONS = cast(Table, Subscription.__table__)
 _INSERT_SUBSCRIPTION = insert(_SUBSCRIPTIONS).returning(_SUBSCRIPTIONS.c.id)
 
 
-def _clean_lead_times(minutes: Sequence[int]) -> list[int]:
+@dataclass(frozen=True)
+class LeadTimesChanged:
+    """What :meth:`Subscriptions.toggle_lead_time` did."""
+
+    subscription: SubscriptionView | None  # None: the chat's default lead times
+    lead_times: tuple[int, ...]
+    first_due: dt.datetime | None  # the earliest reminder it planned, if any
+
+
+@dataclass(frozen=True)
+class _LeadTarget:
+    view: SubscriptionView | None  # None: the chat's default
+    # What the subscription follows: (scope, organisation id, event id).
+    covers: tuple[SubscriptionScope, int | None, int | None] | None
+    lead_times: tuple[int, ...]  # in effect
+
+
+def _clean_lead_times(minutes: Iterable[int]) -> list[int]:
     chosen = sorted({m for m in minutes if m in LEAD_TIME_CHOICES}, reverse=True)
     if not chosen:
         raise SubscriptionError("no_lead_times")
@@ -189,9 +223,6 @@ class Subscriptions:
     async def of_chat(self, chat_id: int) -> list[SubscriptionView]:
         async with self.database.sessions() as session:
             return await self._views(session, chat_id)
-
-    async def get(self, chat_id: int, subscription_id: int) -> SubscriptionView | None:
-        return next((s for s in await self.of_chat(chat_id) if s.id == subscription_id), None)
 
     async def default_lead_times(self, chat_id: int) -> tuple[int, ...]:
         async with self.database.sessions() as session:
@@ -318,20 +349,105 @@ class Subscriptions:
         """Set the lead times of one subscription, or the chat's default (``None``)."""
         chosen = _clean_lead_times(minutes)
         async with self.database.transaction() as session:
-            if subscription_id is None:
-                chat = await session.get(Chat, chat_id)
-                if chat is None:
-                    raise SubscriptionError("unknown_target")
-                chat.lead_times = chosen
-            else:
-                row = await session.scalar(
-                    select(Subscription).where(
-                        Subscription.id == subscription_id, Subscription.chat_id == chat_id
-                    )
-                )
-                if row is None:
-                    raise SubscriptionError("unknown_target")
-                row.lead_times = chosen
-            await session.flush()
-            await self.planner.replan(session, now, chat_ids=[chat_id])
+            target = await self._lead_target(session, chat_id, subscription_id)
+            await self._store_lead_times(session, chat_id, target, chosen, now, [])
             return tuple(chosen)
+
+    async def toggle_lead_time(
+        self, chat_id: int, subscription_id: int | None, minutes: int, now: dt.datetime
+    ) -> LeadTimesChanged:
+        """Switch one lead time on or off, for one subscription or the chat's default.
+
+        Reads and writes in one transaction, and returns what the lead-time menu shows.
+        Raises :class:`SubscriptionError` ("unknown_target"; "no_lead_times" when it
+        was the last one).
+        """
+        async with self.database.transaction() as session:
+            target = await self._lead_target(session, chat_id, subscription_id)
+            chosen = _clean_lead_times(set(target.lead_times) ^ {minutes})
+            created_due: list[dt.datetime] = []
+            await self._store_lead_times(session, chat_id, target, chosen, now, created_due)
+        view = target.view
+        if view is not None:
+            view = replace(view, lead_times=tuple(chosen), own_lead_times=True)
+        return LeadTimesChanged(view, tuple(chosen), min(created_due, default=None))
+
+    async def lead_times_of(
+        self, chat_id: int, subscription_id: int | None
+    ) -> tuple[SubscriptionView | None, tuple[int, ...]] | None:
+        """A subscription (None: the chat's default) and its lead times in effect; None
+        if the chat has no such subscription."""
+        async with self.database.sessions() as session:
+            try:
+                target = await self._lead_target(session, chat_id, subscription_id)
+            except SubscriptionError:
+                return None
+        return target.view, target.lead_times
+
+    async def _lead_target(
+        self, session: AsyncSession, chat_id: int, subscription_id: int | None
+    ) -> _LeadTarget:
+        """The chat's default lead times, or one of its subscriptions (never trusting an
+        id from a button): one statement, two for an organisation's or event's names."""
+        if subscription_id is None:
+            chat_lead_times = await session.scalar(_CHAT_LEAD_TIMES, {"chat_id": chat_id})
+            if chat_lead_times is None and await session.get(Chat, chat_id) is None:
+                raise SubscriptionError("unknown_target")
+            default = tuple(chat_lead_times) if chat_lead_times else DEFAULT_LEAD_TIMES
+            return _LeadTarget(None, None, default)
+        row = (
+            await session.execute(
+                _SUBSCRIPTION_OF_CHAT, {"chat_id": chat_id, "subscription_id": subscription_id}
+            )
+        ).first()
+        if row is None:
+            raise SubscriptionError("unknown_target")
+        default = tuple(row.chat_lead_times) if row.chat_lead_times else DEFAULT_LEAD_TIMES
+        organisation = (
+            await session.get(Organisation, row.organisation_id) if row.organisation_id else None
+        )
+        event = (
+            (await session.execute(_EVENT_NAME, {"event_id": row.event_id})).first()
+            if row.event_id
+            else None
+        )
+        lead_times = tuple(row.lead_times) if row.lead_times else default
+        view = SubscriptionView(
+            id=row.id,
+            scope=row.scope,
+            organisation=OrganisationRef.of(organisation) if organisation else None,
+            event_key=event.key if event else None,
+            event_title=dict(event.title) if event else None,
+            lead_times=lead_times,
+            own_lead_times=bool(row.lead_times),
+        )
+        return _LeadTarget(view, (row.scope, row.organisation_id, row.event_id), lead_times)
+
+    async def _store_lead_times(
+        self,
+        session: AsyncSession,
+        chat_id: int,
+        target: _LeadTarget,
+        chosen: Sequence[int],
+        now: dt.datetime,
+        created_due: list[dt.datetime],
+    ) -> None:
+        """Write new lead times and re-plan what they change: a subscription's own only
+        its events' reminders (an organisation's or one event's, not the chat's whole
+        calendar); the chat's default, every reminder of the chat."""
+        event_ids: list[int] | None = None
+        if target.view is None:
+            await session.execute(
+                update(Chat).where(Chat.id == chat_id).values(lead_times=list(chosen))
+            )
+        else:
+            await session.execute(
+                update(Subscription)
+                .where(Subscription.id == target.view.id, Subscription.chat_id == chat_id)
+                .values(lead_times=list(chosen))
+            )
+            assert target.covers is not None
+            event_ids = await _events_of(session, *target.covers)
+        await self.planner.replan(
+            session, now, chat_ids=[chat_id], event_ids=event_ids, created_due=created_due
+        )

@@ -24,6 +24,7 @@ from storage.models import (
     ChatType,
     Delivery,
     DeliveryStatus,
+    Event,
     Subscription,
     SubscriptionScope,
 )
@@ -410,6 +411,67 @@ async def test_changing_lead_times_replans(
     assert len(texts) == 2
     assert "in 1 day" in texts[0]
     assert "in 15 minutes" in texts[1]
+
+
+OTHER_EVENT = """
+events:
+  - id: other-summit
+    organisation: cica
+    title: {en: Other summit}
+    place: astana
+    start: 2026-12-01T10:30
+    status: confirmed
+    sources: [test]
+"""
+
+
+async def test_a_subscriptions_lead_times_re_plan_its_own_events_only(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    clock.set(START - dt.timedelta(hours=1, minutes=30))
+    await load(database_url, OTHER_EVENT, clock.now(), name="other.yaml")
+
+    async def pending() -> dict[str, int]:  # event id → the id of its pending reminder
+        database = Database(database_url)
+        try:
+            async with database.sessions() as session:
+                rows = await session.execute(
+                    select(Event.key, Delivery.id)
+                    .join(Event, Event.id == Delivery.event_id)
+                    .where(Delivery.chat_id == USER, Delivery.status == DeliveryStatus.PENDING)
+                )
+                return {key: delivery_id for key, delivery_id in rows}
+        finally:
+            await database.dispose()
+
+    async with start_bot(**QUIET):
+        await subscribe(bot_api, "test-summit")
+        await subscribe(bot_api, "other-summit")
+        before = await pending()
+        assert set(before) == {"test-summit", "other-summit"}  # each one's "1 hour before"
+        listing = await bot_api.reply_to(bot_api.message("/mysubs"))
+        lead_button = next(
+            b for b in listing.buttons if b["callback_data"].startswith("t:") and "⏱" in b["text"]
+        )
+        lead_menu = await bot_api.reply_to(bot_api.press(listing, lead_button["callback_data"]))
+        target = plain(lead_menu.text)
+        followed = "Test summit" if "Test summit" in target else "Other summit"
+        kept = "other-summit" if followed == "Test summit" else "test-summit"
+        assert f"Remind before {followed}:" in target
+        shown = lead_menu
+        for label in ("1 hour", "7 days"):
+            press = bot_api.press(shown, shown.button(label)["callback_data"])
+            shown = await bot_api.reply_to(press, method="editMessageText")
+            assert shown.button(label)["text"].startswith("·")
+            assert f"Remind before {followed}:" in plain(shown.text)
+        # Its "1 hour before" is gone; the other event's reminder was not touched.
+        assert await pending() == {kept: before[kept]}
+        press = bot_api.press(shown, shown.button("1 day")["callback_data"])
+        refusal = await bot_api.reply_to(press, method="answerCallbackQuery")
+        assert refusal.parameters["text"] == "Keep at least one lead time."
+        assert refusal.parameters["show_alert"] is True
+        again = await bot_api.reply_to(bot_api.message("/mysubs"))
+        assert "1 day" in plain(again.text)
 
 
 async def test_in_a_group_only_admins_may_subscribe(

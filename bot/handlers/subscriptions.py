@@ -131,27 +131,19 @@ async def leadtimes(update: Update, context: BotContext) -> None:
     await _show_lead_menu(update, context, 0, in_place=False)
 
 
-async def _lead_state(
-    context: BotContext, subscription_id: int
-) -> tuple[str | None, tuple[int, ...]] | None:
-    chat_id = context.chat_view.id
-    if subscription_id == 0:
-        return None, await context.services.subscriptions.default_lead_times(chat_id)
-    subscription = await context.services.subscriptions.get(chat_id, subscription_id)
-    if subscription is None:
-        return None
-    return render.subscription_target(subscription, context.tr), subscription.lead_times
-
-
 async def _show_lead_menu(
     update: Update, context: BotContext, subscription_id: int, *, in_place: bool
 ) -> None:
-    state = await _lead_state(context, subscription_id)
+    state = await context.services.subscriptions.lead_times_of(
+        context.chat_view.id, subscription_id or None
+    )
     if state is None:
         text = render.esc(context.tr.gettext("This chat does not follow that."))
         await answer(update, context, render.Reply(text))
         return
-    reply = render.lead_menu(state[0], state[1], subscription_id, context.tr)
+    subscription, lead_times = state
+    target = render.subscription_target(subscription, context.tr) if subscription else None
+    reply = render.lead_menu(target, lead_times, subscription_id, context.tr)
     if in_place:
         await edit(update, context, reply)
         return
@@ -167,27 +159,26 @@ async def button(update: Update, context: BotContext, action: callbacks.Action) 
         return
     match action:
         case callbacks.ToggleLead(subscription_id, minutes):
-            state = await _lead_state(context, subscription_id)
-            if state is None:
-                await query.answer(_("This button has expired."), show_alert=True)
-                return
-            chosen = set(state[1]) ^ {minutes}
-            if not chosen:
-                await query.answer(_("Keep at least one lead time."), show_alert=True)
-                return
             try:
-                await context.services.subscriptions.set_lead_times(
-                    context.chat_view.id,
-                    subscription_id or None,
-                    sorted(chosen),
-                    context.clock.now(),
+                changed = await context.services.subscriptions.toggle_lead_time(
+                    context.chat_view.id, subscription_id or None, minutes, context.clock.now()
                 )
-            except SubscriptionError:
-                await query.answer(_("This button has expired."), show_alert=True)
+            except SubscriptionError as exc:
+                if exc.reason == "no_lead_times":
+                    await query.answer(_("Keep at least one lead time."), show_alert=True)
+                else:
+                    await query.answer(_("This button has expired."), show_alert=True)
                 return
             await query.answer()
-            await context.services.dispatcher.poke()
-            await _show_lead_menu(update, context, subscription_id, in_place=True)
+            if changed.first_due is not None:  # a reminder may be due before the next sweep
+                context.services.dispatcher.wake_by(changed.first_due)
+            target = (
+                render.subscription_target(changed.subscription, context.tr)
+                if changed.subscription
+                else None
+            )
+            menu = render.lead_menu(target, changed.lead_times, subscription_id, context.tr)
+            await edit(update, context, menu)
             return
     await query.answer()
     match action:
@@ -200,7 +191,9 @@ async def button(update: Update, context: BotContext, action: callbacks.Action) 
         case callbacks.LeadMenu(subscription_id):
             await _show_lead_menu(update, context, subscription_id, in_place=False)
         case callbacks.LeadDone(subscription_id):
-            state = await _lead_state(context, subscription_id)
+            state = await context.services.subscriptions.lead_times_of(
+                context.chat_view.id, subscription_id or None
+            )
             if state is not None:
                 text = _(
                     "Reminders come {leads} before each event.",
