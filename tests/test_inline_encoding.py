@@ -117,3 +117,13 @@ def test_a_button_with_other_fields_is_left_to_ptb() -> None:
             "switch_inline_query": "sco",
         }
     )
+
+
+@pytest.mark.parametrize(
+    ("offset", "page"),
+    [("", 0), ("20", 20), ("25", 20), ("²", 0), ("³", 0), ("-1", 0), ("x", 0), ("9" * 30, 0)],
+)
+def test_a_forged_offset_starts_from_the_first_result(offset: str, page: int) -> None:
+    # Telegram hands back the offset the bot gave; a client may send anything, and
+    # "²".isdigit() is true while int("²") fails.
+    assert inline._offset(offset) == page

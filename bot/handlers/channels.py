@@ -269,7 +269,7 @@ async def button(update: Update, context: BotContext, action: callbacks.ChannelA
                 await services.subscriptions.follow(channel_id, scope, key, now)
         case "lead":
             current = set(await services.subscriptions.default_lead_times(channel_id))
-            chosen = current ^ {int(argument)} if argument.isdigit() else current
+            chosen = current ^ {int(argument)} if argument.isdecimal() else current
             if chosen and chosen <= set(LEAD_TIME_CHOICES):
                 await services.subscriptions.set_lead_times(channel_id, None, sorted(chosen), now)
         case "lang" if argument in SUPPORTED_LANGUAGES:
@@ -369,7 +369,7 @@ async def _channel_ids(context: BotContext, names: list[str]) -> set[int] | None
     """The ids of channels named as @username or id; None if one is unknown."""
     ids = set()
     for name in names:
-        target: int | str = int(name) if name.lstrip("-").isdigit() else "@" + name.lstrip("@")
+        target: int | str = int(name) if name.lstrip("-").isdecimal() else "@" + name.lstrip("@")
         try:
             ids.add((await context.bot.get_chat(target)).id)
         except TelegramError:

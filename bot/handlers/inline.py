@@ -33,7 +33,7 @@ CACHE_SECONDS = 30
 def _offset(value: str) -> int:
     """Where this page starts: the ``next_offset`` we gave, or 0 (a new query, or an
     offset a modified client made up)."""
-    if value.isdigit() and int(value) < MAX_RESULTS:
+    if value.isdecimal() and int(value) < MAX_RESULTS:
         return int(value) - int(value) % PAGE_SIZE
     return 0
 

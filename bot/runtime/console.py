@@ -90,7 +90,7 @@ class ConsoleChat:
     def update_for(self, line: str) -> dict[str, Any]:
         """The update JSON Telegram would send for this input line."""
         update_id = next(self._update_ids)
-        if line.isdigit() and 1 <= int(line) <= len(self.buttons):
+        if line.isdecimal() and 1 <= int(line) <= len(self.buttons):
             _, data, shown = self.buttons[int(line) - 1]
             return {
                 "update_id": update_id,

@@ -113,7 +113,7 @@ class WebhookEndpoint:
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+        if declared is not None and declared.isdecimal() and int(declared) > self.max_body:
             raise BodyTooLarge
         chunks: list[bytes] = []
         size = 0
