@@ -218,6 +218,9 @@ async def measure(
                 for build in builders.values():
                     await bot.process(build())
             if profile is not None:
+                if profile == "🔔 button":  # each 🔔 is under a newcomer's card
+                    for _ in range(samples):
+                        await bot.process(builders["first /start e_…"]())
                 await _profile(bot, builders[profile], samples)
             calls_before = sum(bot.calls.values())
             # Interleaved, so a drift of the shared machine touches every kind alike.

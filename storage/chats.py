@@ -225,7 +225,7 @@ class Chats:
         """A new zone moves the chat's 09:00 notices: its reminders are planned again."""
         async with self.database.transaction() as session:
             await session.execute(update(Chat).where(Chat.id == chat_id).values(timezone=zone))
-            await self.planner.replan(session, now, chat_ids=[chat_id])
+            await self.planner.replan_chat(session, now, chat_id)
 
     async def ensure(
         self,
@@ -288,7 +288,7 @@ class Chats:
                     # A message from the chat means the bot can write there again.
                     stored.is_active = True
                     await session.flush()
-                    await self.planner.replan(session, now, chat_ids=[chat_id])
+                    await self.planner.replan_chat(session, now, chat_id)
                 stored.title = title
                 stored.type = chat_type
             return ChatView.of(stored), None
@@ -298,20 +298,20 @@ class Chats:
         async with self.database.transaction() as session:
             if active:
                 await session.execute(update(Chat).where(Chat.id == chat_id).values(is_active=True))
-                await self.planner.replan(session, now, chat_ids=[chat_id])
+                await self.planner.replan_chat(session, now, chat_id)
             else:
                 await deactivate_chat(session, chat_id, reason, now)
 
     async def set_digest(self, chat_id: int, frequency: DigestFrequency, now: dt.datetime) -> None:
         async with self.database.transaction() as session:
             await session.execute(update(Chat).where(Chat.id == chat_id).values(digest=frequency))
-            await self.planner.replan(session, now, chat_ids=[chat_id])
+            await self.planner.replan_chat(session, now, chat_id)
 
     async def set_paused(self, chat_id: int, paused: bool, now: dt.datetime) -> None:
         """A paused chat is sent nothing; its reminders are planned again on resume."""
         async with self.database.transaction() as session:
             await session.execute(update(Chat).where(Chat.id == chat_id).values(paused=paused))
-            await self.planner.replan(session, now, chat_ids=[chat_id])
+            await self.planner.replan_chat(session, now, chat_id)
 
     async def unlink_channel(self, chat_id: int, now: dt.datetime) -> None:
         """Forget a channel's link and subscriptions; its delivery history stays."""

@@ -48,6 +48,7 @@ from storage.followers import (
     PlannedDelivery,
     at_local,
     event_view,
+    followed_event_ids,
     followers_of,
     insert_for_chats,
     insert_new,
@@ -467,16 +468,39 @@ class Planner:
             session, now, chat_ids=chat_ids, event_ids=event_ids, created_due=created_due
         )
         if chat_ids is not None and event_ids is None:
-            await session.execute(
-                delete(Delivery).where(
-                    Delivery.chat_id.in_(chat_ids),
-                    Delivery.kind == DeliveryKind.DIGEST,
-                    Delivery.status == DeliveryStatus.PENDING,
-                    Delivery.due_at > now,
-                )
+            await self._replan_digests(session, now, chat_ids)
+
+    async def replan_chat(
+        self,
+        session: AsyncSession,
+        now: dt.datetime,
+        chat_id: int,
+        *,
+        created_due: list[dt.datetime] | None = None,
+    ) -> None:
+        """Everything one chat gets, planned again (its zone or default lead times
+        changed). Never commits. Only the events it follows are read, not every event
+        in the planned window, unless it follows everything."""
+        event_ids = await followed_event_ids(session, chat_id)
+        await self.replan(
+            session, now, chat_ids=[chat_id], event_ids=event_ids, created_due=created_due
+        )
+        if event_ids is not None:
+            await self._replan_digests(session, now, [chat_id])
+
+    async def _replan_digests(
+        self, session: AsyncSession, now: dt.datetime, chat_ids: Sequence[int]
+    ) -> None:
+        await session.execute(
+            delete(Delivery).where(
+                Delivery.chat_id.in_(chat_ids),
+                Delivery.kind == DeliveryKind.DIGEST,
+                Delivery.status == DeliveryStatus.PENDING,
+                Delivery.due_at > now,
             )
-            until = await self.reach(session, now)
-            await plan_digests(session, now, until, now, chat_ids=chat_ids)
+        )
+        until = await self.reach(session, now)
+        await plan_digests(session, now, until, now, chat_ids=chat_ids)
 
     async def _move_pending(
         self, session: AsyncSession, now: dt.datetime, moved: Mapping[int, dt.datetime]

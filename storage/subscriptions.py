@@ -435,11 +435,11 @@ class Subscriptions:
         """Write new lead times and re-plan what they change: a subscription's own only
         its events' reminders (an organisation's or one event's, not the chat's whole
         calendar); the chat's default, every reminder of the chat."""
-        event_ids: list[int] | None = None
         if target.view is None:
             await session.execute(
                 update(Chat).where(Chat.id == chat_id).values(lead_times=list(chosen))
             )
+            await self.planner.replan_chat(session, now, chat_id, created_due=created_due)
         else:
             await session.execute(
                 update(Subscription)
@@ -448,6 +448,6 @@ class Subscriptions:
             )
             assert target.covers is not None
             event_ids = await _events_of(session, *target.covers)
-        await self.planner.replan(
-            session, now, chat_ids=[chat_id], event_ids=event_ids, created_due=created_due
-        )
+            await self.planner.replan(
+                session, now, chat_ids=[chat_id], event_ids=event_ids, created_due=created_due
+            )
