@@ -457,3 +457,67 @@ class ProcessedUpdate(Base):
 
     update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     received_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class SourceKind(enum.StrEnum):
+    ICAL = "ical"  # an iCalendar feed (.ics)
+    DATAFILE = "datafile"  # a data file in our YAML format
+
+
+class Source(Base):
+    """A URL the bot polls for events (an iCalendar feed or a data file), with the state
+    of its polling. ``claimed_by``/``claimed_until`` is a lease: one process polls it at a
+    time, and a crashed one's claim lapses."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    kind: Mapped[SourceKind] = mapped_column(_enum(SourceKind, "source_kind"))
+    organisation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organisations.id", ondelete="RESTRICT")
+    )
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    interval_seconds: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    added_by: Mapped[str] = mapped_column(String(128))
+    added_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_polled_at: Mapped[dt.datetime | None]
+    last_success_at: Mapped[dt.datetime | None]
+    # ok, not_modified, or what failed (a fetch error's code, invalid_feed, invalid_data…).
+    last_status: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When the current run of failures began (for /review: failing for more than a day).
+    failing_since: Mapped[dt.datetime | None]
+    etag: Mapped[str | None] = mapped_column(String(512))
+    last_modified: Mapped[str | None] = mapped_column(String(128))
+    next_poll_at: Mapped[dt.datetime] = mapped_column(index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[dt.datetime | None]
+
+    organisation: Mapped[Organisation | None] = relationship()
+
+
+class SourceEvent(Base):
+    """An event a source created: its UID in the source (the event id for a data file),
+    the feed's last SEQUENCE and LAST-MODIFIED, the row it last gave (the values the
+    source wants), and whether it is missing from the source or needs a person."""
+
+    __tablename__ = "source_events"
+    __table_args__ = (UniqueConstraint("source_id", "uid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    uid: Mapped[str] = mapped_column(String(1000))
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE"), unique=True
+    )
+    sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_modified: Mapped[dt.datetime | None]
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    seen_at: Mapped[dt.datetime]
+    missing_since: Mapped[dt.datetime | None]
+    # Set once when the source changed an event an operator had edited (the edit was
+    # kept); shown in /review until an operator marks it seen.
+    edit_kept_at: Mapped[dt.datetime | None]
