@@ -217,6 +217,14 @@ async def _post_init(application: BotApplication) -> None:
         await application.bot.set_my_commands(commands, language_code=language)
     delivery_bot = application.bot_data.delivery_bot
     await delivery_bot.initialize()
+    processor = application.update_processor
+    if isinstance(processor, ChatOrderedUpdateProcessor):
+        during_fanout = services.settings.concurrent_updates_during_fanout
+
+        def fanout(sending: bool) -> None:
+            processor.limit_running(during_fanout if sending else None)
+
+        services.dispatcher.on_fanout = fanout
     services.dispatcher.start(delivery_bot, application.job_queue)
     review.start(application)
 

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     # Updates handled at once (each chat's still one at a time, in order); 1 handles
     # them one after another, as python-telegram-bot does by default.
     concurrent_updates: int = Field(default=64, ge=1, le=1024)
+    # …and while a fan-out is being sent, so that the senders keep their pace.
+    concurrent_updates_during_fanout: int = Field(default=4, ge=1, le=1024)
     # Abuse: updates one user may send per minute; how long identical read-only
     # requests are answered from a cache.
     requests_per_minute: int = Field(default=30, ge=1)
@@ -82,6 +84,14 @@ class Settings(BaseSettings):
     # Operations: JSON log lines for collectors; how long a stop may take (SIGTERM).
     log_format: Literal["text", "json"] = "text"
     shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Sources the bot follows (iCalendar feeds, data files over HTTPS): how often the job
+    # looks for sources due a poll, and the limits of one fetch. SOURCES_ALLOW_LOCAL lets
+    # a source be http:// or on a loopback or private address: tests and development
+    # only, never in production (a URL from a chat could then reach the internal network).
+    sources_allow_local: bool = False
+    source_poll_check_seconds: float = Field(default=60.0, gt=0)
+    source_timeout_seconds: float = Field(default=20.0, gt=0)
+    source_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
     @field_validator("operator_ids", mode="before")
     @classmethod

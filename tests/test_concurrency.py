@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import SessionTransaction
 from telegram import Chat, Message, Update, User
 
+from bot.clock import FixedClock
 from bot.runtime.chat_order import ChatOrderedUpdateProcessor, ordering_key
 from storage.database import Database
-from storage.models import Subscription
+from storage.models import Chat as ChatRow
+from storage.models import ChatType, Event, Subscription, SubscriptionScope
 from storage.write_batch import NestedWriteError
 from tests.botapi import LocalBotApi
 from tests.conftest import NOW, StartBot
-from tests.factories import QUIET, TEST_EVENT, load, plain
+from tests.factories import QUIET, START, TEST_EVENT, load, plain
 
 # --- the update processor -----------------------------------------------------------------
 
@@ -80,6 +83,78 @@ async def test_the_running_limit_holds_and_waiting_chats_hold_no_slot() -> None:
     updates = [_update(n, 1) for n in range(10)] + [_update(100 + n, 100 + n) for n in range(10)]
     await asyncio.gather(*(processor.process_update(u, handle()) for u in updates))
     assert most == 2
+
+
+async def test_fewer_updates_run_at_once_while_a_fan_out_is_sent() -> None:
+    processor = ChatOrderedUpdateProcessor(max_running=8)
+    at_once: list[int] = []
+    running = 0
+    release = asyncio.Event()
+
+    async def handle() -> None:
+        nonlocal running
+        running += 1
+        at_once.append(running)
+        await release.wait()
+        running -= 1
+
+    processor.limit_running(2)  # the dispatcher began sending a fan-out
+    tasks = [
+        asyncio.create_task(processor.process_update(_update(n, 200 + n), handle()))
+        for n in range(6)
+    ]
+    await asyncio.sleep(0.05)
+    assert running == 2 and processor.running_limit == 2
+    processor.limit_running(None)  # the fan-out is sent: the others start at once
+    await asyncio.sleep(0.05)
+    assert running == 6
+    release.set()
+    await asyncio.gather(*tasks)
+    assert max(at_once) == 6
+    processor.limit_running(1000)  # never above the configured most
+    assert processor.running_limit == 8
+
+
+async def test_the_dispatcher_says_when_it_sends_a_fan_out(
+    start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    # 30 followers, batches of 10: full batches are a fan-out; updates are held to the
+    # setting meanwhile and run as many as before once the last batch is taken.
+    await load(database_url, TEST_EVENT, clock.now())
+    clock.set(START - dt.timedelta(hours=1, minutes=30))
+    async with start_bot(concurrent_updates_during_fanout=3, **QUIET) as app:
+        services = app.bot_data.services
+        async with services.database.transaction() as session:
+            event_id = await session.scalar(select(Event.id).where(Event.key == "test-summit"))
+            for chat_id in range(9000, 9030):
+                session.add(
+                    ChatRow(id=chat_id, type=ChatType.PRIVATE, language="en", timezone="UTC")
+                )
+                session.add(
+                    Subscription(
+                        chat_id=chat_id,
+                        scope=SubscriptionScope.EVENT,
+                        event_id=event_id,
+                        created_at=clock.now(),
+                    )
+                )
+        dispatcher = services.dispatcher
+        dispatcher.batch_size = 10
+        seen: list[tuple[bool, int]] = []
+        processor = app.update_processor
+        assert isinstance(processor, ChatOrderedUpdateProcessor)
+        listener = dispatcher.on_fanout
+        assert listener is not None
+
+        def observed(sending: bool) -> None:
+            listener(sending)
+            seen.append((sending, processor.running_limit))
+
+        dispatcher.on_fanout = observed
+        clock.set(START - dt.timedelta(minutes=59))
+        result = await dispatcher.sweep()
+    assert result.sent == 30
+    assert seen == [(True, 3), (False, processor.max_running)]
 
 
 def test_updates_are_ordered_by_chat_or_else_by_user() -> None:

@@ -230,6 +230,10 @@ class Dispatcher:
         # yet: Telegram may have them, so their claims are never handed back early.
         self._unrecorded: set[int] = set()
         self._stop_requested = asyncio.Event()
+        # Told True when a sweep sends a fan-out (full batches of due deliveries), False
+        # when it is done: the bot runs fewer updates at once meanwhile.
+        self.on_fanout: Callable[[bool], None] | None = None
+        self._sending_fanout = False
         # When the ledger was last pruned (the clock's time), and whether more was left.
         self._pruned_at: dt.datetime | None = None
         self._prune_more = False
@@ -384,9 +388,17 @@ class Dispatcher:
                 return None
             batch = await self._open_batch(claimed.deliveries, claimed.candidates, started)
             batch.result.skipped += claimed.skipped
+            if claimed.candidates >= self.batch_size:  # a full batch: more are due
+                self._fanout(True)
             if claimed.deliveries:
                 return claimed.deliveries, batch
             self._batch_done(batch, result)
+
+    def _fanout(self, sending: bool) -> None:
+        if sending != self._sending_fanout:
+            self._sending_fanout = sending
+            if self.on_fanout is not None:
+                self.on_fanout(sending)
 
     def _batch_done(self, batch: _Batch, result: SweepResult) -> None:
         done = batch.result
@@ -721,6 +733,7 @@ class Dispatcher:
             )
         finally:
             self._queue = None
+            self._fanout(False)
             await queue.close()
         for outcome in outcomes:  # (the sweep cancelled: gather raises, as it should)
             if isinstance(outcome, BaseException) and not is_unavailable(outcome):
