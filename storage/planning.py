@@ -355,7 +355,9 @@ class Planner:
         cancelled. Reminders already due but not yet sent stay if still wanted.
         """
         deleted = 0
-        if event_ids is not None:
+        if event_ids is not None and chat_ids is None:
+            # Many chats' rows at once, a statement per event; a few chats' pending rows
+            # are read below and judged one by one, other occurrences included.
             deleted = await self._drop_other_occurrences(session, now, chat_ids, event_ids)
         statement = select(
             Delivery.id,
@@ -481,12 +483,14 @@ class Planner:
         """Everything one chat gets, planned again (its zone or default lead times
         changed). Never commits. Only the events it follows are read, not every event
         in the planned window, unless it follows everything."""
+        # What is pending for the chat is few rows, read by chat; dropping other
+        # occurrences event by event (as for a moved event) would be a statement each.
+        await self.prune(session, now, chat_ids=[chat_id])
         event_ids = await followed_event_ids(session, chat_id)
-        await self.replan(
+        await self.plan(
             session, now, chat_ids=[chat_id], event_ids=event_ids, created_due=created_due
         )
-        if event_ids is not None:
-            await self._replan_digests(session, now, [chat_id])
+        await self._replan_digests(session, now, [chat_id])
 
     async def _replan_digests(
         self, session: AsyncSession, now: dt.datetime, chat_ids: Sequence[int]
