@@ -60,6 +60,7 @@ from bot.handlers.errors import error_handler
 from bot.metrics import Metrics, update_type
 from bot.presentation.i18n import translator
 from bot.runtime.chat_order import ChatOrderedUpdateProcessor
+from bot.sources.poller import SourcePoller
 from bot.transports.aiohttp_request import AiohttpRequest
 from config.languages import SUPPORTED_LANGUAGES
 from config.settings import Settings
@@ -89,17 +90,21 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     catalogue = Catalogue(database)
     planner = Planner(operator_ids=settings.operator_ids)
     metrics = Metrics()
+    dispatcher = Dispatcher(database, catalogue, clock, settings, planner, metrics=metrics)
+    sources = SourcePoller(database, clock, settings, planner, metrics)
+    sources.on_imported = dispatcher.poke  # notices of a poll's changes are due at once
     return Services(
         settings=settings,
         database=database,
         catalogue=catalogue,
         chats=Chats(database, settings.default_language, settings.default_timezone, planner),
         subscriptions=Subscriptions(database, planner),
-        dispatcher=Dispatcher(database, catalogue, clock, settings, planner, metrics=metrics),
+        dispatcher=dispatcher,
         clock=clock,
         flood_guard=FloodGuard(settings.requests_per_minute, 60.0),
         reply_cache=ReplyCache(settings.reply_cache_seconds),
         metrics=metrics,
+        sources=sources,
     )
 
 
@@ -227,6 +232,7 @@ async def _post_init(application: BotApplication) -> None:
         services.dispatcher.on_fanout = fanout
     services.dispatcher.start(delivery_bot, application.job_queue)
     review.start(application)
+    services.sources.start(application.job_queue)
 
 
 async def _post_shutdown(application: BotApplication) -> None:
@@ -259,6 +265,7 @@ async def running(
         finally:
             if application.updater is not None and application.updater.running:
                 await application.updater.stop()
+            await services.sources.stop(services.settings.shutdown_timeout_seconds / 2)
             await services.dispatcher.stop(services.settings.shutdown_timeout_seconds)
             await application.stop()
     # ``async with`` has shut the application down; close what post_init opened.

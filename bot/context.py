@@ -17,6 +17,7 @@ from bot.clock import Clock
 from bot.delivery.dispatcher import Dispatcher
 from bot.metrics import Metrics
 from bot.presentation.i18n import Translator, translator
+from bot.sources.poller import SourcePoller
 from config.settings import Settings
 from storage.chats import Chats
 from storage.database import Database
@@ -39,6 +40,7 @@ class Services:
     flood_guard: FloodGuard
     reply_cache: ReplyCache
     metrics: Metrics
+    sources: SourcePoller
 
 
 class BotData:

@@ -83,6 +83,18 @@ class Metrics:
             registry=registry,
         )
         self.database_up.set(1)
+        self.source_last_success = Gauge(
+            "summitbot_source_last_success_timestamp_seconds",
+            "When each followed source was last polled successfully (Unix time), by source id.",
+            ["source"],
+            registry=registry,
+        )
+        self.source_failures = Counter(
+            "summitbot_source_failures",
+            "Failed polls of each followed source (fetch, feed or data errors), by source id.",
+            ["source"],
+            registry=registry,
+        )
         for outcome in ("sent", "failed", "skipped", "retried"):
             self.deliveries.labels(outcome)  # present (at 0) before the first delivery
 

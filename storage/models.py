@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     Enum,
@@ -470,9 +471,13 @@ class Source(Base):
     time, and a crashed one's claim lapses."""
 
     __tablename__ = "sources"
+    # Checked in storage.sources as well, to say why; the database keeps it for any writer.
+    __table_args__ = (
+        CheckConstraint("interval_seconds >= 300", name="interval_at_least_5_minutes"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    url: Mapped[str] = mapped_column(String(2000))
+    url: Mapped[str] = mapped_column(String(2000), unique=True)
     kind: Mapped[SourceKind] = mapped_column(_enum(SourceKind, "source_kind"))
     organisation_id: Mapped[int | None] = mapped_column(
         ForeignKey("organisations.id", ondelete="RESTRICT")
@@ -510,9 +515,7 @@ class SourceEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
     uid: Mapped[str] = mapped_column(String(1000))
-    event_id: Mapped[int] = mapped_column(
-        ForeignKey("events.id", ondelete="CASCADE"), unique=True
-    )
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), unique=True)
     sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_modified: Mapped[dt.datetime | None]
     snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)

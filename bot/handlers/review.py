@@ -19,6 +19,7 @@ from telegram.ext import CommandHandler
 
 from bot.context import BotApplication, BotContext
 from bot.handlers import operators
+from bot.handlers.operators.sources import review_text
 from bot.presentation import callbacks, render
 from bot.presentation.messaging import answer, edit
 from storage.datafile import ChairmanshipRow, EventRow, OrganisationRow
@@ -30,6 +31,7 @@ from storage.operations import (
     load_organisation_row,
 )
 from storage.review import ReviewItem, ReviewKind, ReviewQueue, review_queue
+from storage.sources import source_review
 from storage.views import ChairView
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,12 @@ async def review(update: Update, context: BotContext) -> None:
         return
     queue = await _queue(context)
     await answer(update, context, render.review_page(queue, 0, context.tr))
+    # Followed sources: failing ones, and their events gone or kept as an operator edited them.
+    async with context.services.database.sessions() as session:
+        flagged = await source_review(session, context.clock.now())
+    if len(flagged):
+        text = review_text(flagged, context.chat_view.timezone, context.tr)
+        await answer(update, context, render.Reply(text))
 
 
 def _today(context: BotContext) -> dt.date:

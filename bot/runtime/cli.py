@@ -1,4 +1,5 @@
-"""The ``summitbot`` command: run, webhook, console, db upgrade|backup, import, export."""
+"""The ``summitbot`` command: run, webhook, console, db upgrade|backup, import, export,
+sources add|list|remove|check."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from pythonjsonlogger.json import JsonFormatter
 
-from bot.clock import Clock, FixedClock
+from bot.clock import Clock, FixedClock, SystemClock
 from bot.context import BotApplication
 from config.languages import SUPPORTED_LANGUAGES, normalise_language
 from config.settings import Settings, load_settings
@@ -22,7 +23,16 @@ from storage.database import Database, DatabaseInUse
 from storage.datafile import DatasetError
 from storage.dataset import follow_up_import, import_files, prepare_database
 from storage.export import export_dataset
+from storage.models import SourceKind
 from storage.planning import Planner
+from storage.sources import (
+    MIN_INTERVAL,
+    SourceView,
+    UnknownOrganisation,
+    add_source,
+    list_sources,
+    remove_source,
+)
 
 log = logging.getLogger("summitbot")
 
@@ -256,6 +266,104 @@ async def _export(settings: Settings, output: Path | None) -> int:
     return 0
 
 
+def _source_line(source: SourceView) -> str:
+    polled = source.last_polled_at.isoformat(timespec="minutes") if source.last_polled_at else "-"
+    parts = [
+        f"#{source.id}",
+        source.url,
+        source.kind.value,
+        source.organisation or "-",
+        f"every {int(source.interval.total_seconds() // 60)} min",
+        "on" if source.enabled else "off",
+        f"last poll {polled} {source.last_status or 'not polled yet'}",
+    ]
+    if source.last_error:
+        parts.append(f"error: {source.last_error}" if source.failures else source.last_error)
+    return " | ".join(parts)
+
+
+async def _sources(settings: Settings, arguments: argparse.Namespace) -> int:
+    from bot.handlers.operators.sources import kind_for, parse_interval
+    from bot.sources.fetch import SourceUrlError, check_source_url
+    from bot.sources.poller import SourcePoller
+
+    database = Database(settings.database_url)
+    try:
+        await prepare_database(database, settings.dataset_dir)
+        match arguments.sources_command:
+            case "list":
+                async with database.sessions() as session:
+                    found = await list_sources(session)
+                for source in found:
+                    sys.stdout.write(_source_line(source) + "\n")
+                if not found:
+                    sys.stdout.write("No sources yet.\n")
+                return 0
+            case "add":
+                try:
+                    url = check_source_url(arguments.url, allow_local=settings.sources_allow_local)
+                except SourceUrlError as exc:
+                    sys.stderr.write(f"This address cannot be followed ({exc.code}): {exc}\n")
+                    return 2
+                interval = parse_interval(arguments.interval)
+                if interval is None or interval < MIN_INTERVAL:
+                    sys.stderr.write("The interval must be at least 5 minutes (e.g. 30m, 2h).\n")
+                    return 2
+                kind = SourceKind(arguments.kind) if arguments.kind else kind_for(url)
+                if kind is SourceKind.ICAL and not arguments.organisation:
+                    sys.stderr.write("A calendar feed needs an organisation (--organisation).\n")
+                    return 2
+                try:
+                    async with database.transaction() as session:
+                        source = await add_source(
+                            session,
+                            url=url,
+                            kind=kind,
+                            organisation=arguments.organisation,
+                            language=arguments.language,
+                            interval=interval,
+                            added_by="summitbot sources add",
+                            now=dt.datetime.now(dt.UTC),
+                        )
+                except UnknownOrganisation as exc:
+                    sys.stderr.write(f"Unknown organisation: {exc}\n")
+                    return 2
+                sys.stdout.write(f"Added source #{source.id}: {url}\n")
+                return 0
+            case "remove":
+                async with database.transaction() as session:
+                    removed = await remove_source(session, arguments.id)
+                if not removed:
+                    sys.stderr.write(f"There is no source #{arguments.id}.\n")
+                    return 1
+                sys.stdout.write(f"Removed source #{arguments.id}; the events it created stay.\n")
+                return 0
+        # check: poll now, as /sources check does (the running bot sends the notices).
+        poller = SourcePoller(database, SystemClock(), settings, Planner())
+        try:
+            outcome = await poller.poll_now(arguments.id)
+        finally:
+            await poller.fetcher.close()
+        if outcome is None:
+            sys.stderr.write(f"There is no source #{arguments.id}.\n")
+            return 1
+        if outcome.report is None:
+            detail = f": {outcome.error}" if outcome.error else ""
+            sys.stdout.write(f"Source #{arguments.id}: {outcome.status}{detail}\n")
+            return 1 if outcome.failed else 0
+        report = outcome.report
+        sys.stdout.write(
+            f"Source #{arguments.id}: {len(report.added)} new, {len(report.changed)} changed, "
+            f"{len(report.gone)} gone, {len(report.kept_edits)} kept as edited, "
+            f"{len(outcome.skipped)} skipped\n"
+        )
+        for line in outcome.skipped:
+            sys.stdout.write(f"  skipped: {line}\n")
+        return 0
+    finally:
+        await database.dispose()
+
+
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(
         prog="summitbot",
@@ -284,6 +392,19 @@ def parser() -> argparse.ArgumentParser:
     importer.add_argument("files", nargs="+", type=Path, metavar="FILE")
     exporter = commands.add_parser("export", help="write all data as a data file")
     exporter.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    sources = commands.add_parser("sources", help="feeds and data files the bot follows")
+    source_commands = sources.add_subparsers(dest="sources_command", required=True)
+    source_commands.add_parser("list", help="every source with its last poll")
+    adding = source_commands.add_parser("add", help="follow an .ics feed or a data file")
+    adding.add_argument("url", metavar="URL")
+    adding.add_argument("-o", "--organisation", help="the organisation's key (feeds need one)")
+    adding.add_argument("-i", "--interval", default="1h", help="how often: 30m, 2h… (≥ 5 min)")
+    adding.add_argument("-l", "--language", default="en", choices=SUPPORTED_LANGUAGES)
+    adding.add_argument("-k", "--kind", choices=[kind.value for kind in SourceKind])
+    removing = source_commands.add_parser("remove", help="stop following (events stay)")
+    removing.add_argument("id", type=int, metavar="ID")
+    checking = source_commands.add_parser("check", help="poll a source now")
+    checking.add_argument("id", type=int, metavar="ID")
     return main_parser
 
 
@@ -313,6 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_import(settings, arguments.files))
         case "export":
             return asyncio.run(_export(settings, arguments.output))
+        case "sources":
+            return asyncio.run(_sources(settings, arguments))
     return 2
 
 

@@ -1,12 +1,13 @@
 """Operators' commands: /addevent, /editevent, /postpone, /cancel, /setstatus, data
-files sent as documents, /stats (and /review, in handlers.review).
+files sent as documents, /stats, /sources (and /review, in handlers.review).
 
 Only the users in ``OPERATOR_IDS``, in a private chat, get through (``pending.allowed``).
 Every change is shown as a preview under Save and Cancel and waits server-side under
 a one-time token (``pending``); on Save it is written through ``storage.operations``,
 which writes as an import does: the same checks, the change log, one notice per
 follower, re-planned reminders. This package: ``dialogue`` (/addevent), ``edits``
-(the one-line edits), ``imports`` (data files), ``stats``, ``pending`` (who may, and
+(the one-line edits), ``imports`` (data files), ``stats``, ``sources`` (followed
+feeds and data files), ``pending`` (who may, and
 changes waiting for Save), ``reading`` (what operators type), ``previews``.
 """
 
@@ -29,6 +30,7 @@ from bot.handlers.operators.pending import (
     button,
     refuse,
 )
+from bot.handlers.operators.sources import sources
 from bot.handlers.operators.stats import stats
 
 # What other handlers use (the review queue, the button router, the app).
@@ -60,6 +62,7 @@ def register(application: BotApplication) -> None:
         ("cancel", cancel_event),
         ("setstatus", setstatus),
         ("stats", stats),
+        ("sources", sources),
     ]
     for name, callback in commands:
         application.add_handler(CommandHandler(name, callback))

@@ -1,0 +1,566 @@
+"""Sources the bot follows by itself: iCalendar feeds and data files polled over HTTPS.
+
+This module keeps sources and their polling state, and applies what one poll brought
+(rows already read and checked by the caller) through the same path as a data-file
+import (``storage.dataset``): validation, the change log (who = ``source:<id>``), one
+notice per follower, re-planned reminders. The rules it keeps:
+
+- **Ownership.** A source creates events and changes only the events it created (linked
+  in ``source_events``). A row whose id names an event someone else created fails the
+  whole poll. A data-file source carries events only: places, organisations and
+  chairmanships are an operator's to add (its events may name existing ones).
+- **Operator edits win.** A row is written only when the source's values changed since
+  its last poll. If the event was changed since by anyone else (the change log's last
+  entry is not the source's), the new values are not written and the event is flagged
+  once for /review ("changed in the feed, kept the operator's edit").
+- **Stale copies.** A row with a lower ``SEQUENCE`` than the one stored, or the same
+  with an older ``LAST-MODIFIED``, is ignored.
+- **Gone.** An event that no longer comes from its source is not deleted: it is marked
+  missing (shown in /review while it is neither over nor cancelled or held) and the
+  mark is cleared if it comes back.
+
+Polling state: a claim is a lease (``claimed_by`` until ``claimed_until``) taken with a
+conditional UPDATE, so two processes never poll one source at once; errors back off
+(interval × 2^failures, at most a day, and never sooner than a Retry-After).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.datafile import Dataset, DatasetError, EventRow, PlaceRow, Problem
+from storage.dataset import apply_dataset, follow_up_import
+from storage.models import (
+    Event,
+    EventChange,
+    EventStatus,
+    Organisation,
+    Place,
+    Source,
+    SourceEvent,
+    SourceKind,
+)
+from storage.planning import Planner
+
+DEFAULT_INTERVAL = dt.timedelta(hours=1)
+MIN_INTERVAL = dt.timedelta(minutes=5)
+MAX_BACKOFF = dt.timedelta(days=1)
+# A source failing for longer than this is shown in /review.
+FAILING_FOR_REVIEW = dt.timedelta(days=1)
+MAX_ERROR_CHARS = 1000
+
+
+def changed_by(source_id: int) -> str:
+    """Who a source's changes are logged as."""
+    return f"source:{source_id}"
+
+
+@dataclass(frozen=True)
+class SourceView:
+    """A source and the state of its polling, as plain data."""
+
+    id: int
+    url: str
+    kind: SourceKind
+    organisation: str | None  # the organisation's key
+    language: str
+    interval: dt.timedelta
+    enabled: bool
+    added_by: str
+    added_at: dt.datetime
+    last_polled_at: dt.datetime | None
+    last_success_at: dt.datetime | None
+    last_status: str | None
+    last_error: str | None
+    failures: int
+    failing_since: dt.datetime | None
+    next_poll_at: dt.datetime
+    etag: str | None
+    last_modified: str | None
+
+    def failing_for(self, now: dt.datetime) -> dt.timedelta | None:
+        return now - self.failing_since if self.failing_since is not None else None
+
+
+class UnknownOrganisation(ValueError):
+    """A source names an organisation the database does not have."""
+
+
+def _view(source: Source, organisation: str | None) -> SourceView:
+    return SourceView(
+        id=source.id,
+        url=source.url,
+        kind=SourceKind(source.kind),
+        organisation=organisation,
+        language=source.language,
+        interval=dt.timedelta(seconds=source.interval_seconds),
+        enabled=source.enabled,
+        added_by=source.added_by,
+        added_at=source.added_at,
+        last_polled_at=source.last_polled_at,
+        last_success_at=source.last_success_at,
+        last_status=source.last_status,
+        last_error=source.last_error,
+        failures=source.failures,
+        failing_since=source.failing_since,
+        next_poll_at=source.next_poll_at,
+        etag=source.etag,
+        last_modified=source.last_modified,
+    )
+
+
+def _with_organisation() -> Any:
+    return select(Source, Organisation.key).outerjoin(
+        Organisation, Organisation.id == Source.organisation_id
+    )
+
+
+async def add_source(
+    session: AsyncSession,
+    *,
+    url: str,
+    kind: SourceKind,
+    organisation: str | None,
+    language: str,
+    interval: dt.timedelta,
+    added_by: str,
+    now: dt.datetime,
+) -> SourceView:
+    """A new source, due at once. Never commits. :class:`UnknownOrganisation` if the
+    organisation key is not known. The URL must have been checked by the caller."""
+    organisation_id: int | None = None
+    if organisation is not None:
+        organisation_id = await session.scalar(
+            select(Organisation.id).where(Organisation.key == organisation)
+        )
+        if organisation_id is None:
+            raise UnknownOrganisation(organisation)
+    source = Source(
+        url=url,
+        kind=kind,
+        organisation_id=organisation_id,
+        language=language,
+        interval_seconds=int(interval.total_seconds()),
+        enabled=True,
+        added_by=added_by,
+        added_at=now,
+        next_poll_at=now,
+        failures=0,
+    )
+    session.add(source)
+    await session.flush()
+    return _view(source, organisation)
+
+
+async def list_sources(session: AsyncSession) -> list[SourceView]:
+    """Every source, in the order they were added."""
+    rows = await session.execute(_with_organisation().order_by(Source.id))
+    return [_view(source, key) for source, key in rows.all()]
+
+
+async def get_source(session: AsyncSession, source_id: int) -> SourceView | None:
+    row = (await session.execute(_with_organisation().where(Source.id == source_id))).first()
+    return _view(row[0], row[1]) if row is not None else None
+
+
+async def remove_source(session: AsyncSession, source_id: int) -> bool:
+    """Stop following a source. Its events stay (as an operator's would). Never commits."""
+    await session.execute(delete(SourceEvent).where(SourceEvent.source_id == source_id))
+    result = await session.execute(delete(Source).where(Source.id == source_id))
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def set_enabled(session: AsyncSession, source_id: int, enabled: bool) -> bool:
+    """Switch a source on (due at once) or off. Never commits."""
+    values: dict[str, Any] = {"enabled": enabled}
+    result = await session.execute(update(Source).where(Source.id == source_id).values(**values))
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def due_source_ids(session: AsyncSession, now: dt.datetime, limit: int) -> list[int]:
+    """Enabled sources due a poll and not claimed by a live process, the most overdue first."""
+    found = await session.scalars(
+        select(Source.id)
+        .where(
+            Source.enabled.is_(True),
+            Source.next_poll_at <= now,
+            or_(Source.claimed_until.is_(None), Source.claimed_until < now),
+        )
+        .order_by(Source.next_poll_at, Source.id)
+        .limit(limit)
+    )
+    return list(found.all())
+
+
+async def claim_source(
+    session: AsyncSession,
+    source_id: int,
+    *,
+    worker: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
+    due_only: bool = True,
+) -> SourceView | None:
+    """Take the lease on a source (due, unless ``due_only`` is false) if no live process
+    holds it; None otherwise. One conditional UPDATE: of two processes racing, the second
+    finds the lease taken (on PostgreSQL it waits for the first's commit, then re-checks)."""
+    claim = (
+        update(Source)
+        .where(
+            Source.id == source_id,
+            or_(Source.claimed_until.is_(None), Source.claimed_until < now),
+        )
+        .values(claimed_by=worker, claimed_until=now + lease)
+    )
+    if due_only:
+        claim = claim.where(Source.enabled.is_(True), Source.next_poll_at <= now)
+    result = await session.execute(claim)
+    if not getattr(result, "rowcount", 0):
+        return None
+    return await get_source(session, source_id)
+
+
+def backoff(interval: dt.timedelta, failures: int, retry_after: float | None) -> dt.timedelta:
+    """How long after the ``failures``-th failure in a row a source is polled again."""
+    delay = min(interval * (1 << min(failures, 20)), MAX_BACKOFF)
+    if retry_after is not None:
+        delay = max(delay, dt.timedelta(seconds=retry_after))
+    return min(delay, MAX_BACKOFF)
+
+
+async def record_failure(
+    session: AsyncSession,
+    source_id: int,
+    *,
+    worker: str,
+    now: dt.datetime,
+    status: str,
+    error: str,
+    retry_after: float | None = None,
+) -> SourceView | None:
+    """A failed poll: nothing else changed; back off and release the lease. Never commits."""
+    source = await session.get(Source, source_id)
+    if source is None:
+        return None
+    source.failures += 1
+    source.failing_since = source.failing_since or now
+    source.last_polled_at = now
+    source.last_status = status
+    source.last_error = error[:MAX_ERROR_CHARS]
+    interval = dt.timedelta(seconds=source.interval_seconds)
+    source.next_poll_at = now + backoff(interval, source.failures, retry_after)
+    if source.claimed_by == worker:
+        source.claimed_by = None
+        source.claimed_until = None
+    await session.flush()
+    return await get_source(session, source_id)
+
+
+async def record_success(
+    session: AsyncSession,
+    source_id: int,
+    *,
+    worker: str,
+    now: dt.datetime,
+    status: str,
+    etag: str | None,
+    last_modified: str | None,
+    note: str | None = None,
+) -> None:
+    """A poll that worked (``ok`` or ``not_modified``); ``note`` says what was skipped.
+    Written in the same transaction as what the poll imported. Never commits."""
+    source = await session.get(Source, source_id)
+    if source is None:
+        return
+    source.failures = 0
+    source.failing_since = None
+    source.last_polled_at = now
+    source.last_success_at = now
+    source.last_status = status
+    source.last_error = note[:MAX_ERROR_CHARS] if note else None
+    source.etag = etag[:512] if etag else None
+    source.last_modified = last_modified[:128] if last_modified else None
+    source.next_poll_at = now + dt.timedelta(seconds=source.interval_seconds)
+    if source.claimed_by == worker:
+        source.claimed_by = None
+        source.claimed_until = None
+    await session.flush()
+
+
+async def known_places(session: AsyncSession) -> list[PlaceRow]:
+    """The places a feed's LOCATION may name."""
+    places = (await session.scalars(select(Place).order_by(Place.key))).all()
+    return [
+        PlaceRow(key=p.key, names=p.names, country=p.country, timezone=p.timezone) for p in places
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Applying a poll
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """One event as a source gives it: its UID there, the row, and how new the copy is."""
+
+    uid: str
+    row: EventRow
+    sequence: int = 0
+    last_modified: dt.datetime | None = None
+
+
+@dataclass
+class PollReport:
+    """What one poll did to the data."""
+
+    added: list[str] = field(default_factory=list)  # event keys
+    changed: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # newly missing from the source
+    returned: list[str] = field(default_factory=list)  # back after being missing
+    kept_edits: list[str] = field(default_factory=list)  # the operator's edit kept
+    stale: int = 0  # older copies ignored
+
+
+class SourceRefused(DatasetError):
+    """What a source gave may not be written (ownership); nothing was."""
+
+
+def row_snapshot(row: EventRow) -> dict[str, Any]:
+    """A row as JSON, dates as written: what a source last gave for an event."""
+    data = row.model_dump(mode="json")
+    data["start"] = row.start.literal
+    data["end"] = row.end.literal if row.end is not None else None
+    return data
+
+
+def _is_stale(row: SourceRow, link: SourceEvent) -> bool:
+    if row.sequence != link.sequence:
+        return row.sequence < link.sequence
+    return (
+        row.last_modified is not None
+        and link.last_modified is not None
+        and row.last_modified < link.last_modified
+    )
+
+
+async def _edited_by_others(session: AsyncSession, event_ids: Sequence[int], who: str) -> set[int]:
+    """Events whose last logged change was made by someone other than ``who``."""
+    if not event_ids:
+        return set()
+    last = (
+        select(EventChange.event_id, func.max(EventChange.id).label("last_id"))
+        .where(EventChange.event_id.in_(event_ids))
+        .group_by(EventChange.event_id)
+        .subquery()
+    )
+    found = await session.scalars(
+        select(EventChange.event_id)
+        .join(last, last.c.last_id == EventChange.id)
+        .where(EventChange.changed_by != who)
+    )
+    return set(found.all())
+
+
+def check_datafile_sections(dataset: Dataset, name: str) -> None:
+    """A data-file source carries events only; DatasetError (one problem) otherwise."""
+    others = [s for s in ("places", "organisations", "chairmanships") if getattr(dataset, s)]
+    if others:
+        message = (
+            f"a source may carry events only; {', '.join(others)} are added by operators "
+            "(its events may name the ones the bot has)"
+        )
+        raise SourceRefused([Problem(name, 1, message)])
+
+
+async def apply_poll(
+    session: AsyncSession,
+    source_id: int,
+    rows: Sequence[SourceRow],
+    *,
+    now: dt.datetime,
+    planner: Planner,
+) -> PollReport:
+    """Write what a poll gave (every row, all of it or nothing), then notices and
+    reminders as an import does. Never commits; DatasetError (nothing written) when a
+    row is refused or fails validation."""
+    who = changed_by(source_id)
+    links = {
+        link.uid: link
+        for link in (
+            await session.scalars(select(SourceEvent).where(SourceEvent.source_id == source_id))
+        ).all()
+    }
+    keys = [row.row.id for row in rows]
+    existing: dict[str, int] = {}
+    for start in range(0, len(keys), 500):
+        found = await session.execute(
+            select(Event.key, Event.id).where(Event.key.in_(keys[start : start + 500]))
+        )
+        existing.update((key, event_id) for key, event_id in found.all())
+    refused = [
+        Problem(who, index + 1, f"event {row.row.id!r} was not created by this source")
+        for index, row in enumerate(rows)
+        if row.row.id in existing
+        and (row.uid not in links or links[row.uid].event_id != existing[row.row.id])
+    ]
+    if refused:
+        raise SourceRefused(refused)
+
+    report = PollReport()
+    candidates: list[tuple[SourceRow, SourceEvent]] = []
+    to_write: list[SourceRow] = []
+    for row in rows:
+        link = links.get(row.uid)
+        if link is None:
+            to_write.append(row)
+            continue
+        link.seen_at = now
+        if link.missing_since is not None:
+            link.missing_since = None
+            report.returned.append(row.row.id)
+        if _is_stale(row, link):
+            report.stale += 1
+        elif row_snapshot(row.row) != link.snapshot:
+            candidates.append((row, link))
+    edited = await _edited_by_others(session, [link.event_id for _, link in candidates], who)
+    for row, link in candidates:
+        if link.event_id in edited:
+            # The operator's values stay; the source's are remembered, so the flag is
+            # raised once for this change and not again on every poll.
+            _remember(link, row, now)
+            if link.edit_kept_at is None:
+                link.edit_kept_at = now
+            report.kept_edits.append(row.row.id)
+        else:
+            to_write.append(row)
+
+    seen = {row.uid for row in rows}
+    for uid, link in links.items():
+        if uid not in seen and link.missing_since is None:
+            link.missing_since = now
+            gone_key = await session.scalar(select(Event.key).where(Event.id == link.event_id))
+            report.gone.append(gone_key or uid)
+
+    if to_write:
+        imported = await apply_dataset(
+            session, Dataset(events=[row.row for row in to_write]), changed_by=who
+        )
+        await follow_up_import(session, imported, now, planner)
+        report.added = list(imported.added["events"])
+        report.changed = list(imported.changed["events"])
+        written = {row.row.id for row in to_write}
+        ids = dict(
+            (await session.execute(select(Event.key, Event.id).where(Event.key.in_(written)))).all()
+        )
+        for row in to_write:
+            link = links.get(row.uid)
+            if link is None:
+                link = SourceEvent(
+                    source_id=source_id, uid=row.uid, event_id=ids[row.row.id], seen_at=now
+                )
+                session.add(link)
+                links[row.uid] = link
+            _remember(link, row, now)
+    await session.flush()
+    return report
+
+
+def _remember(link: SourceEvent, row: SourceRow, now: dt.datetime) -> None:
+    link.sequence = row.sequence
+    link.last_modified = row.last_modified
+    link.snapshot = row_snapshot(row.row)
+    link.seen_at = now
+
+
+# ---------------------------------------------------------------------------
+# What operators see: /review, /stats, /sources seen
+
+
+@dataclass(frozen=True)
+class FlaggedEvent:
+    """An event of a source that needs a person."""
+
+    key: str
+    title: dict[str, str]
+    source_id: int
+    since: dt.datetime  # missing since, or the operator's edit kept since
+
+
+@dataclass(frozen=True)
+class SourceReview:
+    failing: list[SourceView]  # failing for more than FAILING_FOR_REVIEW
+    gone: list[FlaggedEvent]  # gone from their source, not over, not cancelled or held
+    kept_edits: list[FlaggedEvent]  # changed in the source, the operator's edit kept
+
+    def __len__(self) -> int:
+        return len(self.failing) + len(self.gone) + len(self.kept_edits)
+
+
+async def source_review(session: AsyncSession, now: dt.datetime) -> SourceReview:
+    """Sources and their events that need a person."""
+    failing = [
+        source
+        for source in await list_sources(session)
+        if source.enabled
+        and source.failing_since is not None
+        and now - source.failing_since > FAILING_FOR_REVIEW
+    ]
+    settled = (EventStatus.CANCELLED, EventStatus.HELD)
+    gone_rows = await session.execute(
+        select(Event.key, Event.title, SourceEvent.source_id, SourceEvent.missing_since)
+        .join(Event, Event.id == SourceEvent.event_id)
+        .where(
+            SourceEvent.missing_since.is_not(None),
+            Event.status.not_in(settled),
+            Event.ends_at > now,
+        )
+        .order_by(SourceEvent.missing_since, Event.key)
+    )
+    kept_rows = await session.execute(
+        select(Event.key, Event.title, SourceEvent.source_id, SourceEvent.edit_kept_at)
+        .join(Event, Event.id == SourceEvent.event_id)
+        .where(SourceEvent.edit_kept_at.is_not(None))
+        .order_by(SourceEvent.edit_kept_at, Event.key)
+    )
+    return SourceReview(
+        failing=failing,
+        gone=[FlaggedEvent(k, dict(t), s, since or now) for k, t, s, since in gone_rows.all()],
+        kept_edits=[
+            FlaggedEvent(k, dict(t), s, since or now) for k, t, s, since in kept_rows.all()
+        ],
+    )
+
+
+async def mark_edit_seen(session: AsyncSession, event_key: str) -> bool:
+    """An operator has seen that the source changed an event they had edited. Never commits."""
+    event_id = await session.scalar(select(Event.id).where(Event.key == event_key))
+    if event_id is None:
+        return False
+    result = await session.execute(
+        update(SourceEvent)
+        .where(SourceEvent.event_id == event_id, SourceEvent.edit_kept_at.is_not(None))
+        .values(edit_kept_at=None)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+@dataclass(frozen=True)
+class SourceCounts:
+    total: int
+    enabled: int
+    failing: int  # enabled, and the last poll failed
+
+
+async def source_counts(session: AsyncSession) -> SourceCounts:
+    sources = await list_sources(session)
+    return SourceCounts(
+        total=len(sources),
+        enabled=sum(1 for s in sources if s.enabled),
+        failing=sum(1 for s in sources if s.enabled and s.failures > 0),
+    )
