@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,6 +40,7 @@ from storage.planning import Planner
 from tests.botapi import ApiCall, LocalBotApi
 from tests.conftest import NOW, OPERATOR_ID, StartBot, make_settings
 from tests.factories import QUIET, plain
+from tests.test_cli import summitbot
 
 UTC = dt.UTC
 FOLLOWERS = (1001, 1002)
@@ -518,3 +520,40 @@ async def test_two_replicas_racing_on_one_due_source_import_it_once(
     assert statuses == ["ok"]
     assert feeds.hits["sco.ics"] == 1
     assert await scalar(database_url, select(func.count()).select_from(SourceEvent)) == 2
+
+
+async def test_summitbot_sources_adds_lists_checks_and_removes_from_the_shell(
+    tmp_path: Path, database_url: str, feeds: FeedServer
+) -> None:
+    feeds.serve("sco.ics", calendar(TALKS, FORUM))
+    env = {"DATABASE_URL": database_url, "SOURCES_ALLOW_LOCAL": "true"}
+    code, out, err = await summitbot(tmp_path, "sources", "add", feeds.url("sco.ics"), **env)
+    assert code == 2 and "A calendar feed needs an organisation" in err
+    code, out, _ = await summitbot(
+        tmp_path, "sources", "add", feeds.url("sco.ics"), "-o", "sco", "-i", "30m", **env
+    )
+    assert (code, out) == (0, f"Added source #1: {feeds.url('sco.ics')}\n")
+    code, out, _ = await summitbot(tmp_path, "sources", "check", "1", **env)
+    assert (code, out) == (
+        0,
+        "Source #1: 2 new, 0 changed, 0 gone, 0 kept as edited, 0 skipped\n",
+    )
+    code, out, _ = await summitbot(tmp_path, "sources", "list", **env)
+    assert code == 0
+    assert out.startswith(f"#1 | {feeds.url('sco.ics')} | ical | sco | every 30 min | on | ")
+    assert " ok" in out
+    code, _, err = await summitbot(
+        tmp_path, "sources", "add", "https://10.0.0.1/x.ics", "-o", "sco", DATABASE_URL=database_url
+    )
+    assert code == 2 and "(private_address)" in err
+    code, out, _ = await summitbot(tmp_path, "sources", "remove", "1", **env)
+    assert (code, out) == (0, "Removed source #1; the events it created stay.\n")
+    code, _, err = await summitbot(tmp_path, "sources", "check", "1", **env)
+    assert (code, err) == (1, "There is no source #1.\n")
+    assert await scalar(database_url, select(func.count()).select_from(SourceEvent)) == 0
+    assert (
+        await scalar(
+            database_url, select(func.count()).select_from(Event).where(Event.key.like("sco-s1-%"))
+        )
+        == 2
+    )
