@@ -32,6 +32,7 @@ from storage.models import (
     Event,
     EventChange,
     EventStatus,
+    Source,
     SourceEvent,
     SubscriptionScope,
 )
@@ -59,6 +60,7 @@ class FeedServer:
     def __init__(self) -> None:
         self.handlers: dict[str, Handler] = {}
         self.hits: Counter[str] = Counter()
+        self.requested = asyncio.Event()  # set at every request
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -81,6 +83,7 @@ class FeedServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
         self.hits[path] += 1
+        self.requested.set()
         handler = self.handlers.get(path)
         if handler is None:
             return web.Response(status=404)
@@ -557,3 +560,19 @@ async def test_summitbot_sources_adds_lists_checks_and_removes_from_the_shell(
         )
         == 2
     )
+
+
+async def test_a_poll_in_flight_does_not_hold_up_a_stop_and_gives_its_lease_back(
+    bot_api: LocalBotApi, start_bot: StartBot, database_url: str, feeds: FeedServer
+) -> None:
+    feeds.misbehave("sco.ics", "slow")  # answers after 5 s
+    async with start_bot(**SOURCES, shutdown_timeout_seconds=1) as app:
+        await say(bot_api, f"/sources add {feeds.url('sco.ics')} sco", "Source #1")
+        poll = asyncio.ensure_future(app.bot_data.services.sources.poll_now(1))
+        await asyncio.wait_for(feeds.requested.wait(), 5)
+        stopping = asyncio.get_running_loop().time()
+    assert asyncio.get_running_loop().time() - stopping < 4
+    with pytest.raises(asyncio.CancelledError):
+        await poll
+    leases = await rows(database_url, select(Source.claimed_by, Source.last_status))
+    assert leases == [(None, None)]  # free for another replica; nothing recorded
