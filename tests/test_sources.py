@@ -576,3 +576,24 @@ async def test_a_poll_in_flight_does_not_hold_up_a_stop_and_gives_its_lease_back
         await poll
     leases = await rows(database_url, select(Source.claimed_by, Source.last_status))
     assert leases == [(None, None)]  # free for another replica; nothing recorded
+
+
+async def test_a_bug_while_reading_a_feed_is_recorded_and_backs_off_like_any_failure(
+    bot_api: LocalBotApi,
+    start_bot: StartBot,
+    feeds: FeedServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("bot.sources.poller._ical_rows", broken)
+    feeds.serve("sco.ics", calendar(TALKS))
+    async with start_bot(**SOURCES) as app:
+        await say(bot_api, f"/sources add {feeds.url('sco.ics')} sco", "Source #1")
+        failed = await say(bot_api, "/sources check 1", "failed")
+        assert failed == (
+            "Source #1 failed: an error in the bot (see its log) (RuntimeError). "
+            "Nothing was changed."
+        )
+        assert await app.bot_data.services.sources.poll_due() == []  # backing off

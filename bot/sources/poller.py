@@ -281,6 +281,13 @@ class SourcePoller:
             return await self._failed(source, now, _PollFailed("invalid_feed", str(exc)))
         except DatasetError as exc:
             return await self._failed(source, now, _PollFailed("invalid_data", _problems_text(exc)))
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise  # the lease lapses; the next check tries again
+            # A bug must not poll the source again at every check, nor hide: it backs
+            # off like any failure, and the traceback is in the log.
+            log.exception("source %s: the poll failed", source.id)
+            return await self._failed(source, now, _PollFailed("internal", type(exc).__name__))
 
     async def _fetch_and_apply(self, source: SourceView, now: dt.datetime) -> PollOutcome:
         fetched = await self.fetcher.fetch(

@@ -85,6 +85,7 @@ def status_text(status: str | None, tr: Translator) -> str:
         "dns": _("the host name is not known"),
         "invalid_feed": _("not an iCalendar feed"),
         "invalid_data": _("the data are not valid"),
+        "internal": _("an error in the bot (see its log)"),
     }
     return words.get(status, status or "")
 
