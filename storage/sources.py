@@ -20,14 +20,16 @@ notice per follower, re-planned reminders. The rules it keeps:
   mark is cleared if it comes back.
 
 Polling state: a claim is a lease (``claimed_by`` until ``claimed_until``) taken with a
-conditional UPDATE, so two processes never poll one source at once; errors back off
-(interval × 2^failures, at most a day, and never sooner than a Retry-After).
+conditional UPDATE (due ones in a batch, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so
+two processes never poll one source at once; errors back off (the interval after the
+first failure in a row, doubled after each next one, at most a day, and never sooner
+than a Retry-After).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +55,7 @@ MIN_INTERVAL = dt.timedelta(minutes=5)
 MAX_BACKOFF = dt.timedelta(days=1)
 # A source failing for longer than this is shown in /review.
 FAILING_FOR_REVIEW = dt.timedelta(days=1)
-MAX_ERROR_CHARS = 1000
+MAX_ERROR_CHARS = 500
 
 
 def changed_by(source_id: int) -> str:
@@ -88,8 +90,22 @@ class SourceView:
         return now - self.failing_since if self.failing_since is not None else None
 
 
-class UnknownOrganisation(ValueError):
-    """A source names an organisation the database does not have."""
+class SourceError(ValueError):
+    """A source cannot be added or changed as asked; ``reason`` says why:
+    ``unknown_organisation``, ``interval_too_short``, ``duplicate_url``,
+    ``organisation_required`` (an iCalendar feed belongs to an organisation) or
+    ``unknown_source``."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
+class UnknownOrganisation(SourceError):
+    """A source names an organisation the database does not have (``str()`` is its key)."""
+
+    def __init__(self, organisation: str) -> None:
+        super().__init__("unknown_organisation", organisation)
 
 
 def _view(source: Source, organisation: str | None) -> SourceView:
@@ -132,8 +148,16 @@ async def add_source(
     added_by: str,
     now: dt.datetime,
 ) -> SourceView:
-    """A new source, due at once. Never commits. :class:`UnknownOrganisation` if the
-    organisation key is not known. The URL must have been checked by the caller."""
+    """A new source, due at once. Never commits. :class:`SourceError` if the interval
+    is under five minutes, the URL is followed already, an iCalendar feed has no
+    organisation, or the organisation key is not known (:class:`UnknownOrganisation`).
+    The URL must have been checked (HTTPS, a public address) by the caller."""
+    if interval < MIN_INTERVAL:
+        raise SourceError("interval_too_short", f"{interval} is under {MIN_INTERVAL}")
+    if kind == SourceKind.ICAL and organisation is None:
+        raise SourceError("organisation_required", "an iCalendar feed needs an organisation")
+    if await session.scalar(select(Source.id).where(Source.url == url)) is not None:
+        raise SourceError("duplicate_url", url)
     organisation_id: int | None = None
     if organisation is not None:
         organisation_id = await session.scalar(
@@ -165,19 +189,21 @@ async def list_sources(session: AsyncSession) -> list[SourceView]:
 
 
 async def get_source(session: AsyncSession, source_id: int) -> SourceView | None:
+    """One source, or None if there is no such source."""
     row = (await session.execute(_with_organisation().where(Source.id == source_id))).first()
     return _view(row[0], row[1]) if row is not None else None
 
 
 async def remove_source(session: AsyncSession, source_id: int) -> bool:
-    """Stop following a source. Its events stay (as an operator's would). Never commits."""
+    """Stop following a source; False if there was none. Its events stay (as an
+    operator's would); only their links to it go. Never commits."""
     await session.execute(delete(SourceEvent).where(SourceEvent.source_id == source_id))
     result = await session.execute(delete(Source).where(Source.id == source_id))
     return bool(getattr(result, "rowcount", 0))
 
 
 async def set_enabled(session: AsyncSession, source_id: int, enabled: bool) -> bool:
-    """Switch a source on (due at once) or off. Never commits."""
+    """Switch a source on or off; False if there is no such source. Never commits."""
     values: dict[str, Any] = {"enabled": enabled}
     result = await session.execute(update(Source).where(Source.id == source_id).values(**values))
     return bool(getattr(result, "rowcount", 0))
@@ -226,9 +252,55 @@ async def claim_source(
     return await get_source(session, source_id)
 
 
+async def claim_due_sources(
+    session: AsyncSession, *, worker: str, now: dt.datetime, lease: dt.timedelta, limit: int
+) -> list[SourceView]:
+    """Claim up to ``limit`` enabled, due sources no live process holds, the most overdue
+    first. Never commits. One UPDATE of the chosen rows, re-checking that the claim is
+    free: on PostgreSQL the rows are chosen ``FOR UPDATE SKIP LOCKED`` (another
+    replica's choice is passed over, not waited for); SQLite has one writer at a time."""
+    due = (
+        select(Source.id)
+        .where(
+            Source.enabled.is_(True),
+            Source.next_poll_at <= now,
+            or_(Source.claimed_until.is_(None), Source.claimed_until < now),
+        )
+        .order_by(Source.next_poll_at, Source.id)
+        .limit(limit)
+    )
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    if dialect == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    # MATERIALIZED: chosen once, as in storage.claims (a rescan could lock other rows).
+    chosen = due.cte("due").prefix_with("MATERIALIZED")
+    claimed = await session.scalars(
+        update(Source)
+        .where(
+            Source.id.in_(select(chosen.c.id)),
+            or_(Source.claimed_until.is_(None), Source.claimed_until < now),
+        )
+        .values(claimed_by=worker, claimed_until=now + lease)
+        .returning(Source.id)
+        .execution_options(synchronize_session=False)
+    )
+    ids = sorted(claimed.all())
+    if not ids:
+        return []
+    rows = await session.execute(
+        _with_organisation()
+        .where(Source.id.in_(ids))
+        .order_by(Source.next_poll_at, Source.id)
+        .execution_options(populate_existing=True)
+    )
+    return [_view(source, key) for source, key in rows.all()]
+
+
 def backoff(interval: dt.timedelta, failures: int, retry_after: float | None) -> dt.timedelta:
-    """How long after the ``failures``-th failure in a row a source is polled again."""
-    delay = min(interval * (1 << min(failures, 20)), MAX_BACKOFF)
+    """How long after the ``failures``-th failure in a row a source is polled again: the
+    interval after the first, doubled after each next one; never sooner than the
+    server's Retry-After (seconds); and at most a day, whatever a server asks."""
+    delay = min(interval * (1 << min(max(failures - 1, 0), 20)), MAX_BACKOFF)
     if retry_after is not None:
         delay = max(delay, dt.timedelta(seconds=retry_after))
     return min(delay, MAX_BACKOFF)
@@ -478,6 +550,92 @@ def _remember(link: SourceEvent, row: SourceRow, now: dt.datetime) -> None:
     link.seen_at = now
 
 
+@dataclass(frozen=True)
+class SourceEventView:
+    """An event a source created, as its link to the source keeps it."""
+
+    uid: str
+    event_id: int
+    sequence: int
+    feed_modified_at: dt.datetime | None  # the feed's LAST-MODIFIED for it
+    snapshot: dict[str, Any]  # the values the source last gave
+    seen_at: dt.datetime
+    missing_since: dt.datetime | None
+    edit_kept_at: dt.datetime | None
+
+
+def _link_view(link: SourceEvent) -> SourceEventView:
+    return SourceEventView(
+        uid=link.uid,
+        event_id=link.event_id,
+        sequence=link.sequence,
+        feed_modified_at=link.last_modified,
+        snapshot=dict(link.snapshot),
+        seen_at=link.seen_at,
+        missing_since=link.missing_since,
+        edit_kept_at=link.edit_kept_at,
+    )
+
+
+async def _links(session: AsyncSession, source_id: int) -> list[SourceEvent]:
+    found = await session.scalars(
+        select(SourceEvent).where(SourceEvent.source_id == source_id).order_by(SourceEvent.id)
+    )
+    return list(found.all())
+
+
+async def links_of(session: AsyncSession, source_id: int) -> dict[str, SourceEventView]:
+    """The events a source created, by its UID for each."""
+    return {link.uid: _link_view(link) for link in await _links(session, source_id)}
+
+
+async def upsert_link(
+    session: AsyncSession,
+    source_id: int,
+    uid: str,
+    *,
+    event_id: int,
+    sequence: int,
+    feed_modified_at: dt.datetime | None,
+    snapshot: dict[str, Any],
+    now: dt.datetime,
+) -> SourceEventView:
+    """Link an event to the source's UID for it, with what the source gave; seen now, so
+    no longer missing. Never commits. :class:`SourceError` ``unknown_source``."""
+    if await session.get(Source, source_id) is None:
+        raise SourceError("unknown_source", str(source_id))
+    link = await session.scalar(
+        select(SourceEvent).where(SourceEvent.source_id == source_id, SourceEvent.uid == uid)
+    )
+    if link is None:
+        link = SourceEvent(source_id=source_id, uid=uid, event_id=event_id)
+        session.add(link)
+    link.event_id = event_id
+    link.sequence = sequence
+    link.last_modified = feed_modified_at
+    link.snapshot = snapshot
+    link.seen_at = now
+    link.missing_since = None
+    await session.flush()
+    return _link_view(link)
+
+
+async def mark_missing(
+    session: AsyncSession, source_id: int, present_uids: Iterable[str], now: dt.datetime
+) -> list[tuple[str, int]]:
+    """Mark the source's events it no longer gives as missing since ``now``; the (uid,
+    event id) of those newly missing. One missing already keeps its first date. Never
+    commits; the events themselves are not touched."""
+    present = set(present_uids)
+    gone: list[tuple[str, int]] = []
+    for link in await _links(session, source_id):
+        if link.uid not in present and link.missing_since is None:
+            link.missing_since = now
+            gone.append((link.uid, link.event_id))
+    await session.flush()
+    return gone
+
+
 # ---------------------------------------------------------------------------
 # What operators see: /review, /stats, /sources seen
 
@@ -502,15 +660,26 @@ class SourceReview:
         return len(self.failing) + len(self.gone) + len(self.kept_edits)
 
 
+async def failing_sources(
+    session: AsyncSession, now: dt.datetime, longer_than: dt.timedelta = FAILING_FOR_REVIEW
+) -> list[SourceView]:
+    """Enabled sources whose polls have all failed for longer than ``longer_than``, the
+    longest failing first (for /review)."""
+    rows = await session.execute(
+        _with_organisation()
+        .where(
+            Source.enabled.is_(True),
+            Source.failing_since.is_not(None),
+            Source.failing_since < now - longer_than,
+        )
+        .order_by(Source.failing_since, Source.id)
+    )
+    return [_view(source, key) for source, key in rows.all()]
+
+
 async def source_review(session: AsyncSession, now: dt.datetime) -> SourceReview:
     """Sources and their events that need a person."""
-    failing = [
-        source
-        for source in await list_sources(session)
-        if source.enabled
-        and source.failing_since is not None
-        and now - source.failing_since > FAILING_FOR_REVIEW
-    ]
+    failing = await failing_sources(session, now)
     settled = (EventStatus.CANCELLED, EventStatus.HELD)
     gone_rows = await session.execute(
         select(Event.key, Event.title, SourceEvent.source_id, SourceEvent.missing_since)

@@ -64,6 +64,10 @@ def upgrade() -> None:
             ondelete="RESTRICT",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sources")),
+        sa.UniqueConstraint("url", name=op.f("uq_sources_url")),
+        sa.CheckConstraint(
+            "interval_seconds >= 300", name=op.f("ck_sources_interval_at_least_5_minutes")
+        ),
     )
     op.create_index(op.f("ix_sources_next_poll_at"), "sources", ["next_poll_at"])
     op.create_table(
