@@ -493,6 +493,8 @@ async def test_bad_input_is_refused_clearly(
         assert refused == "Only operators can do that."
         added = await say(bot_api, "/sources add https://example.org/sco.ics sco 2h", "Source #1")
         assert added.startswith("✅ Source #1 added: https://example.org/sco.ics.")
+        again = await say(bot_api, "/sources add https://example.org/sco.ics sco", "followed")
+        assert again == "This address is followed already: /sources"
         assert await say(bot_api, "/sources off 1", "off") == "Source #1 is off."
         assert "every 2 hours · off" in await say(bot_api, "/sources", "Sources")
         removed = await say(bot_api, "/sources remove 1", "removed")

@@ -27,6 +27,7 @@ from storage.models import SourceKind
 from storage.planning import Planner
 from storage.sources import (
     MIN_INTERVAL,
+    SourceError,
     SourceView,
     UnknownOrganisation,
     add_source,
@@ -327,6 +328,9 @@ async def _sources(settings: Settings, arguments: argparse.Namespace) -> int:
                         )
                 except UnknownOrganisation as exc:
                     sys.stderr.write(f"Unknown organisation: {exc}\n")
+                    return 2
+                except SourceError as exc:
+                    sys.stderr.write(f"Not added ({exc.reason}): {exc}\n")
                     return 2
                 sys.stdout.write(f"Added source #{source.id}: {url}\n")
                 return 0

@@ -43,8 +43,8 @@ from storage.sources import (
     SourceView,
     apply_poll,
     check_datafile_sections,
+    claim_due_sources,
     claim_source,
-    due_source_ids,
     get_source,
     known_places,
     list_sources,
@@ -186,16 +186,15 @@ class SourcePoller:
         self._checking = True
         try:
             now = self.clock.now()
-            async with self.database.sessions() as session:
-                due = await due_source_ids(session, now, limit=POLLS_AT_ONCE * 4)
-            tasks = []
-            for source_id in due:
-                async with self.database.transaction() as session:
-                    source = await claim_source(
-                        session, source_id, worker=self.worker, now=now, lease=self.lease
-                    )
-                if source is not None:
-                    tasks.append(self._spawn(source))
+            async with self.database.transaction() as session:
+                claimed = await claim_due_sources(
+                    session,
+                    worker=self.worker,
+                    now=now,
+                    lease=self.lease,
+                    limit=POLLS_AT_ONCE * 4,
+                )
+            tasks = [self._spawn(source) for source in claimed]
             outcomes = list(await asyncio.gather(*tasks)) if tasks else []
             await self.refresh_metrics()
             return outcomes

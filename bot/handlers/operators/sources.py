@@ -31,9 +31,9 @@ from storage.sources import (
     DEFAULT_INTERVAL,
     MIN_INTERVAL,
     SourceCounts,
+    SourceError,
     SourceReview,
     SourceView,
-    UnknownOrganisation,
     add_source,
     list_sources,
     mark_edit_seen,
@@ -342,8 +342,14 @@ async def _add(update: Update, context: BotContext, url: str, rest: list[str]) -
                 added_by=f"operator {user_id}",
                 now=context.clock.now(),
             )
-    except UnknownOrganisation:
-        await _say(update, context, _("Unknown organisation: {name}.", name=organisation))
+    except SourceError as exc:
+        # What the checks above let through only when something changed meanwhile.
+        refusals = {
+            "duplicate_url": _("This address is followed already: /sources"),
+            "unknown_organisation": _("Unknown organisation: {name}.", name=organisation),
+            "interval_too_short": _("The interval must be at least 5 minutes."),
+        }
+        await _say(update, context, refusals.get(exc.reason, usage_text(context.tr)))
         return
     log.info("user %s added source %s: %s", user_id, source.id, checked)
     text = _(
