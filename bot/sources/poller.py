@@ -302,7 +302,8 @@ class SourcePoller:
                     status="not_modified",
                     etag=fetched.etag or source.etag,
                     last_modified=fetched.last_modified or source.last_modified,
-                    note=source.last_error if source.last_status == "ok" else None,
+                    # Unchanged, so what the last import skipped is still skipped.
+                    note=source.last_error if not source.failures else None,
                 )
             self._count_success(source.id, now)
             return PollOutcome(source.id, "not_modified")
