@@ -440,7 +440,7 @@ async def test_a_subscriptions_lead_times_re_plan_its_own_events_only(
                     .join(Event, Event.id == Delivery.event_id)
                     .where(Delivery.chat_id == USER, Delivery.status == DeliveryStatus.PENDING)
                 )
-                return {key: delivery_id for key, delivery_id in rows}
+                return {row[0]: row[1] for row in rows.all()}
         finally:
             await database.dispose()
 
