@@ -420,6 +420,11 @@ def test_development_may_follow_local_http_urls() -> None:
         ("ff02::1", False),
         ("::ffff:127.0.0.1", False),
         ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("2002:a00:1::", False),  # 6to4 of 10.0.0.1
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("2002:c0a8:101::", False),  # 6to4 of 192.168.1.1
+        ("2002:5db8:d70e::1", True),  # 6to4 of 93.184.215.14, a public address
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo
     ],
 )
 def test_public_addresses(address: str, public: bool) -> None:

@@ -80,9 +80,11 @@ class FetchLimits:
 def is_public_address(address: IPAddress) -> bool:
     """Whether connecting to ``address`` reaches the public internet only."""
     if isinstance(address, ipaddress.IPv6Address):
-        mapped = address.ipv4_mapped
-        if mapped is not None:
-            return is_public_address(mapped)
+        # An IPv4 address carried inside an IPv6 one (mapped, or 6to4's 2002::/16, which
+        # a relay turns back into IPv4) is only as public as the IPv4 address is.
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None:
+            return is_public_address(embedded)
         for prefix in _NAT64:
             if address in prefix:
                 return is_public_address(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
