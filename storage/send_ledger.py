@@ -102,8 +102,9 @@ class SendLedger:
         gate = self.database.write_gate
         if gate is not None:
             # SQLite: the file is written by one holder at a time, in this process's order
-            # (storage/write_batch.py), not by whoever SQLite's busy handler wakes first.
-            async with gate.held():
+            # (storage/write_batch.py), not by whoever SQLite's busy handler wakes first;
+            # a mark goes before a waiting batch of interactive writes.
+            async with gate.held(first=True):
                 return await self._write_once(renewals, sent, now)
         return await self._write_once(renewals, sent, now)
 

@@ -17,7 +17,8 @@ that queue together share one transaction:
   the change survives a crash or a power cut. A failed commit is every member's error;
 - a batch is closed early once it holds ``max_members`` blocks, has held the file for
   ``max_hold_seconds``, or another writer of this process (the send ledger) waits for
-  the file: a broadcast's "sent" marks never wait behind a long burst.
+  the file: a broadcast's "sent" marks never wait behind a long burst, and they are
+  handed the file before a batch that waits for it (``FileWriteGate``).
 
 Other processes (a CLI command beside the bot) still meet SQLite's busy timeout.
 PostgreSQL needs none of this: its writers run side by side, each in its own
@@ -27,6 +28,7 @@ transaction.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import time
@@ -52,33 +54,60 @@ class NestedWriteError(RuntimeError):
 
 
 class FileWriteGate:
-    """The right to write to the SQLite file, for one holder at a time, in arrival order.
+    """The right to write to the SQLite file, for one holder at a time.
 
     The batch of ``transaction()`` blocks holds it from BEGIN to COMMIT; the send
-    ledger holds it for each of its one-statement writes.
+    ledger holds it for each of its one-statement writes, and asks to go ``first``:
+    a waiting ledger write is handed the file before any waiting batch, so the marks
+    of a fan-out take turns with a burst's batches one for one instead of queuing
+    behind the next one (each batch is closed early while anyone waits). Among
+    waiters of one kind, arrival order.
     """
 
     def __init__(self) -> None:
-        self._lock = asyncio.Lock()
+        self._held = False
+        self._first: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._others: collections.deque[asyncio.Future[None]] = collections.deque()
         self.waiting = 0
 
     @asynccontextmanager
-    async def held(self) -> AsyncIterator[None]:
-        await self.acquire()
+    async def held(self, *, first: bool = False) -> AsyncIterator[None]:
+        await self.acquire(first=first)
         try:
             yield
         finally:
             self.release()
 
-    async def acquire(self) -> None:
+    async def acquire(self, *, first: bool = False) -> None:
+        if not self._held and not self._first and not self._others:
+            self._held = True
+            return
+        turn = asyncio.get_running_loop().create_future()
+        queue = self._first if first else self._others
+        queue.append(turn)
         self.waiting += 1
         try:
-            await self._lock.acquire()
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                # Handed the file just as the waiter was cancelled: hand it on.
+                self.release()
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(turn)
+            raise
         finally:
             self.waiting -= 1
 
     def release(self) -> None:
-        self._lock.release()
+        """Hand the file to the next waiter (ledger writes first), or free it."""
+        for queue in (self._first, self._others):
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self._held = False
 
 
 @dataclass(eq=False)
