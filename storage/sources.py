@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.datafile import Dataset, DatasetError, EventRow, PlaceRow, Problem
@@ -150,13 +151,15 @@ async def add_source(
 ) -> SourceView:
     """A new source, due at once. Never commits. :class:`SourceError` if the interval
     is under five minutes, the URL is followed already, an iCalendar feed has no
-    organisation, or the organisation key is not known (:class:`UnknownOrganisation`).
-    The URL must have been checked (HTTPS, a public address) by the caller."""
+    organisation, or the organisation key is not known (:class:`UnknownOrganisation`);
+    ``duplicate_url`` also when another transaction adds the URL at the same time (the
+    unique constraint's refusal). The URL must have been checked (HTTPS, a public
+    address) by the caller."""
     if interval < MIN_INTERVAL:
         raise SourceError("interval_too_short", f"{interval} is under {MIN_INTERVAL}")
     if kind == SourceKind.ICAL and organisation is None:
         raise SourceError("organisation_required", "an iCalendar feed needs an organisation")
-    if await session.scalar(select(Source.id).where(Source.url == url)) is not None:
+    if await _is_followed(session, url):
         raise SourceError("duplicate_url", url)
     organisation_id: int | None = None
     if organisation is not None:
@@ -177,9 +180,21 @@ async def add_source(
         next_poll_at=now,
         failures=0,
     )
-    session.add(source)
-    await session.flush()
+    try:
+        # A savepoint: another operator's row for the URL, committed after the check
+        # above, fails this insert only, and the caller's transaction can still say why.
+        async with session.begin_nested():
+            session.add(source)
+            await session.flush()
+    except IntegrityError:
+        if await _is_followed(session, url):
+            raise SourceError("duplicate_url", url) from None
+        raise
     return _view(source, organisation)
+
+
+async def _is_followed(session: AsyncSession, url: str) -> bool:
+    return await session.scalar(select(Source.id).where(Source.url == url)) is not None
 
 
 async def list_sources(session: AsyncSession) -> list[SourceView]:

@@ -137,6 +137,47 @@ async def test_a_source_that_cannot_be_added_says_why_and_adds_nothing(
         assert [s.url for s in await list_sources(session)] == [FEED]
 
 
+async def test_two_operators_adding_one_address_at_once_follow_it_once(
+    database: Database, database_url: str
+) -> None:
+    """The second finds no source when it checks (the first has not committed yet); the
+    database's unique URL then refuses its row, and it hears "followed already" too."""
+    replicas = [Database(database_url), Database(database_url)]
+    first_added = asyncio.Event()
+    try:
+
+        async def first() -> SourceView:
+            async with replicas[0].transaction() as session:
+                view = await add_source(
+                    session,
+                    url=FEED,
+                    kind=SourceKind.ICAL,
+                    organisation="sco",
+                    language="en",
+                    interval=HOUR,
+                    added_by="operator 1",
+                    now=NOW,
+                )
+                first_added.set()
+                await asyncio.sleep(0.3)  # the second checks and inserts meanwhile
+            return view
+
+        async def second() -> SourceView:
+            await first_added.wait()
+            return await _add(replicas[1])
+
+        added, refused = await asyncio.gather(first(), second(), return_exceptions=True)
+    finally:
+        for replica_database in replicas:
+            await replica_database.dispose()
+    assert isinstance(added, SourceView)
+    assert isinstance(refused, SourceError) and refused.reason == "duplicate_url"
+    async with database.transaction() as session:
+        assert [(s.id, s.added_by) for s in await list_sources(session)] == [
+            (added.id, "operator 1")
+        ]
+
+
 async def test_an_unknown_organisation_names_the_key_it_did_not_find(database: Database) -> None:
     with pytest.raises(UnknownOrganisation) as raised:
         await _add(database, organisation="no-such-club")
