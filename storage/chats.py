@@ -221,11 +221,16 @@ class Chats:
         async with self.database.transaction() as session:
             await session.execute(update(Chat).where(Chat.id == chat_id).values(language=language))
 
-    async def set_timezone(self, chat_id: int, zone: str, now: dt.datetime) -> None:
-        """A new zone moves the chat's 09:00 notices: its reminders are planned again."""
+    async def set_timezone(self, chat_id: int, zone: str, now: dt.datetime) -> dt.datetime | None:
+        """A new zone moves the chat's 09:00 notices: its reminders are planned again.
+
+        Returns when the earliest reminder planned anew is due (None: none was), so the
+        dispatcher can be woken by then without reading the ledger."""
+        created_due: list[dt.datetime] = []
         async with self.database.transaction() as session:
             await session.execute(update(Chat).where(Chat.id == chat_id).values(timezone=zone))
-            await self.planner.replan_chat(session, now, chat_id)
+            await self.planner.replan_chat(session, now, chat_id, created_due=created_due)
+        return min(created_due, default=None)
 
     async def ensure(
         self,

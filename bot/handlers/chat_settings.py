@@ -89,9 +89,10 @@ async def tz(update: Update, context: BotContext) -> None:
         suggestions = city_suggestions(text, context.tr.language)
         await answer(update, context, render.timezone_unknown(text, suggestions, context.tr))
         return
-    await context.services.chats.set_timezone(context.chat_view.id, choice.zone, now)
+    first_due = await context.services.chats.set_timezone(context.chat_view.id, choice.zone, now)
     context.services.reply_cache.clear_chat(context.chat_view.id)
-    await context.services.dispatcher.poke()
+    if first_due is not None:
+        context.services.dispatcher.wake_by(first_due)
     await answer(update, context, render.timezone_set(choice, now, context.tr))
 
 
@@ -102,9 +103,10 @@ async def location(update: Update, context: BotContext) -> None:
         return
     now = context.clock.now()
     city = nearest_city(message.location.latitude, message.location.longitude)
-    await context.services.chats.set_timezone(context.chat_view.id, city.timezone, now)
+    first_due = await context.services.chats.set_timezone(context.chat_view.id, city.timezone, now)
     context.services.reply_cache.clear_chat(context.chat_view.id)
-    await context.services.dispatcher.poke()
+    if first_due is not None:
+        context.services.dispatcher.wake_by(first_due)
     reply = render.timezone_set_by_city(city, now, context.tr)
     await answer(update, context, replace(reply, keyboard=ReplyKeyboardRemove()))
 
