@@ -7,7 +7,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Row, ScalarSelect, Select, bindparam, delete, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
@@ -20,6 +19,7 @@ from storage.models import (
     Subscription,
 )
 from storage.planning import Planner
+from storage.upsert import conflict_insert
 from storage.views import ChatView
 
 # A value read in the same statement as a chat: one round trip for both.
@@ -144,9 +144,9 @@ async def migrate_chat(
 
 async def insert_chat(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Store a new chat; False if it exists already (another replica was first)."""
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(Chat).values(**values).on_conflict_do_nothing().returning(Chat.id)
+    statement = (
+        conflict_insert(session, Chat).values(**values).on_conflict_do_nothing().returning(Chat.id)
+    )
     return (await session.execute(statement)).first() is not None
 
 

@@ -24,13 +24,11 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    insert,
     literal,
     or_,
     select,
     true,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.dates import UTC
@@ -42,6 +40,7 @@ from storage.models import (
     Subscription,
     SubscriptionScope,
 )
+from storage.upsert import conflict_insert
 from storage.views import EventView, OrganisationRef, PlaceView
 
 DEFAULT_LEAD_TIMES: tuple[int, ...] = (7 * 1440, 1440, 60)
@@ -200,20 +199,10 @@ async def followers_of(
 async def insert_new(
     session: AsyncSession, rows: Sequence[dict[str, Any]], model: type[Any] = Delivery
 ) -> int:
-    """Insert rows, leaving alone any that exist already (another planner was first).
-
-    Both bundled dialects have INSERT … ON CONFLICT DO NOTHING; each gets its own.
-    """
+    """Insert rows, leaving alone any that exist already (another planner was first)."""
     if not rows:
         return 0
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    statement: Any
-    if dialect == "postgresql":
-        statement = postgresql.insert(model).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite.insert(model).on_conflict_do_nothing()
-    else:
-        statement = insert(model)
+    statement = conflict_insert(session, model).on_conflict_do_nothing()
     inserted = 0
     for start in range(0, len(rows), 1000):
         result = await session.execute(statement, rows[start : start + 1000])
@@ -242,10 +231,6 @@ async def insert_for_chats(
     rows = select(
         ids, *(literal(values[name], table.c[name].type).label(name) for name in columns)
     ).where(true())  # SQLite reads "ON CONFLICT" after a FROM without WHERE as a join
-    statement: Any
-    if dialect == "postgresql":
-        statement = postgresql.insert(Delivery).from_select(["chat_id", *columns], rows)
-    else:
-        statement = sqlite.insert(Delivery).from_select(["chat_id", *columns], rows)
+    statement = conflict_insert(session, Delivery).from_select(["chat_id", *columns], rows)
     result = await session.execute(statement.on_conflict_do_nothing())
     return max(getattr(result, "rowcount", 0) or 0, 0)

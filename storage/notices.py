@@ -17,7 +17,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.dates import UTC
@@ -33,6 +32,7 @@ from storage.models import (
     EventChange,
     Subscription,
 )
+from storage.upsert import conflict_insert
 
 # --- digests ---------------------------------------------------------------------
 
@@ -203,12 +203,7 @@ async def _notify_followers(
         .where(following_condition([event.id], org_ids))
         .distinct()
     )
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    statement: Any
-    if dialect == "postgresql":
-        statement = postgresql.insert(Delivery).from_select(["chat_id", *columns], followers)
-    else:
-        statement = sqlite.insert(Delivery).from_select(["chat_id", *columns], followers)
+    statement = conflict_insert(session, Delivery).from_select(["chat_id", *columns], followers)
     result = await session.execute(statement.on_conflict_do_nothing())
     return max(getattr(result, "rowcount", 0) or 0, 0)
 

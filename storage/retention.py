@@ -33,15 +33,14 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.database import Database
 from storage.dates import UTC
 from storage.models import Delivery, DeliveryDailyCount, DeliveryKind, DeliveryStatus
+from storage.upsert import conflict_insert
 
 FINISHED = (DeliveryStatus.SENT, DeliveryStatus.SKIPPED, DeliveryStatus.FAILED)
 # Rows removed in one transaction: short enough that a "sent" mark waiting to be written
@@ -93,12 +92,7 @@ async def add_counts(session: AsyncSession, counts: Counter[tuple[dt.date, str, 
         {"day": day, "kind": kind, "status": status, "count": count}
         for (day, kind, status), count in sorted(counts.items())
     ]
-    bind = session.get_bind()
-    statement: Any = (
-        postgresql.insert(DeliveryDailyCount)
-        if bind.dialect.name == "postgresql"
-        else sqlite.insert(DeliveryDailyCount)
-    ).values(rows)
+    statement = conflict_insert(session, DeliveryDailyCount).values(rows)
     statement = statement.on_conflict_do_update(
         index_elements=["day", "kind", "status"],
         set_={"count": DeliveryDailyCount.count + statement.excluded["count"]},
