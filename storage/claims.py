@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.database import chosen_once
 from storage.models import (
     Delivery,
     DeliveryKind,
@@ -118,14 +119,9 @@ async def claim_due(
         .order_by(Delivery.due_at, Delivery.id)
         .limit(limit)
     )
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    if dialect == "postgresql":
-        due = due.with_for_update(skip_locked=True)
     # One statement: the due rows are found and claimed together, so no list of ids goes
-    # back and forth. MATERIALIZED: the rows are chosen once, whatever the plan (as a
-    # subquery PostgreSQL may rescan, and each rescan may lock other rows past the limit).
-    # The status condition makes the claim safe where row locks do not exist.
-    chosen = due.cte("due").prefix_with("MATERIALIZED")
+    # back and forth. The status condition makes the claim safe without row locks.
+    chosen = chosen_once(session, due, "due")
     claimed_rows = (
         await session.execute(
             update(Delivery)

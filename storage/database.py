@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import CTE, Select, event, text
 from sqlalchemy.engine import Connection, Dialect, ExceptionContext, make_url
 from sqlalchemy.exc import (
     DBAPIError,
@@ -138,6 +138,21 @@ def _roll_back_only_open_transactions(dialect: Dialect) -> None:
             roll_back(dbapi_connection)
 
     dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+
+def chosen_once(session: AsyncSession, rows: Select[Any], name: str) -> CTE:
+    """The rows a claim takes (``rows``, with its order and limit), as a CTE chosen once.
+
+    On PostgreSQL they are locked ``FOR UPDATE SKIP LOCKED``: rows another transaction is
+    claiming are passed over, not waited for (SQLite has one writer at a time).
+    ``MATERIALIZED``: chosen once, whatever the plan (as a subquery PostgreSQL may rescan
+    it, and each rescan may lock other rows past the limit). The claiming UPDATE must
+    re-check its condition, which keeps it safe where row locks do not exist.
+    """
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    if dialect == "postgresql":
+        rows = rows.with_for_update(skip_locked=True)
+    return rows.cte(name).prefix_with("MATERIALIZED")
 
 
 def alembic_config() -> Config:

@@ -29,14 +29,15 @@ than a Retry-After).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.database import chosen_once
 from storage.datafile import Dataset, DatasetError, EventRow, PlaceRow, Problem
 from storage.dataset import apply_dataset, follow_up_import
 from storage.models import (
@@ -57,6 +58,7 @@ MAX_BACKOFF = dt.timedelta(days=1)
 # A source failing for longer than this is shown in /review.
 FAILING_FOR_REVIEW = dt.timedelta(days=1)
 MAX_ERROR_CHARS = 500
+_T = TypeVar("_T")
 
 
 def changed_by(source_id: int) -> str:
@@ -224,19 +226,13 @@ async def set_enabled(session: AsyncSession, source_id: int, enabled: bool) -> b
     return bool(getattr(result, "rowcount", 0))
 
 
-async def due_source_ids(session: AsyncSession, now: dt.datetime, limit: int) -> list[int]:
-    """Enabled sources due a poll and not claimed by a live process, the most overdue first."""
-    found = await session.scalars(
-        select(Source.id)
-        .where(
-            Source.enabled.is_(True),
-            Source.next_poll_at <= now,
-            or_(Source.claimed_until.is_(None), Source.claimed_until < now),
-        )
-        .order_by(Source.next_poll_at, Source.id)
-        .limit(limit)
-    )
-    return list(found.all())
+def _lease_free(now: dt.datetime) -> Any:
+    """No process holds the source's lease (none was taken, or it lapsed)."""
+    return or_(Source.claimed_until.is_(None), Source.claimed_until < now)
+
+
+def _due(now: dt.datetime) -> Any:
+    return and_(Source.enabled.is_(True), Source.next_poll_at <= now)
 
 
 async def claim_source(
@@ -253,14 +249,11 @@ async def claim_source(
     finds the lease taken (on PostgreSQL it waits for the first's commit, then re-checks)."""
     claim = (
         update(Source)
-        .where(
-            Source.id == source_id,
-            or_(Source.claimed_until.is_(None), Source.claimed_until < now),
-        )
+        .where(Source.id == source_id, _lease_free(now))
         .values(claimed_by=worker, claimed_until=now + lease)
     )
     if due_only:
-        claim = claim.where(Source.enabled.is_(True), Source.next_poll_at <= now)
+        claim = claim.where(_due(now))
     result = await session.execute(claim)
     if not getattr(result, "rowcount", 0):
         return None
@@ -271,30 +264,19 @@ async def claim_due_sources(
     session: AsyncSession, *, worker: str, now: dt.datetime, lease: dt.timedelta, limit: int
 ) -> list[SourceView]:
     """Claim up to ``limit`` enabled, due sources no live process holds, the most overdue
-    first. Never commits. One UPDATE of the chosen rows, re-checking that the claim is
-    free: on PostgreSQL the rows are chosen ``FOR UPDATE SKIP LOCKED`` (another
-    replica's choice is passed over, not waited for); SQLite has one writer at a time."""
+    first. Never commits. One UPDATE of the chosen rows (``storage.database.chosen_once``:
+    another replica's choice is passed over, not waited for), re-checking that the lease
+    is free."""
     due = (
         select(Source.id)
-        .where(
-            Source.enabled.is_(True),
-            Source.next_poll_at <= now,
-            or_(Source.claimed_until.is_(None), Source.claimed_until < now),
-        )
+        .where(_due(now), _lease_free(now))
         .order_by(Source.next_poll_at, Source.id)
         .limit(limit)
     )
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    if dialect == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    # MATERIALIZED: chosen once, as in storage.claims (a rescan could lock other rows).
-    chosen = due.cte("due").prefix_with("MATERIALIZED")
+    chosen = chosen_once(session, due, "due")
     claimed = await session.scalars(
         update(Source)
-        .where(
-            Source.id.in_(select(chosen.c.id)),
-            or_(Source.claimed_until.is_(None), Source.claimed_until < now),
-        )
+        .where(Source.id.in_(select(chosen.c.id)), _lease_free(now))
         .values(claimed_by=worker, claimed_until=now + lease)
         .returning(Source.id)
         .execution_options(synchronize_session=False)
@@ -342,9 +324,7 @@ async def record_failure(
     source.last_error = error[:MAX_ERROR_CHARS]
     interval = dt.timedelta(seconds=source.interval_seconds)
     source.next_poll_at = now + backoff(interval, source.failures, retry_after)
-    if source.claimed_by == worker:
-        source.claimed_by = None
-        source.claimed_until = None
+    _release(source, worker)
     await session.flush()
     return await get_source(session, source_id)
 
@@ -374,10 +354,15 @@ async def record_success(
     source.etag = etag[:512] if etag else None
     source.last_modified = last_modified[:128] if last_modified else None
     source.next_poll_at = now + dt.timedelta(seconds=source.interval_seconds)
+    _release(source, worker)
+    await session.flush()
+
+
+def _release(source: Source, worker: str) -> None:
+    """Give the lease back, if ``worker`` still holds it (a lapsed one may be another's)."""
     if source.claimed_by == worker:
         source.claimed_by = None
         source.claimed_until = None
-    await session.flush()
 
 
 async def known_places(session: AsyncSession) -> list[PlaceRow]:
@@ -426,13 +411,13 @@ def row_snapshot(row: EventRow) -> dict[str, Any]:
     return data
 
 
-def _is_stale(row: SourceRow, link: SourceEvent) -> bool:
+def _is_stale(row: SourceRow, link: SourceEventView) -> bool:
     if row.sequence != link.sequence:
         return row.sequence < link.sequence
     return (
         row.last_modified is not None
-        and link.last_modified is not None
-        and row.last_modified < link.last_modified
+        and link.feed_modified_at is not None
+        and row.last_modified < link.feed_modified_at
     )
 
 
@@ -477,19 +462,8 @@ async def apply_poll(
     reminders as an import does. Never commits; DatasetError (nothing written) when a
     row is refused or fails validation."""
     who = changed_by(source_id)
-    links = {
-        link.uid: link
-        for link in (
-            await session.scalars(select(SourceEvent).where(SourceEvent.source_id == source_id))
-        ).all()
-    }
-    keys = [row.row.id for row in rows]
-    existing: dict[str, int] = {}
-    for start in range(0, len(keys), 500):
-        found = await session.execute(
-            select(Event.key, Event.id).where(Event.key.in_(keys[start : start + 500]))
-        )
-        existing.update((key, event_id) for key, event_id in found.all())
+    links = await links_of(session, source_id)
+    existing = await _event_ids(session, [row.row.id for row in rows])
     refused = [
         Problem(who, index + 1, f"event {row.row.id!r} was not created by this source")
         for index, row in enumerate(rows)
@@ -500,16 +474,17 @@ async def apply_poll(
         raise SourceRefused(refused)
 
     report = PollReport()
-    candidates: list[tuple[SourceRow, SourceEvent]] = []
+    # Every row's link is seen now; a stale or unchanged copy keeps what it had.
+    updates: dict[str, LinkUpdate] = {}
+    candidates: list[tuple[SourceRow, SourceEventView]] = []
     to_write: list[SourceRow] = []
     for row in rows:
         link = links.get(row.uid)
         if link is None:
             to_write.append(row)
             continue
-        link.seen_at = now
+        updates[row.uid] = LinkUpdate.kept(link)
         if link.missing_since is not None:
-            link.missing_since = None
             report.returned.append(row.row.id)
         if _is_stale(row, link):
             report.stale += 1
@@ -520,19 +495,14 @@ async def apply_poll(
         if link.event_id in edited:
             # The operator's values stay; the source's are remembered, so the flag is
             # raised once for this change and not again on every poll.
-            _remember(link, row, now)
-            if link.edit_kept_at is None:
-                link.edit_kept_at = now
+            updates[row.uid] = LinkUpdate.given(row, link.event_id, edit_kept=True)
             report.kept_edits.append(row.row.id)
         else:
             to_write.append(row)
 
-    seen = {row.uid for row in rows}
-    for uid, link in links.items():
-        if uid not in seen and link.missing_since is None:
-            link.missing_since = now
-            gone_key = await session.scalar(select(Event.key).where(Event.id == link.event_id))
-            report.gone.append(gone_key or uid)
+    gone = await mark_missing(session, source_id, [row.uid for row in rows], now)
+    gone_keys = await _event_keys(session, [event_id for _, event_id in gone])
+    report.gone = [gone_keys.get(event_id, uid) for uid, event_id in gone]
 
     if to_write:
         imported = await apply_dataset(
@@ -541,28 +511,34 @@ async def apply_poll(
         await follow_up_import(session, imported, now, planner)
         report.added = list(imported.added["events"])
         report.changed = list(imported.changed["events"])
-        written = {row.row.id for row in to_write}
-        ids = dict(
-            (await session.execute(select(Event.key, Event.id).where(Event.key.in_(written)))).all()
-        )
+        ids = await _event_ids(session, [row.row.id for row in to_write])
         for row in to_write:
-            link = links.get(row.uid)
-            if link is None:
-                link = SourceEvent(
-                    source_id=source_id, uid=row.uid, event_id=ids[row.row.id], seen_at=now
-                )
-                session.add(link)
-                links[row.uid] = link
-            _remember(link, row, now)
-    await session.flush()
+            updates[row.uid] = LinkUpdate.given(row, ids[row.row.id])
+    await upsert_links(session, source_id, list(updates.values()), now=now)
     return report
 
 
-def _remember(link: SourceEvent, row: SourceRow, now: dt.datetime) -> None:
-    link.sequence = row.sequence
-    link.last_modified = row.last_modified
-    link.snapshot = row_snapshot(row.row)
-    link.seen_at = now
+def _chunks(values: Sequence[_T], size: int = 500) -> Iterator[Sequence[_T]]:
+    """``values`` a few hundred at a time, for ``IN`` lists any database takes."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+async def _event_ids(session: AsyncSession, keys: Sequence[str]) -> dict[str, int]:
+    """The ids of the events with these keys (those there are)."""
+    found: dict[str, int] = {}
+    for chunk in _chunks(keys):
+        rows = await session.execute(select(Event.key, Event.id).where(Event.key.in_(chunk)))
+        found.update((key, value) for key, value in rows.all())
+    return found
+
+
+async def _event_keys(session: AsyncSession, event_ids: Sequence[int]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for chunk in _chunks(event_ids):
+        rows = await session.execute(select(Event.id, Event.key).where(Event.id.in_(chunk)))
+        found.update((key, value) for key, value in rows.all())
+    return found
 
 
 @dataclass(frozen=True)
@@ -577,6 +553,30 @@ class SourceEventView:
     seen_at: dt.datetime
     missing_since: dt.datetime | None
     edit_kept_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class LinkUpdate:
+    """What a poll keeps on the link of one of the source's events."""
+
+    uid: str
+    event_id: int
+    sequence: int = 0
+    feed_modified_at: dt.datetime | None = None
+    snapshot: dict[str, Any] = field(default_factory=dict)
+    # The operator's edit was kept over these values: flagged for /review (once).
+    edit_kept: bool = False
+
+    @classmethod
+    def given(cls, row: SourceRow, event_id: int, *, edit_kept: bool = False) -> LinkUpdate:
+        """What the source gave now."""
+        snapshot = row_snapshot(row.row)
+        return cls(row.uid, event_id, row.sequence, row.last_modified, snapshot, edit_kept)
+
+    @classmethod
+    def kept(cls, link: SourceEventView) -> LinkUpdate:
+        """What the link had (a stale or unchanged copy)."""
+        return cls(link.uid, link.event_id, link.sequence, link.feed_modified_at, link.snapshot)
 
 
 def _link_view(link: SourceEvent) -> SourceEventView:
@@ -604,6 +604,33 @@ async def links_of(session: AsyncSession, source_id: int) -> dict[str, SourceEve
     return {link.uid: _link_view(link) for link in await _links(session, source_id)}
 
 
+async def upsert_links(
+    session: AsyncSession, source_id: int, updates: Sequence[LinkUpdate], *, now: dt.datetime
+) -> dict[str, SourceEventView]:
+    """Link events to the source's UIDs for them, with what the source gave; seen now, so
+    no longer missing. The source's links are read once, whatever their number. Never
+    commits. :class:`SourceError` ``unknown_source``."""
+    if await session.get(Source, source_id) is None:
+        raise SourceError("unknown_source", str(source_id))
+    links = {link.uid: link for link in await _links(session, source_id)}
+    for update_ in updates:
+        link = links.get(update_.uid)
+        if link is None:
+            link = SourceEvent(source_id=source_id, uid=update_.uid, event_id=update_.event_id)
+            session.add(link)
+            links[update_.uid] = link
+        link.event_id = update_.event_id
+        link.sequence = update_.sequence
+        link.last_modified = update_.feed_modified_at
+        link.snapshot = update_.snapshot
+        link.seen_at = now
+        link.missing_since = None
+        if update_.edit_kept and link.edit_kept_at is None:
+            link.edit_kept_at = now
+    await session.flush()
+    return {update_.uid: _link_view(links[update_.uid]) for update_ in updates}
+
+
 async def upsert_link(
     session: AsyncSession,
     source_id: int,
@@ -615,24 +642,9 @@ async def upsert_link(
     snapshot: dict[str, Any],
     now: dt.datetime,
 ) -> SourceEventView:
-    """Link an event to the source's UID for it, with what the source gave; seen now, so
-    no longer missing. Never commits. :class:`SourceError` ``unknown_source``."""
-    if await session.get(Source, source_id) is None:
-        raise SourceError("unknown_source", str(source_id))
-    link = await session.scalar(
-        select(SourceEvent).where(SourceEvent.source_id == source_id, SourceEvent.uid == uid)
-    )
-    if link is None:
-        link = SourceEvent(source_id=source_id, uid=uid, event_id=event_id)
-        session.add(link)
-    link.event_id = event_id
-    link.sequence = sequence
-    link.last_modified = feed_modified_at
-    link.snapshot = snapshot
-    link.seen_at = now
-    link.missing_since = None
-    await session.flush()
-    return _link_view(link)
+    """One link, as :func:`upsert_links` keeps them."""
+    update_ = LinkUpdate(uid, event_id, sequence, feed_modified_at, snapshot)
+    return (await upsert_links(session, source_id, [update_], now=now))[uid]
 
 
 async def mark_missing(
