@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import replace
 
 from telegram import (
@@ -14,7 +15,7 @@ from telegram import (
 )
 from telegram.constants import ChatType
 
-from bot.context import BotContext
+from bot.context import BotContext, Services
 from bot.handlers.arguments import joined
 from bot.permissions import allowed_or_refused
 from bot.presentation import callbacks, render
@@ -46,12 +47,33 @@ async def lang(update: Update, context: BotContext) -> None:
     await set_language(update, context, language)
 
 
+async def change_language(services: Services, chat_id: int, language: str) -> None:
+    """A chat's new language (/lang, its buttons, the Mini App); cached replies go."""
+    await services.chats.set_language(chat_id, language)
+    services.reply_cache.clear_chat(chat_id)
+
+
+async def change_timezone(services: Services, chat_id: int, zone: str, now: dt.datetime) -> None:
+    """A chat's new time zone (/tz, a location, the Mini App): its reminders are planned
+    again for it, and the dispatcher wakes by the earliest one re-planned."""
+    first_due = await services.chats.set_timezone(chat_id, zone, now)
+    services.reply_cache.clear_chat(chat_id)
+    if first_due is not None:
+        services.dispatcher.wake_by(first_due)
+
+
+async def change_digest(
+    services: Services, chat_id: int, frequency: DigestFrequency, now: dt.datetime
+) -> None:
+    """A chat's digest (/digest, the Mini App); its digests are planned again."""
+    await services.chats.set_digest(chat_id, frequency, now)
+
+
 async def set_language(update: Update, context: BotContext, language: str) -> None:
     """Change the chat's language and confirm in the new one (also for the buttons)."""
     if not await _allowed(update, context):
         return
-    await context.services.chats.set_language(context.chat_view.id, language)
-    context.services.reply_cache.clear_chat(context.chat_view.id)
+    await change_language(context.services, context.chat_view.id, language)
     context.chat_view = replace(context.chat_view, language=language)  # confirm in it
     reply = render.language_set(translator(language))
     query = update.callback_query
@@ -89,10 +111,7 @@ async def tz(update: Update, context: BotContext) -> None:
         suggestions = city_suggestions(text, context.tr.language)
         await answer(update, context, render.timezone_unknown(text, suggestions, context.tr))
         return
-    first_due = await context.services.chats.set_timezone(context.chat_view.id, choice.zone, now)
-    context.services.reply_cache.clear_chat(context.chat_view.id)
-    if first_due is not None:
-        context.services.dispatcher.wake_by(first_due)
+    await change_timezone(context.services, context.chat_view.id, choice.zone, now)
     await answer(update, context, render.timezone_set(choice, now, context.tr))
 
 
@@ -103,10 +122,7 @@ async def location(update: Update, context: BotContext) -> None:
         return
     now = context.clock.now()
     city = nearest_city(message.location.latitude, message.location.longitude)
-    first_due = await context.services.chats.set_timezone(context.chat_view.id, city.timezone, now)
-    context.services.reply_cache.clear_chat(context.chat_view.id)
-    if first_due is not None:
-        context.services.dispatcher.wake_by(first_due)
+    await change_timezone(context.services, context.chat_view.id, city.timezone, now)
     reply = render.timezone_set_by_city(city, now, context.tr)
     await answer(update, context, replace(reply, keyboard=ReplyKeyboardRemove()))
 
@@ -127,7 +143,7 @@ async def digest(update: Update, context: BotContext) -> None:
         return
     if not await _allowed(update, context):
         return
-    await context.services.chats.set_digest(context.chat_view.id, frequency, context.clock.now())
+    await change_digest(context.services, context.chat_view.id, frequency, context.clock.now())
     if frequency is DigestFrequency.OFF:
         text = _("No more digests here.")
     else:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
+
 from telegram import Update
 
-from bot.context import BotContext
+from bot.context import BotContext, Services
 from bot.handlers.arguments import joined
 from bot.permissions import allowed_or_refused
 from bot.presentation import callbacks, render
 from bot.presentation.messaging import answer, edit
 from storage.models import SubscriptionScope
 from storage.search import normalise
-from storage.subscriptions import SubscriptionError, SubscriptionView
+from storage.subscriptions import Followed, SubscriptionError, SubscriptionView
 
 # "/subscribe all" in the five languages.
 ALL_WORDS = frozenset(
@@ -41,6 +44,37 @@ async def _resolve(
     return None
 
 
+async def follow_target(
+    services: Services, chat_id: int, scope: SubscriptionScope, key: str | None, now: dt.datetime
+) -> Followed:
+    """Follow a target for a chat (a command, a 🔔 button, the Mini App) and wake the
+    dispatcher for a reminder that may now be due before the next sweep.
+
+    Raises :class:`SubscriptionError` as :meth:`Subscriptions.follow` does.
+    """
+    followed = await services.subscriptions.follow(chat_id, scope, key, now)
+    if followed.first_due is not None:
+        services.dispatcher.wake_by(followed.first_due)
+    elif followed.replanned:
+        await services.dispatcher.poke()
+    return followed
+
+
+async def change_lead_times(
+    services: Services,
+    chat_id: int,
+    subscription_id: int | None,
+    minutes: Sequence[int],
+    now: dt.datetime,
+) -> tuple[int, ...]:
+    """Set the lead times of a subscription, or the chat's default (``None``), as the
+    Mini App chooses them (the chat toggles one at a time); its reminders are planned
+    again in the same transaction, and the dispatcher looks at once."""
+    chosen = await services.subscriptions.set_lead_times(chat_id, subscription_id, minutes, now)
+    await services.dispatcher.poke()
+    return chosen
+
+
 async def follow(
     update: Update, context: BotContext, scope: SubscriptionScope, key: str | None
 ) -> None:
@@ -49,9 +83,7 @@ async def follow(
         return
     chat_id = context.chat_view.id
     try:
-        followed = await context.services.subscriptions.follow(
-            chat_id, scope, key, context.clock.now()
-        )
+        followed = await follow_target(context.services, chat_id, scope, key, context.clock.now())
     except SubscriptionError as exc:
         _ = context.tr.gettext
         if exc.reason == "too_many":
@@ -60,11 +92,6 @@ async def follow(
             text = _("That no longer exists.")
         await answer(update, context, render.Reply(render.esc(text)))
         return
-    # A reminder may now be due before the next sweep.
-    if followed.first_due is not None:
-        context.services.dispatcher.wake_by(followed.first_due)
-    elif followed.replanned:
-        await context.services.dispatcher.poke()
     await answer(
         update, context, render.followed(followed.subscription, followed.created, context.tr)
     )
