@@ -81,6 +81,15 @@ class Settings(BaseSettings):
     webhook_port: int = Field(default=8080, ge=0, le=65535)
     webhook_path: str = "/telegram"
     webhook_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # The Mini App (bot/webapp, docs/webapp.md): its public HTTPS address (unset: the
+    # origin of WEBHOOK_URL + /app/), its short name at @BotFather for t.me links from
+    # groups, how long Telegram's signed initData is accepted, and where
+    # ``summitbot webapp`` listens when it serves the app alone.
+    webapp_url: str | None = None
+    webapp_short_name: str | None = None
+    webapp_auth_max_age_seconds: int = Field(default=86_400, ge=60)
+    webapp_host: str = "127.0.0.1"
+    webapp_port: int = Field(default=8090, ge=0, le=65535)
     # Operations: JSON log lines for collectors; how long a stop may take (SIGTERM).
     log_format: Literal["text", "json"] = "text"
     shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
@@ -142,10 +151,37 @@ class Settings(BaseSettings):
             raise ValueError("WEBHOOK_PATH must start with / and not be a health or metrics path")
         return value
 
+    @field_validator("webapp_url")
+    @classmethod
+    def _check_webapp_url(cls, value: str | None) -> str | None:
+        # Telegram opens only HTTPS Mini Apps; http:// is for a local ``summitbot webapp``.
+        if value is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("WEBAPP_URL must be an https:// address such as https://x.org/app/")
+        return value
+
+    @field_validator("webapp_short_name")
+    @classmethod
+    def _check_short_name(cls, value: str | None) -> str | None:
+        # @BotFather allows 3-30 letters, digits and underscores.
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_]{3,30}", value):
+            raise ValueError("WEBAPP_SHORT_NAME must be 3-30 letters, digits or _")
+        return value
+
     @field_validator("telegram_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+
+def webapp_url(settings: Settings) -> str | None:
+    """The Mini App's address: ``WEBAPP_URL``, else ``/app/`` on ``WEBHOOK_URL``'s origin."""
+    if settings.webapp_url:
+        return settings.webapp_url
+    if settings.webhook_url:
+        found = re.match(r"(https://[^/?#]+)", settings.webhook_url)
+        if found:
+            return f"{found.group(1)}/app/"
+    return None
 
 
 def load_settings(**overrides: Any) -> Settings:

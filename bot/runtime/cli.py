@@ -1,5 +1,5 @@
-"""The ``summitbot`` command: run, webhook, console, db upgrade|backup, import, export,
-sources add|list|remove|check."""
+"""The ``summitbot`` command: run, webhook, webapp, console, db upgrade|backup, import,
+export, sources add|list|remove|check."""
 
 from __future__ import annotations
 
@@ -167,6 +167,16 @@ def command_webhook(settings: Settings) -> int:
     if not _hold_database(application):
         return 2
     asyncio.run(serve_webhook(application, settings))
+    return 0
+
+
+def command_webapp(settings: Settings) -> int:
+    """The Mini App alone over HTTP (development, tests); BOT_TOKEN checks its initData."""
+    if not _has_token(settings):
+        return 2
+    from bot.runtime.serve import serve_webapp
+
+    asyncio.run(serve_webapp(settings))
     return 0
 
 
@@ -380,6 +390,11 @@ def parser() -> argparse.ArgumentParser:
         help="serve Telegram's webhook, /healthz, /readyz and /metrics (needs BOT_TOKEN, "
         "WEBHOOK_URL, WEBHOOK_SECRET)",
     )
+    commands.add_parser(
+        "webapp",
+        help="serve the Mini App alone over HTTP on WEBAPP_HOST:WEBAPP_PORT against the "
+        "bot's database (needs BOT_TOKEN, which signs its initData)",
+    )
     console = commands.add_parser("console", help="chat with the bot in this terminal")
     console.add_argument(
         "--language", choices=SUPPORTED_LANGUAGES, help="your language (default: from $LANG)"
@@ -419,13 +434,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.bot_token.get_secret_value() if settings.bot_token else "",
         settings.webhook_secret.get_secret_value() if settings.webhook_secret else "",
     ]
-    serving = arguments.command in {"run", "webhook"}
+    serving = arguments.command in {"run", "webhook", "webapp"}
     configure_logging(settings.log_level if serving else "WARNING", secrets, settings.log_format)
     match arguments.command:
         case "run":
             return command_run(settings)
         case "webhook":
             return command_webhook(settings)
+        case "webapp":
+            return command_webapp(settings)
         case "console":
             return command_console(settings, arguments.language, arguments.now)
         case "db" if arguments.db_command == "backup":

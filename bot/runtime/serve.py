@@ -1,5 +1,6 @@
-"""A bot process from start to stop: ``summitbot run`` (long polling) and
-``summitbot webhook`` (behind a reverse proxy, any number of replicas on PostgreSQL).
+"""A bot process from start to stop: ``summitbot run`` (long polling),
+``summitbot webhook`` (behind a reverse proxy, any number of replicas on PostgreSQL)
+and ``summitbot webapp`` (the Mini App alone, over HTTP, for development and tests).
 
 Start: migrate and load the bundled dataset (one replica at a time), start the
 dispatcher, then take updates. SIGTERM or SIGINT: stop taking updates (the webhook
@@ -19,11 +20,18 @@ import signal
 from collections.abc import Iterator
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 from telegram import Update
+from telegram.error import TelegramError
+from telegram.ext import ExtBot
 
-from bot.app import running
-from bot.context import BotApplication
+from bot.app import build_services, file_url_for, prepare, running, telegram_request
+from bot.context import BotApplication, Services
 from bot.runtime.webhook import WebhookEndpoint
+from bot.webapp.api import WebAppApi
 from config.settings import Settings
 from storage.database import is_unavailable
 from storage.updates import forget_old_updates
@@ -186,4 +194,91 @@ async def serve_webhook(application: BotApplication, settings: Settings) -> None
             raise RuntimeError("the webhook server stopped on its own")
         _stopping(application, settings)
         await webhook.stop()
+    log.info("stopped")
+
+
+# The Mini App alone asks Telegram only who is a member of a group: a few connections.
+WEBAPP_POOL_SIZE = 8
+
+
+class WebAppServer:
+    """``summitbot webapp``: the Mini App's page and JSON API over HTTP, against the bot's
+    database, without taking updates or sending reminders (the bot process does that)."""
+
+    def __init__(self, settings: Settings, services: Services | None = None) -> None:
+        assert settings.bot_token is not None
+        token = settings.bot_token.get_secret_value()
+        self.settings = settings
+        self.services = services or build_services(settings)
+        self.bot: ExtBot[None] = ExtBot(
+            token,
+            base_url=settings.telegram_base_url,
+            base_file_url=file_url_for(settings.telegram_base_url),
+            request=telegram_request(settings, WEBAPP_POOL_SIZE),
+        )
+        self.api = WebAppApi(self.services, self.bot, token)
+        app = Starlette(routes=[Route("/healthz", _healthz, methods=["GET"]), *self.api.routes()])
+        self.server = _Server(
+            uvicorn.Config(
+                app,
+                host=settings.webapp_host,
+                port=settings.webapp_port,
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                server_header=False,
+            )
+        )
+        self._serving: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        sockets = self.server.servers[0].sockets if self.server.servers else ()
+        return int(sockets[0].getsockname()[1]) if sockets else self.settings.webapp_port
+
+    async def start(self) -> None:
+        """Bring the database up to date, then listen."""
+        await prepare(self.services)
+        try:
+            await self.bot.initialize()
+        except TelegramError as exc:  # offline: private chats still work, groups get 403
+            log.warning("could not reach the Bot API (%s); group chats cannot be checked", exc)
+        self._serving = asyncio.create_task(self.server.serve(), name="webapp-server")
+        while not self.server.started:
+            if self._serving.done():
+                self._serving.result()
+                raise RuntimeError("the Mini App server did not start")
+            await asyncio.sleep(0.02)
+        log.info("Mini App on http://%s:%s/app/", self.settings.webapp_host, self.port)
+
+    async def wait(self) -> None:
+        assert self._serving is not None
+        await self._serving
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self._serving is not None:
+            await self._serving
+        await self.bot.shutdown()
+        await self.services.database.dispose()
+
+
+async def _healthz(_: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def serve_webapp(settings: Settings) -> None:
+    stop = asyncio.Event()
+    _on_stop_signals(stop)
+    server = WebAppServer(settings)
+    await server.start()
+    try:
+        serving = asyncio.create_task(server.wait())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not stop.is_set():
+            stopped.cancel()
+            raise RuntimeError("the Mini App server stopped on its own")
+    finally:
+        await server.stop()
     log.info("stopped")

@@ -1,4 +1,5 @@
-"""The HTTP side of webhook mode: Telegram's updates, /healthz, /readyz and /metrics.
+"""The HTTP side of webhook mode: Telegram's updates, /healthz, /readyz, /metrics, the
+calendar feeds and the Mini App (``/app``, :mod:`bot.webapp.api`).
 
 A small Starlette app served by Uvicorn (``bot.runtime.serve``). Telegram posts each update
 to ``WEBHOOK_PATH`` with the secret token in ``X-Telegram-Bot-Api-Secret-Token``;
@@ -24,6 +25,7 @@ from bot.context import BotApplication, Services
 from bot.metrics import CONTENT_TYPE
 from bot.presentation import ics
 from bot.presentation.i18n import translator
+from bot.webapp.api import WebAppApi
 from storage.claims import count_due
 from storage.database import is_unavailable
 from storage.feeds import chat_of_feed
@@ -49,6 +51,9 @@ class WebhookEndpoint:
         self.secret = secret.encode()
         self.max_body = max_body
         self.stopping = False
+        self.webapp = WebAppApi(
+            application.bot_data.services, application.bot, application.bot.token
+        )
         self.app = Starlette(
             routes=[
                 Route(path, self.telegram_update, methods=["POST"]),
@@ -56,6 +61,8 @@ class WebhookEndpoint:
                 Route("/readyz", self.readyz, methods=["GET"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
                 Route("/calendar/{token}.ics", self.calendar_feed, methods=["GET"]),
+                # The Mini App: its page, files and JSON API under /app (docs/webapp.md).
+                *self.webapp.routes(),
             ]
         )
 
