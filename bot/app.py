@@ -17,6 +17,7 @@ from typing import Any
 
 from telegram import LinkPreviewOptions, Update
 from telegram.constants import ParseMode
+from telegram.error import TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -59,6 +60,7 @@ from bot.handlers.chats import remember_chat
 from bot.handlers.errors import error_handler
 from bot.metrics import Metrics, update_type
 from bot.presentation.i18n import translator
+from bot.presentation.webapp import menu_button
 from bot.runtime.chat_order import ChatOrderedUpdateProcessor
 from bot.sources.poller import SourcePoller
 from bot.transports.aiohttp_request import AiohttpRequest
@@ -220,6 +222,7 @@ async def _post_init(application: BotApplication) -> None:
     for language in SUPPORTED_LANGUAGES:
         commands = start.bot_commands(translator(language))
         await application.bot.set_my_commands(commands, language_code=language)
+    await _set_menu_button(application)
     delivery_bot = application.bot_data.delivery_bot
     await delivery_bot.initialize()
     processor = application.update_processor
@@ -233,6 +236,19 @@ async def _post_init(application: BotApplication) -> None:
     services.dispatcher.start(delivery_bot, application.job_queue)
     review.start(application)
     services.sources.start(application.job_queue)
+
+
+async def _set_menu_button(application: BotApplication) -> None:
+    """The menu button opens the Mini App when its address is known. Not being able to
+    set it never stops the bot: the chat commands work without it."""
+    settings = application.bot_data.services.settings
+    button = menu_button(settings, translator(settings.default_language))
+    if button is None:
+        return
+    try:
+        await application.bot.set_chat_menu_button(menu_button=button)
+    except TelegramError as exc:
+        log.warning("could not set the Mini App's menu button: %s", exc)
 
 
 async def _post_shutdown(application: BotApplication) -> None:

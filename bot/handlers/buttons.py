@@ -65,7 +65,7 @@ async def button(update: Update, context: BotContext) -> None:
             await show_organisation(update, context, key)
         case callbacks.OpenList(filter_, page):
             await query.answer()
-            await edit(update, context, await list_page(filter_, page, context))
+            await edit(update, context, await list_page(filter_, page, context, update))
 
 
 async def _inline_message_button(

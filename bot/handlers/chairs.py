@@ -8,6 +8,7 @@ from bot.context import BotContext
 from bot.handlers.arguments import BadArgument, joined, parse_when
 from bot.presentation import render
 from bot.presentation.messaging import answer
+from bot.presentation.webapp import calendar_button
 from storage.dates import Precision
 
 
@@ -25,12 +26,16 @@ async def chairs(update: Update, context: BotContext) -> None:
         await answer(update, context, render.Reply(text))
         return
     today = context.today
+    app = calendar_button(update, context)
     if when is None or when.precision is Precision.DAY:
         day = when.first_day if when else today
         found = await context.catalogue.chairs_on(day)
-        await answer(update, context, render.chairs_on(day, found, today, tr, context.clock.now()))
+        reply = render.chairs_on(day, found, today, tr, context.clock.now(), app_button=app)
+        await answer(update, context, reply)
         return
     found = await context.catalogue.chairs_during(when.first_day, when.last_day)
     label = render.format_partial(when, tr)
-    reply = render.chairs_during(label, when.last_day, found, today, tr, context.clock.now())
+    reply = render.chairs_during(
+        label, when.last_day, found, today, tr, context.clock.now(), app_button=app
+    )
     await answer(update, context, reply)

@@ -25,7 +25,7 @@ async def _search(update: Update, context: BotContext, text: str) -> None:
     )
     if org is not None and asks_for_next(text):
         # "next CSTO summit": answer the question, not the list of matches.
-        await answer(update, context, await next_reply(context, org))
+        await answer(update, context, await next_reply(context, org, update))
         return
     if results.exact_organisation is not None:
         await show_organisation(update, context, results.exact_organisation.key)

@@ -116,6 +116,11 @@ def term_end_line(ended: TermEnd, today: dt.date, tr: Translator) -> str:
 
 def projection_line(projected: ProjectedChair, tr: Translator) -> str:
     """Who the rotation rule expects, always labelled as a projection (HTML)."""
+    return f"<i>{esc(projection_text(projected, tr))}</i>"
+
+
+def projection_text(projected: ProjectedChair, tr: Translator) -> str:
+    """Who the rotation rule expects, always labelled as a projection (plain text)."""
     _ = tr.gettext
     country = country_name(projected.country, tr)
     if projected.year is not None:
@@ -132,7 +137,7 @@ def projection_line(projected: ProjectedChair, tr: Translator) -> str:
         )
     else:
         text = _("By rotation expected: {country} (a projection, unconfirmed)", country=country)
-    return f"<i>{esc(text)}</i>"
+    return text
 
 
 def handover_caveat(group: OrganisationChairs, now: dt.datetime, tr: Translator) -> str | None:
@@ -172,12 +177,14 @@ def chairs_on(
     today: dt.date,
     tr: Translator,
     now: dt.datetime | None = None,
+    *,
+    app_button: InlineKeyboardButton | None = None,
 ) -> Reply:
     """/chairs [DAY]; with ``now``, a day from today on says when a handover summit may
     already be past."""
     _ = tr.gettext
     heading = _("Who chairs what on {date}", date=format_day(day, tr))
-    return _chairs_reply(heading, chairs, today, tr, now if day >= today else None)
+    return _chairs_reply(heading, chairs, today, tr, now if day >= today else None, app_button)
 
 
 def chairs_during(
@@ -187,6 +194,8 @@ def chairs_during(
     today: dt.date,
     tr: Translator,
     now: dt.datetime | None = None,
+    *,
+    app_button: InlineKeyboardButton | None = None,
 ) -> Reply:
     """/chairs 2024 (or a month): everyone in the chair during the period that ends ``last``."""
     _ = tr.gettext
@@ -194,7 +203,7 @@ def chairs_during(
         heading = _("Who chaired what in {period}", period=label)
     else:
         heading = _("Who chairs what in {period}", period=label)
-    return _chairs_reply(heading, chairs, today, tr, now if last >= today else None)
+    return _chairs_reply(heading, chairs, today, tr, now if last >= today else None, app_button)
 
 
 def _chairs_reply(
@@ -203,6 +212,7 @@ def _chairs_reply(
     today: dt.date,
     tr: Translator,
     now: dt.datetime | None,
+    app_button: InlineKeyboardButton | None = None,
 ) -> Reply:
     _ = tr.gettext
     lines = [f"<b>{esc(heading)}</b>"]
@@ -221,6 +231,8 @@ def _chairs_reply(
         for group in chairs
     ]
     rows = [buttons[i : i + 4] for i in range(0, len(buttons), 4)]
+    if app_button is not None:
+        rows.append([app_button])
     return Reply("\n".join(lines), InlineKeyboardMarkup(rows) if rows else None)
 
 

@@ -48,8 +48,10 @@ def event_card(
     tr: Translator,
     *,
     follow_button: bool = True,
+    app_button: InlineKeyboardButton | None = None,
 ) -> Reply:
-    """The full card of an event, with buttons to follow it and to its organisation."""
+    """The full card of an event, with buttons to follow it and to its organisation
+    (and ``app_button``, "🗓 Open calendar", on a row of its own)."""
     _ = tr.gettext
     lines = [f"<b>{esc(event_title(event, tr))}</b>"]
     if event.organisation is not None:
@@ -101,6 +103,8 @@ def event_card(
                 )
             ]
         )
+    if app_button is not None:
+        rows.append([app_button])
     return Reply("\n".join(lines), InlineKeyboardMarkup(rows) if rows else None)
 
 
@@ -143,12 +147,16 @@ def event_list(
     org: OrganisationRef | None,
     now: dt.datetime,
     tr: Translator,
+    *,
+    app_button: InlineKeyboardButton | None = None,
 ) -> Reply:
-    """A page of events: numbered lines, a button per event, and ◀ ▶ when there is more."""
+    """A page of events: numbered lines, a button per event, and ◀ ▶ when there is more
+    (and ``app_button``, "🗓 Open calendar", last)."""
     _ = tr.gettext
     heading = esc(list_heading(query, org, tr))
     if not page.events:
-        return Reply(f"<b>{heading}</b>\n" + esc(_("Nothing found.")))
+        keyboard = InlineKeyboardMarkup([[app_button]]) if app_button is not None else None
+        return Reply(f"<b>{heading}</b>\n" + esc(_("Nothing found.")), keyboard)
     start_number = page.page * page.page_size
     lines = [f"<b>{heading}</b>"]
     if page.pages > 1:
@@ -170,6 +178,8 @@ def event_list(
         )
     if navigation:
         buttons.append(navigation)
+    if app_button is not None:
+        buttons.append([app_button])
     return Reply("\n".join(lines), InlineKeyboardMarkup(buttons))
 
 
@@ -180,6 +190,8 @@ def next_event(
     now: dt.datetime,
     tr: Translator,
     last: EventView | None = None,
+    *,
+    app_button: InlineKeyboardButton | None = None,
 ) -> Reply:
     """/next: the next event's card; before it, undated events that may already have
     taken place; with none, what became of the ``last`` one when it has no outcome."""
@@ -204,7 +216,7 @@ def next_event(
                 + f" — <code>/event {esc(last.key)}</code>"
             )
         return Reply("\n".join(lines))
-    card = event_card(found.next, chat, now, tr)
+    card = event_card(found.next, chat, now, tr, app_button=app_button)
     if not before:
         return card
     return Reply("\n".join([*before, card.text]), card.keyboard)

@@ -224,6 +224,8 @@ class BotApiEmulator:
     bot_rights: dict[int, tuple[str, bool]] = field(default_factory=dict)
     # setWebhook's parameters as last registered (url, secret_token, allowed_updates)
     webhook: dict[str, Any] = field(default_factory=dict)
+    # setChatMenuButton's buttons: by chat id, None for the default of private chats
+    menu_buttons: dict[int | None, dict[str, Any]] = field(default_factory=dict)
     _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
     def chat(self, chat_id: int) -> dict[str, Any]:
@@ -300,6 +302,21 @@ class BotApiEmulator:
             info["allowed_updates"] = self.webhook["allowed_updates"]
         return info
 
+    def _setChatMenuButton(self, parameters: dict[str, Any]) -> Any:
+        button = parameters.get("menu_button") or {"type": "default"}
+        if button.get("type") == "web_app":
+            url = str((button.get("web_app") or {}).get("url", ""))
+            if not url.startswith("https://") or not button.get("text"):
+                raise ApiError(400, "Bad Request: BUTTON_URL_INVALID")
+        chat_id = parameters.get("chat_id")
+        self.menu_buttons[int(chat_id) if chat_id is not None else None] = button
+        return True
+
+    def _getChatMenuButton(self, parameters: dict[str, Any]) -> Any:
+        chat_id = parameters.get("chat_id")
+        key = int(chat_id) if chat_id is not None else None
+        return self.menu_buttons.get(key) or self.menu_buttons.get(None) or {"type": "default"}
+
     def _close(self, _: dict[str, Any]) -> Any:
         return True
 
@@ -361,6 +378,15 @@ class BotApiEmulator:
         if chat_id in self.blocked:
             raise ApiError(403, "Forbidden: bot was blocked by the user")
 
+    def _check_web_app_buttons(self, chat_id: int, markup: Any) -> None:
+        """Telegram allows ``web_app`` buttons only in private chats with the bot."""
+        if not markup or self.chat(chat_id).get("type") == "private":
+            return
+        for row in markup.get("inline_keyboard", []):
+            for button in row:
+                if "web_app" in button:
+                    raise ApiError(400, "Bad Request: BUTTON_TYPE_INVALID")
+
     def _check_text(self, parameters: dict[str, Any]) -> str:
         text = parameters.get("text")
         if not isinstance(text, str) or not text.strip():
@@ -391,6 +417,7 @@ class BotApiEmulator:
         chat_id = int(parameters["chat_id"])
         self._check_reachable(chat_id)
         text = self._check_text(parameters)
+        self._check_web_app_buttons(chat_id, parameters.get("reply_markup"))
         message = StoredMessage(
             chat_id,
             self.next_message_id(),
@@ -413,6 +440,7 @@ class BotApiEmulator:
             raise ApiError(400, "Bad Request: message to edit not found")
         text = self._check_text(parameters)
         markup = parameters.get("reply_markup")
+        self._check_web_app_buttons(chat_id, markup)
         if text == stored.text and markup == stored.reply_markup:
             raise ApiError(
                 400,
