@@ -31,6 +31,7 @@ from pydantic import (
 
 from storage.dates import InvalidDate, PartialDate, Precision, validate_zone
 from storage.models import (
+    MAX_LOCATION,
     Confidence,
     EventStatus,
 )
@@ -297,6 +298,8 @@ class EventRow(_Row):
     kind: Literal[EVENT_KINDS] = "summit"  # type: ignore[valid-type]
     title: RequiredText
     place: Slug | None = None
+    # Where it is in words, when no known place names it (a feed's LOCATION); a place wins.
+    location: Annotated[str, Field(min_length=1, max_length=MAX_LOCATION)] | None = None
     online: bool = False
     country: Country | None = None
     timezone: str | None = None
@@ -310,6 +313,14 @@ class EventRow(_Row):
     checked: CheckedField | None = None
 
     _id = field_validator("id")(_check_slug)
+
+    @field_validator("location", mode="before")
+    @classmethod
+    def _one_line(cls, value: Any) -> Any:
+        # Blank is none; inner runs of white space (a feed's folded lines) are one space.
+        if isinstance(value, str):
+            return " ".join(value.split()) or None
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -267,6 +267,7 @@ async def apply_dataset(
             "kind": event.kind,
             "title": event.title,
             "place_id": place_row.id if place_row else None,
+            "location_text": event.location,
             "online": event.online,
             "country": event.country or (place_row.country if place_row else None),
             "timezone": zone,
@@ -352,6 +353,7 @@ def event_snapshot(event: Event, place_keys: dict[int, str]) -> dict[str, Any]:
         ),
         "timezone": event.timezone,
         "place": place_keys.get(event.place_id) if event.place_id else None,
+        "location": event.location_text,
         "online": event.online,
         "status": EventStatus(event.status).value,
         "title": dict(event.title),
@@ -360,7 +362,8 @@ def event_snapshot(event: Event, place_keys: dict[int, str]) -> dict[str, Any]:
     }
 
 
-# What followers are told about: a change of title, note or sources is logged, not announced.
+# What followers are told about: a change of title, note, sources or the location in words
+# is logged, not announced.
 NOTICE_FIELDS = ("start", "end", "timezone", "place", "online", "status")
 
 

@@ -221,6 +221,10 @@ class Chairmanship(Base):
     organisation: Mapped[Organisation] = relationship(back_populates="chairmanships")
 
 
+# Where an event is, as a feed wrote it, when no known place names it (``Event.location_text``).
+MAX_LOCATION = 200
+
+
 class Event(Base):
     """A summit, meeting or observance; ``key`` is its stable public id."""
 
@@ -240,6 +244,8 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(32))
     title: Mapped[LocalisedText]
     place_id: Mapped[int | None] = mapped_column(ForeignKey("places.id", ondelete="SET NULL"))
+    # Where it is in words (a feed's LOCATION that names no known place); a place wins.
+    location_text: Mapped[str | None] = mapped_column(String(MAX_LOCATION))
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     country: Mapped[str | None] = mapped_column(String(2))
     # None: a floating date, the same local day everywhere (observances).

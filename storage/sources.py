@@ -488,7 +488,7 @@ async def apply_poll(
             report.returned.append(row.row.id)
         if _is_stale(row, link):
             report.stale += 1
-        elif row_snapshot(row.row) != link.snapshot:
+        elif _gives_other_values(row_snapshot(row.row), link.snapshot):
             candidates.append((row, link))
     edited = await _edited_by_others(session, [link.event_id for _, link in candidates], who)
     for row, link in candidates:
@@ -516,6 +516,14 @@ async def apply_poll(
             updates[row.uid] = LinkUpdate.given(row, ids[row.row.id])
     await upsert_links(session, source_id, list(updates.values()), now=now)
     return report
+
+
+def _gives_other_values(given: dict[str, Any], stored: dict[str, Any]) -> bool:
+    """Whether a source's row differs from what it gave last time. A field rows did not
+    have then (``location``, since 0014), left empty now, is no change: an upgrade alone
+    must not read as every event changed in its feed."""
+    compared = {name: value for name, value in given.items() if value is not None or name in stored}
+    return compared != stored
 
 
 def _chunks(values: Sequence[_T], size: int = 500) -> Iterator[Sequence[_T]]:

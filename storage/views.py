@@ -112,6 +112,8 @@ class EventView:
     sources: tuple[str, ...]
     updated_at: dt.datetime
     checked: dt.date | None = None  # when the facts were last checked
+    # Where it is in words, when no known place names it (a feed's LOCATION); a place wins.
+    location: str | None = None
 
     @classmethod
     def of(cls, event: Event, org: OrganisationRef | None, place: PlaceView | None) -> EventView:
@@ -139,6 +141,7 @@ class EventView:
             sources=tuple(event.sources),
             updated_at=event.updated_at,
             checked=event.checked_on,
+            location=event.location_text,
         )
 
     @property

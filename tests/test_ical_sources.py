@@ -10,7 +10,7 @@ import pytest
 
 from bot.sources.ical import FeedError, FeedEvent, ParsedFeed, event_key_for, parse_feed
 from storage.datafile import _SLUG, PlaceRow
-from storage.models import Confidence, EventStatus
+from storage.models import MAX_LOCATION, Confidence, EventStatus
 
 FEEDS = Path(__file__).parent / "data" / "ical"
 FEED_URL = "https://calendar.example.org/summits.ics"
@@ -517,6 +517,18 @@ def test_a_location_names_a_known_place_by_whole_words(location: str, place: str
     item = only(feed)
     assert item.row.place == place
     assert item.location == (None if place else location)
+    assert item.row.location == item.location  # kept in words where no place names it
+
+
+def test_a_location_in_words_is_kept_on_one_line_and_cut_to_what_an_event_holds() -> None:
+    folded = parse(
+        calendar(event("DTSTART;VALUE=DATE:20261103\nLOCATION:Congress Hall\\n  Floor 2"))
+    )
+    long = parse(calendar(event("DTSTART;VALUE=DATE:20261103\nLOCATION:" + "Hall " * 60)))
+
+    assert only(folded).row.location == "Congress Hall Floor 2"
+    cut = only(long).row.location
+    assert cut is not None and len(cut) == MAX_LOCATION and cut.endswith("…")
 
 
 # ---------------------------------------------------------------------------

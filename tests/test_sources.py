@@ -13,18 +13,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import icalendar
 import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 
 from bot.clock import FixedClock
 from bot.context import BotApplication
+from bot.presentation import ics
+from bot.presentation.i18n import translator
 from bot.sources.ical import event_key_for
 from bot.sources.poller import SourcePoller
 from config.settings import Settings
 from storage.database import Database
 from storage.datafile import EventRow
+from storage.dataset import import_text
 from storage.dates import PartialDate
+from storage.export import export_dataset
 from storage.models import (
     Delivery,
     DeliveryKind,
@@ -36,7 +41,7 @@ from storage.models import (
     SourceEvent,
     SubscriptionScope,
 )
-from storage.operations import load_event_row, save_event
+from storage.operations import changed, find_place, load_event_row, save_event, with_place
 from storage.planning import Planner
 from tests.botapi import ApiCall, LocalBotApi
 from tests.conftest import NOW, OPERATOR_ID, StartBot, make_settings
@@ -137,6 +142,7 @@ def vevent(
     sequence: int = 0,
     status: str | None = None,
     modified: str = "20261101T000000Z",
+    location: str | None = None,
 ) -> str:
     lines = [
         "BEGIN:VEVENT",
@@ -149,6 +155,8 @@ def vevent(
     ]
     if status:
         lines.append(f"STATUS:{status}")
+    if location:
+        lines.append(f"LOCATION:{location}")
     return "\r\n".join([*lines, "END:VEVENT"])
 
 
@@ -462,6 +470,114 @@ async def test_a_data_file_source_adds_events_and_may_not_touch_others(
         await scalar(database_url, select(Event.title).where(Event.key == "sco-2026-bishkek"))
         == bishkek
     )
+
+
+async def test_a_location_no_known_place_names_is_kept_in_words_shown_and_exported(
+    bot_api: LocalBotApi,
+    start_bot: StartBot,
+    clock: FixedClock,
+    database_url: str,
+    empty_database_url: str,
+    feeds: FeedServer,
+) -> None:
+    hall = vevent(
+        "hall@sco.example",
+        "SCO Energy Forum",
+        "20261215T050000Z",
+        location="Rue du Lac 5\\, Hall B",
+    )
+    residence = vevent(
+        "residence@sco.example",
+        "SCO Culture Week",
+        "20261216T050000Z",
+        location="Ala-Archa Residence\\, Bishkek",
+    )
+    feeds.serve("sco.ics", calendar(hall, residence))
+    forum, week = key_of("hall@sco.example"), key_of("residence@sco.example")
+    async with start_bot(**SOURCES) as app:
+        services = app.bot_data.services
+        await say(bot_api, f"/sources add {feeds.url('sco.ics')} sco", "Source #1")
+        assert "2 new" in await say(bot_api, "/sources check 1", "checked")
+
+        # Where no known place is named, the words are the place on the card, in lists
+        # and in a calendar file; a known place still wins.
+        card = await say(bot_api, f"/event {forum}", "SCO Energy Forum")
+        assert "📍 Rue du Lac 5, Hall B\n" in card
+        assert "📍 Bishkek, Kyrgyzstan\n" in await say(bot_api, f"/event {week}", "Culture")
+        stored = dict(await rows(database_url, select(Event.key, Event.location_text)))
+        assert (stored[forum], stored[week]) == ("Rue du Lac 5, Hall B", None)
+        view = await services.catalogue.event(forum)
+        assert view is not None
+        entry = icalendar.Calendar.from_ical(ics.calendar_file([view], [], translator("en"), NOW))
+        assert [str(e["LOCATION"]) for e in entry.walk("VEVENT")] == ["Rue du Lac 5, Hall B"]
+
+        # An operator's edit keeps the words; a place the operator sets wins over them.
+        async with services.database.sessions() as session:
+            row = await load_event_row(session, forum)
+            astana = await find_place(session, "Astana")
+        assert row is not None and row.location == "Rue du Lac 5, Hall B"
+        renamed = changed(row, title={"en": "SCO Energy Ministers"})
+        for before, after in ((row, renamed), (renamed, with_place(renamed, astana, None))):
+            async with services.database.transaction() as session:
+                await save_event(
+                    session,
+                    after,
+                    before=before,
+                    changed_by=f"operator {OPERATOR_ID}",
+                    now=clock.now(),
+                    planner=services.dispatcher.planner,
+                )
+            card = await say(bot_api, f"/event {forum}", "SCO Energy Ministers")
+            where = "Rue du Lac 5, Hall B" if after is renamed else "Astana, Kazakhstan"
+            assert f"📍 {where}\n" in card
+
+    # The data file format carries it: an export imported elsewhere gives the same file.
+    source, target = Database(database_url), Database(empty_database_url)
+    try:
+        async with source.sessions() as session:
+            exported = await export_dataset(session)
+        assert "location: Rue du Lac 5, Hall B\n" in exported
+        async with target.transaction() as session:
+            await import_text(session, exported, "export.yaml")
+        async with target.sessions() as session:
+            again = await export_dataset(session)
+            kept = await session.scalar(select(Event.location_text).where(Event.key == forum))
+    finally:
+        await source.dispose()
+        await target.dispose()
+    assert again == exported
+    assert kept == "Rue du Lac 5, Hall B"
+
+
+async def test_links_kept_before_locations_were_do_not_read_as_changed_in_the_feed(
+    bot_api: LocalBotApi, start_bot: StartBot, database_url: str, feeds: FeedServer
+) -> None:
+    """A source's last values stored before rows had ``location`` (migration 0014): the
+    same feed is no change, so an operator's edit is not flagged for it."""
+    feeds.serve("sco.ics", calendar(TALKS))
+    talks = key_of("talks@sco.example")
+    async with start_bot(**SOURCES) as app:
+        services = app.bot_data.services
+        await say(bot_api, f"/sources add {feeds.url('sco.ics')} sco", "Source #1")
+        assert "1 new" in await say(bot_api, "/sources check 1", "checked")
+        async with services.database.transaction() as session:
+            link = await session.scalar(select(SourceEvent))
+            assert link is not None and "location" in link.snapshot
+            link.snapshot = {k: v for k, v in link.snapshot.items() if k != "location"}
+            row = await load_event_row(session, talks)
+            assert row is not None
+            await save_event(
+                session,
+                changed(row, title={"en": "SCO Ministers of Foreign Affairs"}),
+                before=row,
+                changed_by=f"operator {OPERATOR_ID}",
+                now=NOW,
+                planner=services.dispatcher.planner,
+            )
+        feeds.serve("sco.ics", calendar(TALKS, FORUM))  # a new body, the talks as they were
+        outcome = await services.sources.poll_now(1)
+        assert outcome is not None and outcome.report is not None
+        assert (outcome.report.changed, outcome.report.kept_edits) == ([], [])
 
 
 async def test_bad_input_is_refused_clearly(

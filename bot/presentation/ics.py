@@ -15,7 +15,13 @@ from zoneinfo import ZoneInfo
 import icalendar
 
 from bot.presentation.i18n import Translator
-from bot.presentation.text import country_name, event_title, localised, status_label
+from bot.presentation.text import (
+    country_name,
+    event_title,
+    localised,
+    location_text,
+    status_label,
+)
 from storage.dates import Precision
 from storage.models import EventStatus
 from storage.views import EventView
@@ -40,12 +46,14 @@ def uid_of(event: EventView) -> str:
 
 
 def _location(event: EventView, tr: Translator) -> str:
-    parts = []
-    if event.place is not None:
-        parts.append(localised(event.place.names, tr.language))
-    if event.country:
-        parts.append(country_name(event.country, tr))
-    location = ", ".join(parts)
+    country = country_name(event.country, tr)
+    if event.place is not None:  # a known place wins over the location in words
+        name = localised(event.place.names, tr.language)
+        location = f"{name}, {country}" if country else name
+    elif event.location:
+        location = location_text(event.location, country)
+    else:
+        location = country
     if event.online:
         online = tr.gettext("online")
         location = f"{online} ({location})" if location else online

@@ -86,13 +86,26 @@ def event_title(event: EventView, tr: Translator) -> str:
 
 
 def place_label(event: EventView, tr: Translator) -> str:
+    """Where an event is: its known place, else its location in words (a feed's
+    LOCATION), else its country; online, or hosted from there."""
     _ = tr.gettext
+    country = country_name(event.country, tr)
     if event.place is not None:
-        where = f"{localised(event.place.names, tr.language)}, {country_name(event.country, tr)}"
-        return _("online, hosted from {place}", place=where) if event.online else where
-    if event.online:
+        where = f"{localised(event.place.names, tr.language)}, {country}"
+    elif event.location:
+        where = location_text(event.location, country)
+    elif event.online:
         return _("online")
-    return country_name(event.country, tr)
+    else:
+        return country
+    return _("online, hosted from {place}", place=where) if event.online else where
+
+
+def location_text(location: str, country: str) -> str:
+    """A location in words with its country, unless the words name it already."""
+    if not country or country.casefold() in location.casefold():
+        return location
+    return f"{location}, {country}"
 
 
 def status_label(status: EventStatus, tr: Translator) -> str:

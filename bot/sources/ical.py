@@ -30,7 +30,8 @@ What maps to what (one row per ``UID``):
   anything else or none → planned.
 - ``LOCATION`` → ``place`` when a known place's name (any language, ignoring case and
   accents) occurs in it as whole words, the longest such name winning; otherwise the
-  text is kept in :attr:`FeedEvent.location` and the row has no place.
+  row has no place and keeps the text as its ``location`` (on one line, cut to
+  ``MAX_LOCATION`` characters), with the zone the times were read in.
 - ``RRULE:FREQ=YEARLY`` (``INTERVAL=1``, ``BYMONTH``/``BYMONTHDAY`` only if they are the
   start's own) → ``recurrence: yearly``. A ``COUNT`` or ``UNTIL`` is accepted but not
   kept (rows have no end of a series), nor are ``EXDATE``/``RDATE``. Any other rule
@@ -72,7 +73,7 @@ from pydantic import ValidationError
 
 from storage.datafile import EventRow, PlaceRow
 from storage.dates import MAX_YEAR, MIN_YEAR, InvalidDate, PartialDate, Precision, Span
-from storage.models import Confidence, EventStatus
+from storage.models import MAX_LOCATION, Confidence, EventStatus
 from storage.operations import MAX_NOTE, MAX_SOURCE, MAX_TITLE
 
 UTC = dt.UTC
@@ -487,6 +488,7 @@ def _map_event(candidate: _Candidate, feed: _Feed) -> FeedEvent:
         "kind": feed.kind,
         "title": {feed.language: _cut(title, MAX_TITLE)},
         "place": place.key if place is not None else None,
+        "location": _cut(_one_line(location), MAX_LOCATION) if location and not place else None,
         "timezone": when.timezone if place is None else None,
         "start": when.start,
         "end": when.end,
