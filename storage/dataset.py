@@ -359,11 +359,14 @@ def event_snapshot(event: Event, place_keys: dict[int, str]) -> dict[str, Any]:
         "title": dict(event.title),
         "note": dict(event.note),
         "sources": list(event.sources),
+        # An operator's "checked today" is an edit like any other: logged, so that a
+        # source's next poll sees someone else changed the event last (storage.sources).
+        "checked": event.checked_on.isoformat() if event.checked_on else None,
     }
 
 
-# What followers are told about: a change of title, note, sources or the location in words
-# is logged, not announced.
+# What followers are told about: a change of title, note, sources, the location in words
+# or the day it was checked is logged, not announced.
 NOTICE_FIELDS = ("start", "end", "timezone", "place", "online", "status")
 
 

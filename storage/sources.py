@@ -11,8 +11,10 @@ notice per follower, re-planned reminders. The rules it keeps:
   chairmanships are an operator's to add (its events may name existing ones).
 - **Operator edits win.** A row is written only when the source's values changed since
   its last poll. If the event was changed since by anyone else (the change log's last
-  entry is not the source's), the new values are not written and the event is flagged
-  once for /review ("changed in the feed, kept the operator's edit").
+  entry is not the source's; an operator's "checked today" is logged too), the new values
+  are not written and the event is flagged once for /review ("changed in the feed, kept
+  the operator's edit"). A row that does not say when its facts were checked (a feed's
+  never does) keeps the day the event was last checked.
 - **Stale copies.** A row with a lower ``SEQUENCE`` than the one stored, or the same
   with an older ``LAST-MODIFIED``, is ignored.
 - **Gone.** An event that no longer comes from its source is not deleted: it is marked
@@ -505,8 +507,11 @@ async def apply_poll(
     report.gone = [gone_keys.get(event_id, uid) for uid, event_id in gone]
 
     if to_write:
+        checked = await _checked_days(session, [links[r.uid] for r in to_write if r.uid in links])
         imported = await apply_dataset(
-            session, Dataset(events=[row.row for row in to_write]), changed_by=who
+            session,
+            Dataset(events=[_keeping_checked(row, checked.get(row.uid)) for row in to_write]),
+            changed_by=who,
         )
         await follow_up_import(session, imported, now, planner)
         report.added = list(imported.added["events"])
@@ -524,6 +529,14 @@ def _gives_other_values(given: dict[str, Any], stored: dict[str, Any]) -> bool:
     must not read as every event changed in its feed."""
     compared = {name: value for name, value in given.items() if value is not None or name in stored}
     return compared != stored
+
+
+def _keeping_checked(row: SourceRow, checked_on: dt.date | None) -> EventRow:
+    """The row to write. A source that does not say when its facts were checked (a feed
+    never does) leaves the day the event was last checked as it was."""
+    if row.row.checked is not None or checked_on is None:
+        return row.row
+    return row.row.model_copy(update={"checked": checked_on})
 
 
 def _chunks(values: Sequence[_T], size: int = 500) -> Iterator[Sequence[_T]]:
@@ -546,6 +559,22 @@ async def _event_keys(session: AsyncSession, event_ids: Sequence[int]) -> dict[i
     for chunk in _chunks(event_ids):
         rows = await session.execute(select(Event.id, Event.key).where(Event.id.in_(chunk)))
         found.update((key, value) for key, value in rows.all())
+    return found
+
+
+async def _checked_days(
+    session: AsyncSession, links: Sequence[SourceEventView]
+) -> dict[str, dt.date]:
+    """The day each linked event was last checked, by the source's UID (those checked)."""
+    uids = {link.event_id: link.uid for link in links}
+    found: dict[str, dt.date] = {}
+    for chunk in _chunks(list(uids)):
+        rows = await session.execute(
+            select(Event.id, Event.checked_on).where(
+                Event.id.in_(chunk), Event.checked_on.is_not(None)
+            )
+        )
+        found.update((uids[event_id], day) for event_id, day in rows.all() if day)
     return found
 
 

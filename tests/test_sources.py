@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from bot.clock import FixedClock
 from bot.context import BotApplication
-from bot.presentation import ics
+from bot.presentation import callbacks, ics
 from bot.presentation.i18n import translator
 from bot.sources.ical import event_key_for
 from bot.sources.poller import SourcePoller
@@ -547,6 +547,102 @@ async def test_a_location_no_known_place_names_is_kept_in_words_shown_and_export
         await target.dispose()
     assert again == exported
     assert kept == "Rue du Lac 5, Hall B"
+
+
+def checked_day(key: str) -> Any:
+    return select(Event.checked_on).where(Event.key == key)
+
+
+async def test_an_operators_checked_today_is_an_edit_the_feed_keeps_and_never_clears(
+    bot_api: LocalBotApi,
+    start_bot: StartBot,
+    clock: FixedClock,
+    database_url: str,
+    feeds: FeedServer,
+) -> None:
+    feeds.serve("sco.ics", calendar(TALKS))
+    talks, forum = key_of("talks@sco.example"), key_of("forum@sco.example")
+    async with start_bot(**SOURCES) as app:
+        services = app.bot_data.services
+        await say(bot_api, f"/sources add {feeds.url('sco.ics')} sco", "Source #1")
+        assert "1 new" in await say(bot_api, "/sources check 1", "checked")
+
+        # The feed's event was never checked: "☑ Checked today" in /review, then Save.
+        update = bot_api.message("/review", chat_id=OPERATOR_ID)
+        shown = await bot_api.wait_for(
+            lambda c: c.chat_id == OPERATOR_ID and "Review queue" in plain(c.text),
+            after=bot_api._index_at_push[update["update_id"]],
+        )
+        before = len(bot_api.calls)
+        bot_api.press(
+            shown, callbacks.review_action(callbacks.ReviewVerb.CHECKED, f"event:{talks}")
+        )
+        preview = await bot_api.wait_for(
+            lambda c: c.method == "sendMessage" and "Save" in str(c.parameters), after=before
+        )
+        before = len(bot_api.calls)
+        bot_api.press(preview, preview.button("Save")["callback_data"])
+        saved = await bot_api.wait_for(lambda c: c.method == "editMessageText", after=before)
+        assert plain(saved.text).endswith("✅ Saved.")
+        today = dt.date(2026, 11, 22)
+        assert await scalar(database_url, checked_day(talks)) == today
+        # Logged like any operator's edit: who, and the day old and new.
+        logged = await rows(
+            database_url,
+            select(EventChange.changed_by, EventChange.old, EventChange.new)
+            .join(Event)
+            .where(Event.key == talks),
+        )
+        assert [(who, old["checked"], new["checked"]) for who, old, new in logged] == [
+            (f"operator {OPERATOR_ID}", None, "2026-11-22")
+        ]
+
+        # The feed changes beside it (a new event), the talks as they were: the day stays,
+        # and nothing is flagged.
+        feeds.serve("sco.ics", calendar(TALKS, FORUM))
+        outcome = await services.sources.poll_now(1)
+        assert outcome is not None and outcome.report is not None
+        assert (outcome.report.added, outcome.report.changed) == ([forum], [])
+        assert outcome.report.kept_edits == []
+        assert await scalar(database_url, checked_day(talks)) == today
+
+        # The feed then moves the talks: the fact the operator confirmed is kept.
+        moved = vevent("talks@sco.example", "SCO Foreign Ministers", "20261126T120000Z", sequence=1)
+        feeds.serve("sco.ics", calendar(moved, FORUM))
+        outcome = await services.sources.poll_now(1)
+        assert outcome is not None and outcome.report is not None
+        assert outcome.report.kept_edits == [talks]
+        start = await scalar(database_url, select(Event.start_local).where(Event.key == talks))
+        assert start == dt.datetime(2026, 11, 23, 12, 0)  # as the feed first gave it (UTC)
+        assert await scalar(database_url, checked_day(talks)) == today
+
+
+async def test_a_source_that_does_not_say_when_it_was_checked_keeps_the_day_there_was(
+    bot_api: LocalBotApi, start_bot: StartBot, database_url: str, feeds: FeedServer
+) -> None:
+    def meeting(title: str, checked: str = "") -> bytes:
+        return (
+            "events:\n"
+            "  - id: sco-club-meeting\n"
+            "    organisation: sco\n"
+            "    kind: meeting\n"
+            f"    title: {{en: {title}}}\n"
+            "    start: 2027-02-03\n" + (f"    checked: {checked}\n" if checked else "")
+        ).encode()
+
+    feeds.serve("events.yaml", meeting("SCO club meeting", "2026-11-20"), "application/yaml")
+    async with start_bot(**SOURCES):
+        await say(bot_api, f"/sources add {feeds.url('events.yaml')}", "Source #1")
+        assert "1 new" in await say(bot_api, "/sources check 1", "checked")
+        assert await scalar(database_url, checked_day("sco-club-meeting")) == dt.date(2026, 11, 20)
+        # A new title, and no `checked` any more: the title changes, the day stays.
+        feeds.serve("events.yaml", meeting("SCO club assembly"), "application/yaml")
+        assert "1 changed" in await say(bot_api, "/sources check 1", "checked")
+        title = await scalar(
+            database_url, select(Event.title).where(Event.key == "sco-club-meeting")
+        )
+        assert title == {"en": "SCO club assembly"}
+        assert await scalar(database_url, checked_day("sco-club-meeting")) == dt.date(2026, 11, 20)
 
 
 async def test_links_kept_before_locations_were_do_not_read_as_changed_in_the_feed(
