@@ -650,7 +650,7 @@ function forgetFollows() {
 // --- chairs timeline ----------------------------------------------------------------
 
 const YEAR_WIDTH = 100; // px for a year on the timeline
-const LABEL_WIDTH = 64;
+const LABEL_WIDTH = 76; // --label-width in app.css
 const LANE_HEIGHT = 30;
 const LANE_OVERLAP = 12; // px: about six weeks
 
@@ -698,11 +698,11 @@ function renderChairs(data) {
     return h(
       "div",
       { class: "row" },
-      h("div", {
-        class: "row-label",
-        title: organisation.name,
-        text: organisation.abbreviation || organisation.name,
-      }),
+      h(
+        "div",
+        { class: "row-label", title: organisation.name },
+        h("span", { text: organisation.abbreviation || organisation.name }),
+      ),
       h(
         "div",
         {
