@@ -39,6 +39,7 @@ _JSON_PARAMETERS = {
     "scope",
     "reply_parameters",
     "allowed_updates",
+    "menu_button",
 }
 _ALLOWED_TAGS = {
     "b",

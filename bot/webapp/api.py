@@ -39,7 +39,7 @@ from bot.handlers.chat_settings import change_digest, change_language, change_ti
 from bot.handlers.subscriptions import change_lead_times, follow_target
 from bot.presentation.i18n import Translator, translator
 from bot.webapp import shapes
-from bot.webapp.calendar import FIRST_YEAR, LAST_YEAR, YearCalendar, occurrences_in
+from bot.webapp.calendar import FIRST_YEAR, LAST_YEAR, YearCalendar, keep_zones, occurrences_in
 from bot.webapp.init_data import InitData, InitDataError, verify_init_data
 from bot.webapp.strings import ui_strings
 from config.languages import SUPPORTED_LANGUAGES, normalise_language
@@ -50,7 +50,7 @@ from storage.models import ChatType, DigestFrequency, SubscriptionScope
 from storage.queries import one_revision
 from storage.subscriptions import SubscriptionError
 from storage.timezones import resolve_timezone
-from storage.views import ChatView
+from storage.views import ChatView, EventView
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,9 @@ MAX_CACHED_MEMBERS = 10_000
 CHAIRS_YEARS_AROUND = 2
 MAX_CHAIRS_YEARS = 30
 MAX_KEY_LENGTH = 200
+# Calendars kept rendered (a year, an organisation, a language).
+MAX_CACHED_LISTINGS = 512
+MAX_CACHED_WHENS = 50_000
 ADMIN_STATUSES = frozenset({ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR})
 MEMBER_STATUSES = ADMIN_STATUSES | {ChatMemberStatus.MEMBER}
 _CHAT_ID = re.compile(r"-?\d{1,20}")
@@ -135,6 +138,13 @@ class WebAppApi:
         self.calendar = YearCalendar(services.catalogue)
         self._members: OrderedDict[tuple[int, int], tuple[float, str | None]] = OrderedDict()
         self._assets: dict[Path, _Asset] = {}
+        self._listed_cache: dict[
+            tuple[int, str | None, str], tuple[tuple[EventView, dict[str, Any]], ...]
+        ] = {}
+        self._whens: dict[tuple[str, dt.datetime, str, str], str] = {}
+        self._chairs_cache: dict[tuple[dt.date, dt.date, dt.date, str], dict[str, Any]] = {}
+        self._chairs_revision: tuple[object, ...] | None = None
+        self._listed_revision: tuple[object, ...] | None = None
 
     def routes(self) -> list[BaseRoute]:
         api: list[tuple[str, Handler, str, bool]] = [
@@ -282,9 +292,8 @@ class WebAppApi:
         if status not in MEMBER_STATUSES:
             raise ApiError(403, "forbidden", _not_a_member(user_tr))
         can_edit = status in ADMIN_STATUSES
-        chat = (await chat_views(services.database, [chat_id])).get(chat_id)
-        if chat is None:
-            chat = await self._first_contact(chat_id, language, now, user_tr)
+        stored = (await chat_views(services.database, [chat_id])).get(chat_id)
+        chat = stored or await self._first_contact(chat_id, language, now, user_tr)
         if write and not can_edit:
             message = translator(chat.language).gettext(
                 "Only the admins of this group can change its settings."
@@ -357,13 +366,52 @@ class WebAppApi:
         tr = caller.tr
         year = _year(request.query_params.get("year"), caller.today.year, tr)
         organisation = await self._organisation(request.query_params.get("org"), tr)
-        events = await self.calendar.events(year, organisation)
+        listed = await self._listed(year, organisation, caller.chat, tr)
         following = await self._following(caller.chat.id)
         chat, now = caller.chat, caller.now
         return {
             "year": year,
-            "events": [shapes.event_item(e, chat, now, tr, following) for e in events],
+            "events": [
+                shapes.dated_item(item, e, self._when(e, item, chat, tr), now, tr, following)
+                for e, item in listed
+            ],
         }
+
+    async def _listed(
+        self, year: int, organisation: str | None, chat: ChatView, tr: Translator
+    ) -> tuple[tuple[EventView, dict[str, Any]], ...]:
+        """A year's events with what the calendar says of them in one language, kept
+        until the catalogue's revision changes (as the catalogue keeps its views)."""
+        revision = await self.services.catalogue.revision()
+        if revision != self._listed_revision:
+            self._listed_cache, self._whens = {}, {}
+            self._listed_revision = revision
+        cache = self._listed_cache  # this revision's
+        key = (year, organisation, tr.language)
+        found = cache.get(key)
+        if found is None:
+            events = await self.calendar.events(year, organisation)
+            keep_zones(events)
+            found = tuple((e, shapes.listed_item(e, chat, tr)) for e in events)
+            if len(cache) >= MAX_CACHED_LISTINGS:
+                cache.clear()
+            cache[key] = found
+        return found
+
+    def _when(
+        self, event: EventView, listed: dict[str, Any], chat: ChatView, tr: Translator
+    ) -> str:
+        """When an event is for this reader; a time of day (in the reader's zone and
+        the venue's) is formatted once per zone and language."""
+        if not event.is_timed:  # the same for every reader: kept with the listing
+            return str(listed["when"])
+        key = (event.key, event.starts_at, tr.language, chat.timezone)
+        found = self._whens.get(key)
+        if found is None:
+            if len(self._whens) >= MAX_CACHED_WHENS:
+                self._whens.clear()
+            found = self._whens[key] = shapes.when_text(event, chat, tr)
+        return found
 
     async def event_card(self, request: Request, caller: Caller) -> dict[str, Any]:
         tr, now = caller.tr, caller.now
@@ -389,6 +437,24 @@ class WebAppApi:
         )
         if last < first or last.year - first.year >= MAX_CHAIRS_YEARS:
             raise ApiError(400, "bad_period", _bad_date(f"{first} – {last}", tr))
+        catalogue = self.services.catalogue
+        # The same for every reader of a language on a day, until the catalogue changes.
+        revision = await catalogue.revision()
+        if revision != self._chairs_revision:
+            self._chairs_cache, self._chairs_revision = {}, revision
+        cache = self._chairs_cache
+        key = (first, last, today, tr.language)
+        found = cache.get(key)
+        if found is None:
+            found = await self._timeline(first, last, today, tr)
+            if len(cache) >= MAX_CACHED_LISTINGS:
+                cache.clear()
+            cache[key] = found
+        return found
+
+    async def _timeline(
+        self, first: dt.date, last: dt.date, today: dt.date, tr: Translator
+    ) -> dict[str, Any]:
         catalogue = self.services.catalogue
         groups = await catalogue.chairs_during(first, last)
         current = {g.organisation.key: g.chairs for g in await catalogue.chairs_on(today)}
@@ -418,7 +484,7 @@ class WebAppApi:
         tr = caller.tr
         body = await _body(request, {"scope", "key"})
         try:
-            scope = SubscriptionScope(body.get("scope"))
+            scope = SubscriptionScope(str(body.get("scope")))
         except ValueError:
             raise _bad_body(400, tr) from None
         key = body.get("key")

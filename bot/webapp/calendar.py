@@ -11,8 +11,9 @@ changes, like the catalogue's own caches: nothing that depends on the moment is 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from storage.queries import Catalogue, EventFilter, When
 from storage.views import EventView
@@ -55,6 +56,18 @@ def occurrences_in(event: EventView, year: int) -> Iterator[EventView]:
         if touches_year(occurrence, year):
             yield occurrence
         moment = max(occurrence.ends_at, moment + dt.timedelta(seconds=1))
+
+
+# Time zones of the venues shown. ZoneInfo keeps only a few zones it made without being
+# held elsewhere; a calendar of hundreds of venues would read their files again for every
+# request (judging whether an event is over reads its venue's zone). Held here instead.
+_ZONES: dict[str, ZoneInfo] = {}
+
+
+def keep_zones(events: Iterable[EventView]) -> None:
+    for event in events:
+        if event.timezone and event.timezone not in _ZONES:
+            _ZONES[event.timezone] = ZoneInfo(event.timezone)
 
 
 class YearCalendar:

@@ -9,6 +9,7 @@ The presentation functions give HTML-escaped text for messages; the app gets it 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -18,7 +19,6 @@ from bot.presentation.chairs import chair_period, projection_text
 from bot.presentation.dates import (
     countdown,
     event_when,
-    format_dates,
     standing_label,
     zone_label,
 )
@@ -44,7 +44,7 @@ from config.languages import SUPPORTED_LANGUAGES
 from storage.aging import Standing, standing
 from storage.dates import PartialDate, Precision
 from storage.followers import DEFAULT_LEAD_TIMES, LEAD_TIME_CHOICES
-from storage.models import DigestFrequency, SubscriptionScope
+from storage.models import DigestFrequency, EventStatus, SubscriptionScope
 from storage.rotation import OrganisationChairs, ProjectedChair
 from storage.subscriptions import SubscriptionView
 from storage.timezones import offset_label
@@ -157,30 +157,72 @@ def event_status(event: EventView, now: dt.datetime) -> str:
 def _status_label(status: str, event: EventView, tr: Translator) -> str:
     if status == PASSED:
         return tr.gettext("dates passed — outcome not recorded")
-    return status_label(event.status, tr)
+    return _labels(tr)[event.status]
+
+
+@functools.lru_cache(maxsize=256)
+def _kind_label(kind: str, tr: Translator) -> str:
+    return kind_label(kind, tr)
+
+
+@functools.cache
+def _labels(tr: Translator) -> dict[EventStatus, str]:
+    # Translators live as long as the process; a calendar labels hundreds of events.
+    return {status: status_label(status, tr) for status in EventStatus}
 
 
 def event_item(
     event: EventView, chat: ChatView, now: dt.datetime, tr: Translator, following: Following
 ) -> JSON:
     """An event (or an occurrence) as the calendar lists it."""
+    return dated_item(
+        listed_item(event, chat, tr), event, when_text(event, chat, tr), now, tr, following
+    )
+
+
+def dated_item(
+    listed: JSON,
+    event: EventView,
+    when: str,
+    now: dt.datetime,
+    tr: Translator,
+    following: Following,
+) -> JSON:
+    """:func:`listed_item` with when it is for this reader (``when``, from
+    :func:`when_text`), and what depends on the moment and the chat's subscriptions."""
     status = event_status(event, now)
+    return {
+        **listed,
+        "when": when,
+        "status": status,
+        "status_label": _status_label(status, event, tr),
+        "followed": following.follows(event),
+    }
+
+
+def when_text(event: EventView, chat: ChatView, tr: Translator) -> str:
+    """When the event is, as the card says it: the reader's time first, the venue's beside
+    it when they differ; lines apart."""
+    return _plain("\n".join(event_when(event, chat, tr)))
+
+
+def listed_item(event: EventView, chat: ChatView, tr: Translator) -> JSON:
+    """What the calendar says of an event whatever the moment: the same for every reader
+    of one language until the catalogue changes (so it can be kept). Its ``when`` is the
+    reader's only for an event at a time of day (:func:`dated_item` is given it)."""
     org = event.organisation
     return {
+        "when": when_text(event, chat, tr),
         "key": event.key,
         "title": event_title(event, tr),
         "organisation": org.key if org else None,
         "organisation_label": organisation_short(org, tr) if org else None,
         "kind": event.kind,
-        "kind_label": kind_label(event.kind, tr),
+        "kind_label": _kind_label(event.kind, tr),
         "precision": event.start.precision.value,
         "start": event.start.first_day.isoformat(),
         "end": (event.end or event.start).last_day.isoformat(),
-        "when": _plain("\n".join(event_when(event, chat, tr))),
-        "status": status,
-        "status_label": _status_label(status, event, tr),
         "place": place_label(event, tr) or None,
-        "followed": following.follows(event),
     }
 
 
@@ -286,12 +328,3 @@ def _projected_bar(projected: ProjectedChair, after: dt.date | None, tr: Transla
         "sources": [],
         "current": False,
     }
-
-
-def span_label(first: dt.date, last: dt.date, tr: Translator) -> str:
-    """ "2024 – 2028": the timeline's years, as the chat writes a period."""
-    return format_dates(
-        PartialDate(first.year, precision=Precision.YEAR),
-        PartialDate(last.year, precision=Precision.YEAR),
-        tr,
-    )
