@@ -19,8 +19,10 @@ import pytest
 from bot.app import build_services
 from bot.clock import FixedClock
 from bot.context import BotApplication
+from bot.presentation.i18n import translator
 from bot.runtime.serve import WebAppServer, WebhookServer
 from bot.webapp.init_data import sign_init_data
+from bot.webapp.strings import ui_strings
 from storage.chats import chat_views
 from tests.botapi import LocalBotApi
 from tests.conftest import TEST_TOKEN, StartBot, make_settings
@@ -258,7 +260,8 @@ async def test_forged_expired_or_malformed_init_data_is_refused_and_changes_noth
     settings = await mini_app.post("/app/api/settings", {"language": "ru"}, authorization=header)
     for status, body in (read, follow, settings):
         assert status == 401, body
-        assert body["error"] == "unauthorized" and body["message"]
+        assert body["error"] == "unauthorized"
+        assert body["message"] == ui_strings(translator("en"))["error_unauthorized"]
     # Nothing was stored, not even the chat; the chat itself still follows nothing.
     views = await chat_views(application.bot_data.services.database, [USER, USER + 1])
     assert views == {}
@@ -274,6 +277,14 @@ async def test_a_missing_or_garbled_authorization_header_is_401(
     _, mini_app, _ = app
     status, body = await mini_app.get("/app/api/session", authorization=authorization or " ")
     assert status == 401 and body["error"] == "unauthorized"
+
+
+async def test_a_refusal_is_in_the_language_the_user_claims(app: Running) -> None:
+    _, mini_app, _ = app
+    stale = mini_app.init_data(language="ru", auth_date=mini_app.clock.now() - dt.timedelta(days=2))
+    status, body = await mini_app.get("/app/api/session", init_data=stale)
+    assert status == 401
+    assert body["message"] == ui_strings(translator("ru"))["error_unauthorized"]
 
 
 async def test_init_data_older_than_the_setting_is_refused(

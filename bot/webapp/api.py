@@ -40,7 +40,7 @@ from bot.handlers.subscriptions import change_lead_times, follow_target
 from bot.presentation.i18n import Translator, translator
 from bot.webapp import shapes
 from bot.webapp.calendar import FIRST_YEAR, LAST_YEAR, YearCalendar, keep_zones, occurrences_in
-from bot.webapp.init_data import InitData, InitDataError, verify_init_data
+from bot.webapp.init_data import InitData, InitDataError, claimed_language, verify_init_data
 from bot.webapp.strings import ui_strings
 from config.languages import SUPPORTED_LANGUAGES, normalise_language
 from storage.chats import chat_views
@@ -256,10 +256,12 @@ class WebAppApi:
             )
         except InitDataError as exc:
             log.info("Mini App request refused (%s) from %s", exc.reason, _peer(request))
-            tr = translator(self.services.settings.default_language)
-            raise ApiError(
-                401, "unauthorized", tr.gettext("Open this page from the bot in Telegram.")
-            ) from None
+            # In the language the (unverified) user claims: it only picks the words.
+            language = normalise_language(
+                claimed_language(raw), self.services.settings.default_language
+            )
+            message = ui_strings(translator(language))["error_unauthorized"]
+            raise ApiError(401, "unauthorized", message) from None
 
     async def _caller(self, request: Request, init: InitData, *, write: bool) -> Caller:
         """The chat asked about, stored on first contact as the bot stores it, and

@@ -141,6 +141,18 @@ def _user(raw: str | None) -> WebAppUser:
     )
 
 
+def claimed_language(raw: str) -> str | None:
+    """The ``language_code`` an initData's user claims, without checking the signature:
+    only for choosing the words of a refusal."""
+    try:
+        fields = dict(parse_qsl(raw[:MAX_INIT_DATA_LENGTH], keep_blank_values=True))
+        user = json.loads(fields.get("user", "null"))
+    except ValueError:
+        return None
+    code = user.get("language_code") if isinstance(user, dict) else None
+    return code if isinstance(code, str) else None
+
+
 def sign_init_data(
     bot_token: str,
     *,
