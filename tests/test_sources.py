@@ -17,6 +17,7 @@ import icalendar
 import pytest
 from aiohttp import web
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import FixedClock
 from bot.context import BotApplication
@@ -229,6 +230,29 @@ def pending_reminders(key: str) -> Any:
     )
 
 
+async def operator_saves(
+    app: BotApplication, before: EventRow, after: EventRow, *, session: AsyncSession | None = None
+) -> None:
+    """An operator's Save of ``before`` → ``after`` (in ``session``'s transaction, if given)."""
+    services = app.bot_data.services
+
+    async def save(session: AsyncSession) -> None:
+        await save_event(
+            session,
+            after,
+            before=before,
+            changed_by=f"operator {OPERATOR_ID}",
+            now=services.clock.now(),
+            planner=services.dispatcher.planner,
+        )
+
+    if session is not None:
+        await save(session)
+        return
+    async with services.database.transaction() as own:
+        await save(own)
+
+
 # --- a feed followed over time -----------------------------------------------------------
 
 
@@ -314,7 +338,6 @@ async def test_a_feed_brings_new_events_then_a_postponement_and_a_cancellation_o
 async def test_an_operators_edit_survives_and_a_vanished_event_is_flagged_not_deleted(
     bot_api: LocalBotApi,
     start_bot: StartBot,
-    clock: FixedClock,
     database_url: str,
     feeds: FeedServer,
 ) -> None:
@@ -332,15 +355,7 @@ async def test_an_operators_edit_survives_and_a_vanished_event_is_flagged_not_de
         edited = EventRow.model_validate(
             {**dict(row), "start": PartialDate.parse("2026-11-25"), "timezone": None}
         )
-        async with services.database.transaction() as session:
-            await save_event(
-                session,
-                edited,
-                before=row,
-                changed_by=f"operator {OPERATOR_ID}",
-                now=clock.now(),
-                planner=services.dispatcher.planner,
-            )
+        await operator_saves(app, row, edited)
 
         # The feed then moves the talks itself, and drops the forum; an older copy of the
         # forum's first version comes back later.
@@ -475,7 +490,6 @@ async def test_a_data_file_source_adds_events_and_may_not_touch_others(
 async def test_a_location_no_known_place_names_is_kept_in_words_shown_and_exported(
     bot_api: LocalBotApi,
     start_bot: StartBot,
-    clock: FixedClock,
     database_url: str,
     empty_database_url: str,
     feeds: FeedServer,
@@ -518,15 +532,7 @@ async def test_a_location_no_known_place_names_is_kept_in_words_shown_and_export
         assert row is not None and row.location == "Rue du Lac 5, Hall B"
         renamed = changed(row, title={"en": "SCO Energy Ministers"})
         for before, after in ((row, renamed), (renamed, with_place(renamed, astana, None))):
-            async with services.database.transaction() as session:
-                await save_event(
-                    session,
-                    after,
-                    before=before,
-                    changed_by=f"operator {OPERATOR_ID}",
-                    now=clock.now(),
-                    planner=services.dispatcher.planner,
-                )
+            await operator_saves(app, before, after)
             card = await say(bot_api, f"/event {forum}", "SCO Energy Ministers")
             where = "Rue du Lac 5, Hall B" if after is renamed else "Astana, Kazakhstan"
             assert f"📍 {where}\n" in card
@@ -556,7 +562,6 @@ def checked_day(key: str) -> Any:
 async def test_an_operators_checked_today_is_an_edit_the_feed_keeps_and_never_clears(
     bot_api: LocalBotApi,
     start_bot: StartBot,
-    clock: FixedClock,
     database_url: str,
     feeds: FeedServer,
 ) -> None:
@@ -646,7 +651,7 @@ async def test_a_source_that_does_not_say_when_it_was_checked_keeps_the_day_ther
 
 
 async def test_links_kept_before_locations_were_do_not_read_as_changed_in_the_feed(
-    bot_api: LocalBotApi, start_bot: StartBot, database_url: str, feeds: FeedServer
+    bot_api: LocalBotApi, start_bot: StartBot, feeds: FeedServer
 ) -> None:
     """A source's last values stored before rows had ``location`` (migration 0014): the
     same feed is no change, so an operator's edit is not flagged for it."""
@@ -662,14 +667,8 @@ async def test_links_kept_before_locations_were_do_not_read_as_changed_in_the_fe
             link.snapshot = {k: v for k, v in link.snapshot.items() if k != "location"}
             row = await load_event_row(session, talks)
             assert row is not None
-            await save_event(
-                session,
-                changed(row, title={"en": "SCO Ministers of Foreign Affairs"}),
-                before=row,
-                changed_by=f"operator {OPERATOR_ID}",
-                now=NOW,
-                planner=services.dispatcher.planner,
-            )
+            renamed = changed(row, title={"en": "SCO Ministers of Foreign Affairs"})
+            await operator_saves(app, row, renamed, session=session)
         feeds.serve("sco.ics", calendar(TALKS, FORUM))  # a new body, the talks as they were
         outcome = await services.sources.poll_now(1)
         assert outcome is not None and outcome.report is not None
