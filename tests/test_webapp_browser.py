@@ -65,6 +65,7 @@ SECRET = "browser-tests-secret-0123456789abcdef"
 WEBHOOK_PATH = "/telegram"
 TELEGRAM_SCRIPT = "https://telegram.org/js/telegram-web-app.js"
 USER_ID = 5001
+GROUP, ADMIN, MEMBER = -100_700_002, 6301, 6302
 PHONE: ViewportSize = {"width": 360, "height": 740}
 REFUSED = "Failed to load resource: the server responded with a status of 401"
 
@@ -215,22 +216,38 @@ class MiniApp:
     http: aiohttp.ClientSession
     errors: list[str] = field(default_factory=list)
 
-    def init_data(self, *, language_code: str = "en", age: dt.timedelta | None = None) -> str:
+    def init_data(
+        self,
+        *,
+        user_id: int = USER_ID,
+        language_code: str = "en",
+        age: dt.timedelta | None = None,
+        start_param: str | None = None,
+    ) -> str:
+        """initData as Telegram signs it for the bot, ``age`` ago by the bot's clock."""
         signed_at = self.clock.now() - (age or dt.timedelta(minutes=1))
-        user = {"id": USER_ID, "first_name": "Tester", "language_code": language_code}
-        return sign_init_data(TEST_TOKEN, user=user, auth_date=signed_at)
+        user = {"id": user_id, "first_name": "Tester", "language_code": language_code}
+        fields = {"start_param": start_param} if start_param else {}
+        return sign_init_data(TEST_TOKEN, user=user, auth_date=signed_at, **fields)
 
     async def open(
         self,
         *,
         init_data: str | None = None,
+        user_id: int = USER_ID,
+        start_param: str | None = None,
         scheme: str = "light",
         wait_for_tabs: bool = True,
     ) -> Page:
-        raw = init_data if init_data is not None else self.init_data()
+        """A new page of the app, opened by ``user_id`` (from a t.me link's ``startapp``
+        when ``start_param`` is given)."""
+        raw = init_data or self.init_data(user_id=user_id, start_param=start_param)
+        unsafe: dict[str, Any] = {"user": {"id": user_id, "first_name": "Tester"}}
+        if start_param:
+            unsafe["start_param"] = start_param
         config = {
             "initData": raw,
-            "initDataUnsafe": {"user": {"id": USER_ID, "first_name": "Tester"}},
+            "initDataUnsafe": unsafe,
             "colorScheme": scheme,
             "themeParams": DARK if scheme == "dark" else LIGHT,
         }
@@ -252,10 +269,11 @@ class MiniApp:
         if message.type == "error" and not message.text.startswith(REFUSED):
             self.errors.append(message.text)
 
-    async def chat(self, bot_api: LocalBotApi, text: str) -> str:
-        """Send ``text`` to the bot in the user's private chat, as Telegram posts it to the
-        webhook; the bot's answer as the user reads it."""
-        update = bot_api.message(text, chat_id=USER_ID)
+    async def chat(self, bot_api: LocalBotApi, text: str, **where: Any) -> str:
+        """Send ``text`` to the bot (in the user's private chat unless ``where`` says
+        otherwise, as for ``LocalBotApi.message``), as Telegram posts it to the webhook;
+        the bot's answer as the user reads it."""
+        update = bot_api.message(text, **({"chat_id": USER_ID} | where))
         headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
         async with self.http.post(self.base + WEBHOOK_PATH, json=update, headers=headers) as r:
             assert r.status == 200, await r.text()
@@ -298,9 +316,9 @@ async def app(
     assert not mini_app.errors, f"the page reported errors: {mini_app.errors}"
 
 
-async def followed_by_the_chat(application: BotApplication) -> list[str]:
-    """What the user's chat follows, as stored: "event test-summit", "organisation sco"."""
-    found = await application.bot_data.services.subscriptions.of_chat(USER_ID)
+async def followed_by_the_chat(application: BotApplication, chat_id: int = USER_ID) -> list[str]:
+    """What a chat follows, as stored: "event test-summit", "organisation sco"."""
+    found = await application.bot_data.services.subscriptions.of_chat(chat_id)
     return [f"{s.scope.value} {_target(s)}".strip() for s in found]
 
 
@@ -467,6 +485,42 @@ async def test_the_back_button_closes_a_card(app: tuple[MiniApp, BotApplication]
     await expect(dialog).to_be_hidden()
 
 
+async def test_a_group_opened_from_its_link_is_read_by_members_and_changed_by_its_admins(
+    app: tuple[MiniApp, BotApplication], bot_api: LocalBotApi
+) -> None:
+    mini_app, application = app
+    bot_api.emulator.register_chat({"id": GROUP, "type": "supergroup", "title": "Summit watchers"})
+    bot_api.emulator.admins[GROUP] = {ADMIN}
+    link = f"c{GROUP}"  # t.me/<bot>/<app>?startapp=c<chat id>, under the group's /upcoming
+
+    # A member reads the group's calendar and settings, and can change nothing.
+    member = await mini_app.open(user_id=MEMBER, start_param=link)
+    await expect(member.get_by_role("heading", name="Summit watchers")).to_be_visible()
+    await member.get_by_role("button", name="Next month").click()
+    async with card_of(member, "Test summit") as card:
+        await expect(card.get_by_role("button", name="🔔 Follow")).to_be_disabled()
+        await expect(card).to_contain_text("Only the chat's admins can change these settings.")
+    await member.get_by_role("tab", name="My reminders").click()
+    settings = member.get_by_role("tabpanel")
+    await expect(settings).to_contain_text("Only the chat's admins can change these settings.")
+    await expect(member.get_by_role("button", name="Save")).to_be_disabled()
+    await expect(member.get_by_label("Language", exact=True)).to_be_disabled()
+    await expect(member.get_by_role("button", name="Follow all events")).to_be_disabled()
+
+    # An admin follows the summit for the group; the group's /mysubs lists it.
+    admin = await mini_app.open(user_id=ADMIN, start_param=link)
+    await admin.get_by_role("button", name="Next month").click()
+    async with card_of(admin, "Test summit") as card:
+        await card.get_by_role("button", name="🔔 Follow").click()
+        await expect(card.get_by_role("button", name="🔕 Unfollow")).to_be_visible()
+    assert await followed_by_the_chat(application, GROUP) == ["event test-summit"]
+    assert await followed_by_the_chat(application) == []
+    answer = await mini_app.chat(
+        bot_api, "/mysubs", chat_id=GROUP, user_id=MEMBER, chat_type="supergroup"
+    )
+    assert "Test summit" in answer
+
+
 # --- chairs ---------------------------------------------------------------------------
 
 
@@ -567,9 +621,11 @@ async def test_expired_init_data_shows_the_error_and_changes_nothing(
     expired = mini_app.init_data(age=dt.timedelta(days=2))
     status, refusal = await mini_app.api("session", expired)
     assert status == 401
+    english = ui_strings(translator("en"))
+    assert refusal["message"] == english["error_unauthorized"]
     page = await mini_app.open(init_data=expired, wait_for_tabs=False)
     alert = page.get_by_role("alert").first
-    await expect(alert).to_have_text(refusal["message"])
+    await expect(alert).to_have_text(english["error_unauthorized"])
     await expect(page.get_by_role("tablist")).to_be_hidden()
     await expect(page.get_by_role("button", name="Try again")).to_be_hidden()
 
@@ -582,7 +638,6 @@ async def test_expired_init_data_shows_the_error_and_changes_nothing(
     await expect(card.get_by_role("button", name="🔔 Follow")).to_be_visible()
     clock.advance(dt.timedelta(days=2))
     await card.get_by_role("button", name="🔔 Follow").click()
-    english = ui_strings(translator("en"))
     await expect(card.get_by_role("alert")).to_have_text(english["error_unauthorized"])
     await expect(card.get_by_role("button", name="🔔 Follow")).to_be_enabled()
     assert "haptic error" in await page.evaluate("window.__telegram.calls")
