@@ -251,7 +251,6 @@ async def preview(session: AsyncSession, row: EventRow, now: dt.datetime) -> Eve
         confidence=row.confidence,
         sources=tuple(row.sources),
         updated_at=now,
-        checked=row.checked,
         location=row.location,
     )
 

@@ -360,6 +360,15 @@ async def record_success(
     await session.flush()
 
 
+async def release_leases(session: AsyncSession, worker: str) -> None:
+    """Give back every lease ``worker`` holds (a process stopping). Never commits."""
+    await session.execute(
+        update(Source)
+        .where(Source.claimed_by == worker)
+        .values(claimed_by=None, claimed_until=None)
+    )
+
+
 def _release(source: Source, worker: str) -> None:
     """Give the lease back, if ``worker`` still holds it (a lapsed one may be another's)."""
     if source.claimed_by == worker:

@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import update
 from telegram.ext import CallbackContext, JobQueue
 
 from bot.clock import Clock
@@ -35,7 +34,7 @@ from bot.sources.ical import FeedError, parse_feed
 from config.settings import Settings
 from storage.database import Database, is_unavailable
 from storage.datafile import DatasetError, PlaceRow, parse_text
-from storage.models import Source, SourceKind
+from storage.models import SourceKind
 from storage.planning import Planner
 from storage.sources import (
     PollReport,
@@ -50,6 +49,7 @@ from storage.sources import (
     list_sources,
     record_failure,
     record_success,
+    release_leases,
 )
 
 log = logging.getLogger(__name__)
@@ -251,11 +251,7 @@ class SourcePoller:
                 await asyncio.wait(pending, timeout=1.0)
         try:
             async with self.database.transaction() as session:
-                await session.execute(
-                    update(Source)
-                    .where(Source.claimed_by == self.worker)
-                    .values(claimed_by=None, claimed_until=None)
-                )
+                await release_leases(session, self.worker)
         except Exception as exc:
             if not is_unavailable(exc):
                 raise
