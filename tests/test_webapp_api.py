@@ -26,7 +26,7 @@ from bot.webapp.strings import ui_strings
 from storage.chats import chat_views
 from tests.botapi import LocalBotApi
 from tests.conftest import TEST_TOKEN, StartBot, make_settings
-from tests.factories import QUIET, load, plain, tight_ranges
+from tests.factories import QUIET, START, TEST_EVENT, load, plain, tight_ranges
 
 SECRET = "s3cret-Token_for-tests_0123456789abcdef"
 USER = 6101
@@ -421,6 +421,39 @@ async def test_following_in_the_app_shows_in_mysubs_and_unfollowing_there_too(
     )
     assert removed == (200, {"removed": True})
     assert "follows nothing" in await chat.say("/mysubs")
+
+
+async def test_a_follow_in_the_app_plans_the_reminders_a_subscribe_would(
+    start_app: StartApp, database_url: str, clock: FixedClock, bot_api: LocalBotApi
+) -> None:
+    await load(database_url, TEST_EVENT, clock.now())
+    async with start_app() as (application, mini_app, _):
+        status, _body = await mini_app.post(
+            "/app/api/follow", {"scope": "event", "key": "test-summit"}
+        )
+        assert status == 200
+        clock.set(START - dt.timedelta(days=1) + dt.timedelta(seconds=5))
+        await application.bot_data.services.dispatcher.sweep()
+    reminders = [plain(c.text) for c in bot_api.sent_to(USER) if "⏰" in c.text]
+    assert len(reminders) == 1 and "Test summit" in reminders[0]
+
+
+async def test_another_chats_subscription_cannot_be_changed_by_its_id(app: Running) -> None:
+    _, mini_app, chat = app
+    _, followed = await mini_app.post("/app/api/follow", {"scope": "all"})
+    theirs = followed["subscription"]["id"]
+    intruder = USER + 50
+    removed = await mini_app.post(
+        "/app/api/unfollow", {"subscription_id": theirs}, user_id=intruder
+    )
+    assert removed == (200, {"removed": False})
+    status, _ = await mini_app.post(
+        f"/app/api/subscriptions/{theirs}/lead_times", {"lead_times": [60]}, user_id=intruder
+    )
+    assert status == 404
+    for bad in ({"subscription_id": "1"}, {"subscription_id": True}, {"subscription_id": -3}):
+        assert (await mini_app.post("/app/api/unfollow", bad))[0] == 400
+    assert "all summits and meetings — 7 days, 1 day and 1 hour" in await chat.say("/mysubs")
 
 
 async def test_subscribing_in_chat_shows_in_the_app(app: Running) -> None:
