@@ -1000,7 +1000,7 @@ function wire() {
   $("month-next").addEventListener("click", () => moveMonth(1));
   $("month-today").addEventListener("click", () => {
     [state.year, state.month] = parts(state.session.today);
-    state.day = state.session.today;
+    state.day = null;
     loadCalendar();
   });
   $("year-select").addEventListener("change", (event) => {
