@@ -11,18 +11,22 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from pydantic import ValidationError
 
 from bot.app import build_services
 from bot.clock import FixedClock
 from bot.context import BotApplication
 from bot.presentation.i18n import translator
+from bot.runtime.cli import main
 from bot.runtime.serve import WebAppServer, WebhookServer
 from bot.webapp.init_data import sign_init_data
 from bot.webapp.strings import ui_strings
+from config.settings import Settings, webapp_url
 from storage.chats import chat_views
 from tests.botapi import LocalBotApi
 from tests.conftest import TEST_TOKEN, StartBot, make_settings
@@ -639,6 +643,8 @@ async def test_the_page_and_its_files_are_served_with_types_and_etags(app: Runni
         assert page.status == 200 and page.content_type == "text/html"
         assert "telegram-web-app.js" in await page.text()
         assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    async with http.get(base + "/app") as redirected:
+        assert redirected.status == 200 and str(redirected.url).endswith("/app/")
     async with http.get(base + "/app/static/app.js") as script:
         assert script.status == 200 and script.content_type == "text/javascript"
         etag = script.headers["ETag"]
@@ -732,3 +738,43 @@ async def test_a_failing_menu_button_does_not_stop_the_bot(
         update = bot_api.message("/upcoming", chat_id=USER)
         reply = await bot_api.reply_to(update)
     assert reply.button("Open calendar")["web_app"] == {"url": "https://calendar.example.org/app/"}
+
+
+# --- settings and the command ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("webapp_url", "ftp://x.example/app/", "WEBAPP_URL"),
+        ("webapp_url", "https://x.example/app/ with space", "WEBAPP_URL"),
+        ("webapp_short_name", "ab", "WEBAPP_SHORT_NAME"),
+        ("webapp_short_name", "no spaces", "WEBAPP_SHORT_NAME"),
+        ("webapp_auth_max_age_seconds", 5, "greater than or equal to 60"),
+    ],
+)
+def test_invalid_mini_app_settings_are_refused(setting: str, value: object, expected: str) -> None:
+    with pytest.raises(ValidationError, match=expected):
+        Settings(_env_file=None, **{setting: value})  # type: ignore[arg-type]
+
+
+def test_the_app_address_is_the_setting_or_the_webhooks_origin() -> None:
+    def url(**values: object) -> str | None:
+        return webapp_url(Settings(_env_file=None, **values))  # type: ignore[arg-type]
+
+    assert url() is None
+    assert url(webhook_url="https://bot.example.org:8443/telegram") == (
+        "https://bot.example.org:8443/app/"
+    )
+    assert url(webhook_url="https://a.example/t", webapp_url="https://b.example/cal/") == (
+        "https://b.example/cal/"
+    )
+
+
+def test_summitbot_webapp_needs_the_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env from the working directory
+    monkeypatch.delenv("BOT_TOKEN", raising=False)
+    assert main(["webapp"]) == 2
+    assert "BOT_TOKEN is not set" in capsys.readouterr().err
