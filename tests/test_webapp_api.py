@@ -562,6 +562,9 @@ async def test_bodies_that_are_too_large_or_not_json_are_refused(app: Running) -
     assert status == 413 and body["error"] == "too_large"
     status, body = await mini_app.call("POST", "/app/api/follow", raw=b"{not json")
     assert status == 400 and body["error"] == "bad_request"
+    for method, path in (("GET", "/app/api/nothing"), ("GET", "/app/api/follow")):
+        status, body = await mini_app.call(method, path)
+        assert (status, body["error"]) == (404, "not_found"), path
     for bad in (
         {"scope": "planet"},
         {"scope": "all", "key": "sco"},

@@ -168,9 +168,15 @@ class WebAppApi:
                         Route(f"/api{path}", self._endpoint(handler, write), methods=[method])
                         for path, handler, method, write in api
                     ),
+                    # Anything else under /api is answered in JSON, as the page reads it.
+                    Route("/api/{path:path}", self.unknown, methods=["GET", "POST"]),
                 ],
             )
         ]
+
+    async def unknown(self, _: Request) -> Response:
+        tr = translator(self.services.settings.default_language)
+        return _error(ApiError(404, "not_found", tr.gettext("I can't read this request.")))
 
     # --- the page and its files ---------------------------------------------------
 
