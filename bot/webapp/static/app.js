@@ -203,7 +203,8 @@ function reportError(error, retry = null) {
     error = new ApiError(0, "error", t("error_generic") || "⚠");
   }
   haptic("error");
-  const inCard = $("card").open;
+  // An open card is modal: the page behind it cannot be read, so the card says it.
+  const inCard = $("card").open && $("card-error") !== null;
   const box = inCard ? $("card-error") : $("alert");
   if (inCard) box.textContent = error.message;
   else $("alert-text").textContent = error.message;
