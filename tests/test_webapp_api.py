@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 
 from bot.app import build_services
 from bot.clock import FixedClock
@@ -585,6 +586,20 @@ async def test_the_flood_limit_of_chat_holds_in_the_app(start_app: StartApp) -> 
         other = await mini_app.get("/app/api/me", user_id=USER + 7)
     assert statuses == [200, 200, 200, 429]
     assert other[0] == 200
+
+
+async def test_while_the_database_is_away_the_app_is_told_so_in_json(
+    app: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    application, mini_app, _ = app
+
+    async def unreachable(*_: object) -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+    monkeypatch.setattr(application.bot_data.services.subscriptions, "of_chat", unreachable)
+    status, body = await mini_app.get("/app/api/me")
+    assert (status, body["error"]) == (503, "unavailable")
+    assert body["message"] == "The bot is temporarily unavailable. Please try again in a minute."
 
 
 # --- groups -----------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from bot.webapp.init_data import InitData, InitDataError, claimed_language, veri
 from bot.webapp.strings import ui_strings
 from config.languages import SUPPORTED_LANGUAGES, normalise_language
 from storage.chats import chat_views
+from storage.database import is_unavailable
 from storage.dates import InvalidDate, PartialDate
 from storage.followers import LEAD_TIME_CHOICES
 from storage.models import ChatType, DigestFrequency, SubscriptionScope
@@ -244,6 +245,15 @@ class WebAppApi:
                 return _error(exc)
             except _BadBody as exc:
                 return _error(_bad_body(exc.status, tr))
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise  # a bug: logged by the server, a 500
+                # As in chat (bot/handlers/errors.py): the database is away for a moment.
+                log.warning("Mini App request while the database is unavailable: %r", exc)
+                message = tr.gettext(
+                    "The bot is temporarily unavailable. Please try again in a minute."
+                )
+                return _error(ApiError(503, "unavailable", message))
             return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
         return endpoint
