@@ -477,15 +477,45 @@ async def test_following_an_event_from_its_card_shows_in_mysubs_and_back(
     assert await followed_by_the_chat(application) == ["organisation sco"]
     assert "Test summit" not in await mini_app.chat(bot_api, "/mysubs")
 
+    # The SCO's reminders three days before only, set in the app, kept by the bot.
+    sco = following.get_by_role("listitem").filter(has_text="SCO")
+    await sco.get_by_text("Change lead times").click()
+    for box in await sco.get_by_role("checkbox").all():
+        await box.set_checked(await box.get_attribute("value") == str(3 * 24 * 60))
+    await sco.get_by_role("button", name="Save").click()
+    await expect(sco).to_contain_text("Reminders before: 3 days")
+    [subscription] = await application.bot_data.services.subscriptions.of_chat(USER_ID)
+    assert subscription.lead_times == (3 * 24 * 60,)
 
-async def test_the_back_button_closes_a_card(app: tuple[MiniApp, BotApplication]) -> None:
+
+async def test_the_card_works_from_the_keyboard_and_telegrams_back_button_closes_it(
+    app: tuple[MiniApp, BotApplication],
+) -> None:
     mini_app, _ = app
     page = await mini_app.open()
-    await page.get_by_role("button", name=re.compile("CSTO Collective Security Council")).click()
+    summit = page.get_by_role("button", name=re.compile("CSTO Collective Security Council"))
+    await summit.focus()
+    await page.keyboard.press("Enter")
     dialog = page.get_by_role("dialog")
     await expect(dialog.get_by_role("heading", name=re.compile("CSTO"))).to_be_visible()
+    # The card takes the focus, and gives it back where it came from.
+    await expect(dialog.get_by_role("button", name="Close")).to_be_focused()
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_be_hidden()
+    await expect(summit).to_be_focused()
+
+    await page.keyboard.press("Enter")
+    await expect(dialog).to_be_visible()
     await page.evaluate("window.__telegram.pressBack()")
     await expect(dialog).to_be_hidden()
+    assert not await page.evaluate("window.Telegram.WebApp.BackButton.isVisible")
+
+    # The views' tabs follow the arrow keys.
+    await page.get_by_role("tab", name="Calendar").focus()
+    await page.keyboard.press("ArrowRight")
+    await expect(page.get_by_role("tab", name="Chairs")).to_be_focused()
+    await expect(page.get_by_role("tab", name="Chairs")).to_have_attribute("aria-selected", "true")
+    await expect(page.locator("#timeline .row").first).to_be_visible()
 
 
 async def test_a_group_opened_from_its_link_is_read_by_members_and_changed_by_its_admins(
