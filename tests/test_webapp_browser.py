@@ -72,6 +72,26 @@ PHONE: ViewportSize = {"width": 360, "height": 740}
 # what the page said); any other console error fails the test.
 REFUSED = re.compile(r"Failed to load resource: the server responded with a status of 40[013]\b")
 
+# Beside the bundled dataset and the test summit: one of each status the dataset lacks.
+DECEMBER = """
+events:
+  - id: cis-test-postponed
+    organisation: cis
+    title: {en: Postponed CIS meeting}
+    place: astana
+    start: 2026-12-15
+    status: postponed
+    sources: [test]
+  - id: ots-test-cancelled
+    organisation: ots
+    title: {en: Cancelled OTS meeting}
+    place: astana
+    start: 2026-12-17
+    end: 2026-12-18
+    status: cancelled
+    sources: [test]
+"""
+
 # Telegram's own default palettes (the themeParams a Mini App gets in each scheme).
 LIGHT = {
     "bg_color": "#ffffff",
@@ -296,6 +316,7 @@ async def app(
     browser: Browser,
 ) -> AsyncIterator[tuple[MiniApp, BotApplication]]:
     await load(database_url, TEST_EVENT, clock.now())
+    await load(database_url, DECEMBER, clock.now(), name="december.yaml")
     settings = {
         "webhook_url": "https://bot.example.org/telegram",
         "webhook_secret": SECRET,
@@ -399,6 +420,17 @@ async def test_switching_months_and_filtering_by_organisation(
     await expect(listed.get_by_role("heading", name=re.compile("1 December 2026"))).to_be_visible()
     await expect(listed).to_contain_text("Test summit")
     await expect(listed).to_contain_text("confirmed")
+    # Each status has its badge; a two-day meeting is on both its days.
+    await page.get_by_role("button", name="Whole month").click()
+    await expect(
+        listed.get_by_role("button", name=re.compile("Postponed CIS meeting"))
+    ).to_contain_text("postponed")
+    cancelled = listed.get_by_role("button", name=re.compile("Cancelled OTS meeting"))
+    await expect(cancelled).to_contain_text("cancelled")
+    for day in ("17", "18"):
+        await expect(
+            page.get_by_role("button", name=re.compile(rf"\b{day} December 2026: Events: 1"))
+        ).to_be_visible()
     # The OTS summit's band reaches into December too.
     await expect(page.locator(".band", has_text="13th OTS Summit")).to_be_visible()
 
@@ -580,8 +612,10 @@ async def test_the_chairs_timeline_has_a_row_per_organisation_and_todays_line(
     await expect(shown).to_have_count(len(projected))
     await expect(shown.first).to_contain_text("projected")
     assert await shown.first.evaluate("e => getComputedStyle(e).borderTopStyle") == "dashed"
-    open_ended = [bar for bar in bars if bar["open_end"]]
+    open_ended = [bar for bar in bars if bar["open_end"] or not bar["end"]]
     await expect(timeline.locator(".bar.open-end")).to_have_count(len(open_ended))
+    approximate = [bar for bar in bars if bar["end_approximate"]]
+    await expect(timeline.locator(".bar.approx-end")).to_have_count(len(approximate))
 
     # The SCO's current chair, tapped: the chairmanship with its period and sources.
     sco = next(o for o in chairs["organisations"] if o["key"] == "sco")
