@@ -660,7 +660,7 @@ async def test_switching_to_arabic_turns_the_page_right_to_left(
     assert re.search("[\u0600-\u06ff]", answer), answer
 
 
-async def test_a_setting_the_bot_refuses_is_said_and_changes_nothing(
+async def test_settings_saved_in_the_app_are_the_chats_and_a_refused_one_changes_nothing(
     app: tuple[MiniApp, BotApplication], bot_api: LocalBotApi
 ) -> None:
     mini_app, application = app
@@ -684,6 +684,19 @@ async def test_a_setting_the_bot_refuses_is_said_and_changes_nothing(
     await expect(page.get_by_role("status")).to_have_text("Saved.")
     await expect(alert).to_be_hidden()
     assert "Berlin" in await mini_app.chat(bot_api, "/tz")
+
+    # The weekly digest and reminders an hour before, by default.
+    await page.get_by_label("Digest", exact=True).select_option("weekly")
+    defaults = page.get_by_role("group", name="Default lead times")
+    for box in await defaults.get_by_role("checkbox").all():
+        await box.set_checked(await box.get_attribute("value") == "60")
+    async with page.expect_response(lambda r: r.url.endswith("/app/api/settings")) as saved:
+        await page.get_by_role("button", name="Save").click()
+    assert (await saved.value).status == 200
+    await expect(page.get_by_role("status")).to_have_text("Saved.")
+    stored = await chat_views(application.bot_data.services.database, [USER_ID])
+    assert stored[USER_ID].digest.value == "weekly"
+    assert stored[USER_ID].lead_times == (60,)
 
 
 async def test_the_page_takes_telegrams_dark_theme_when_it_changes(
