@@ -345,6 +345,10 @@ async def test_a_planned_event_whose_dates_passed_shows_as_passed(app: Running) 
     assert lapsed["status"] == "passed"
     assert lapsed["status_label"] == "dates passed — outcome not recorded"
     assert {e["organisation"] for e in calendar["events"]} == {"sco"}
+    # An observance that comes every year is never "passed", as in chat.
+    _, everything = await mini_app.get("/app/api/calendar?year=2026")
+    water = next(e for e in everything["events"] if e["key"] == "world-water-day")
+    assert (water["start"], water["status"]) == ("2026-03-22", "confirmed")
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ import datetime as dt
 import functools
 import html
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from typing import Any
 
 from bot.presentation.chairs import chair_period, projection_text
@@ -149,9 +148,9 @@ class Following:
 
 def event_status(event: EventView, now: dt.datetime) -> str:
     """The status, or "passed" when the dates are over and no outcome is recorded
-    (``storage.aging``). An occurrence of a recurring event is judged on its own dates."""
-    own = replace(event, recurrence=None) if event.recurrence else event
-    return PASSED if standing(own, now) is Standing.LAPSED else event.status.value
+    (``storage.aging``, as chat says it). A recurring event is judged as chat judges it,
+    by its next occurrence: an observance that comes every year is never "passed"."""
+    return PASSED if standing(event, now) is Standing.LAPSED else event.status.value
 
 
 def _status_label(status: str, event: EventView, tr: Translator) -> str:
