@@ -668,6 +668,7 @@ async def test_settings_saved_in_the_app_are_the_chats_and_a_refused_one_changes
     await page.get_by_role("tab", name="My reminders").click()
     zone = page.get_by_label("Time zone", exact=True)
     await expect(zone).to_have_value("Asia/Almaty")
+    await expect(page.locator("#timezone-label")).to_have_text(re.compile(r"Almaty.*UTC\+05"))
     await zone.fill("Atlantis/Nowhere")
     await page.get_by_role("button", name="Save").click()
     alert = page.get_by_role("alert").first

@@ -874,6 +874,7 @@ function renderMe(me) {
   fill($("setting-language"), ...languages);
   $("setting-language").value = chat.language;
   $("setting-timezone").value = chat.timezone;
+  $("timezone-label").textContent = chat.timezone_label;
   fill(
     $("setting-digest"),
     ...state.session.digests.map((d) => h("option", { value: d.value, text: d.label })),
