@@ -352,6 +352,13 @@ def _target(subscription: SubscriptionView) -> str:
     return subscription.organisation.key if subscription.organisation else ""
 
 
+async def assert_fits_the_phone(page: Page) -> None:
+    """Nothing wider than the phone's screen: no sideways scrolling of the page (the
+    chairs timeline scrolls inside its own box)."""
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"the page is {width} px wide"
+
+
 @asynccontextmanager
 async def card_of(page: Page, title: str) -> AsyncIterator[Any]:
     """Tap the event ``title`` and yield its card (a dialog), closed afterwards."""
@@ -397,6 +404,7 @@ async def test_the_calendar_opens_on_this_month_with_each_event_at_its_own_preci
     await expect(sometime.get_by_role("heading", name="Sometime in 2026")).to_be_visible()
     await expect(sometime).to_contain_text("26th SCO Heads of State Council (Bishkek)")
     await expect(calendar).not_to_contain_text("Test summit")
+    await assert_fits_the_phone(page)
     await page.screenshot(path=str(screenshots / "calendar.png"))
 
     # The Telegram side: the page told Telegram it is ready and asked for the full height.
@@ -501,6 +509,7 @@ async def test_following_an_event_from_its_card_shows_in_mysubs_and_back(
     following = page.locator("#subscriptions")
     await expect(following.locator(".sub-label")).to_have_count(2)
     await expect(following).to_contain_text("Test summit")
+    await assert_fits_the_phone(page)
     await expect(following.locator(".sub-label")).to_have_text(["Test summit", "SCO"])
 
     # Unfollowing the summit in the app; chat no longer lists it.
@@ -629,6 +638,7 @@ async def test_the_chairs_timeline_has_a_row_per_organisation_and_todays_line(
     await expect(card).to_contain_text(sco["name"])
     await expect(card.locator(".sources li")).to_have_text(chair["sources"])
     await card.get_by_role("button", name="Close").click()
+    await assert_fits_the_phone(page)
     await page.screenshot(path=str(screenshots / "chairs.png"))
 
 
@@ -655,6 +665,7 @@ async def test_switching_to_arabic_turns_the_page_right_to_left(
     # The data speaks Arabic too: the organisations in the filter.
     await page.get_by_role("tab", name=arabic["calendar"]).click()
     await expect(page.locator("#org-select")).to_contain_text("منظمة شنغهاي للتعاون")
+    await assert_fits_the_phone(page)
     # The chat speaks Arabic from now on as well.
     answer = await mini_app.chat(bot_api, "/mysubs")
     assert re.search("[\u0600-\u06ff]", answer), answer
