@@ -472,6 +472,28 @@ async def test_switching_months_and_filtering_by_organisation(
     ).to_have_text(re.compile("Wednesday, 11 November 2026"))
 
 
+async def test_a_yearly_observance_is_on_its_day_each_year_and_its_card_is_that_years(
+    app: tuple[MiniApp, BotApplication],
+) -> None:
+    mini_app, _ = app
+    page = await mini_app.open()
+    for _ in range(4):
+        await page.get_by_role("button", name="Next month").click()
+    await expect(page.get_by_role("heading", name="March 2027", exact=True)).to_be_visible()
+    await expect(
+        page.get_by_role("button", name=re.compile(r"22 March 2027: Events: 1"))
+    ).to_be_visible()
+    async with card_of(page, "World Water Day") as card:
+        await expect(card.locator(".when")).to_contain_text("22 March 2027")
+        await expect(card).to_contain_text("confirmed")
+
+    # Another year, the same month.
+    await page.get_by_label("Year", exact=True).select_option("2025")
+    await expect(page.get_by_role("heading", name="March 2025", exact=True)).to_be_visible()
+    async with card_of(page, "World Water Day") as card:
+        await expect(card.locator(".when")).to_contain_text("22 March 2025")
+
+
 # --- a card, 🔔, and the same follows in chat -----------------------------------------
 
 

@@ -569,11 +569,14 @@ function sourcesBlock(sources, checked = null) {
   );
 }
 
+// A card of the calendar's year: a recurring event at its occurrence in that year.
+const cardPath = (key) => `events/${encodeURIComponent(key)}?year=${state.year}`;
+
 async function openEvent(key) {
   openDialog("");
   let card;
   try {
-    card = await api(`events/${encodeURIComponent(key)}`);
+    card = await api(cardPath(key));
   } catch (error) {
     fill($("card-body"), h("p", { id: "card-error", class: "error", role: "alert" }));
     reportError(error);
@@ -599,6 +602,7 @@ function renderEventCard(card) {
       "p",
       { class: "card-tags" },
       badge(card),
+      card.kind_label && h("span", { class: "kind", text: card.kind_label }),
       card.precision === "month" && h("span", { class: "tbd", text: t("dates_not_announced") }),
       card.precision === "year" &&
         h("span", { class: "tbd", text: t("sometime_in", { year: card.start.slice(0, 4) }) }),
@@ -636,7 +640,7 @@ async function toggleFollow(card, button) {
   haptic("success");
   forgetFollows();
   try {
-    renderEventCard(await api(`events/${encodeURIComponent(card.key)}`));
+    renderEventCard(await api(cardPath(card.key)));
   } catch (error) {
     reportError(error);
   }
