@@ -688,6 +688,14 @@ async def test_switching_to_arabic_turns_the_page_right_to_left(
     await page.get_by_role("tab", name=arabic["calendar"]).click()
     await expect(page.locator("#org-select")).to_contain_text("منظمة شنغهاي للتعاون")
     await assert_fits_the_phone(page)
+    # Time runs right to left on the chairs timeline: a chair projected for later lies to
+    # the left of the one that holds it now.
+    await page.get_by_role("tab", name=arabic["chairs"]).click()
+    row = page.locator("#timeline .row").filter(has=page.locator(".bar.projected")).first
+    now = await row.locator(".bar.current").first.bounding_box()
+    later = await row.locator(".bar.projected").first.bounding_box()
+    assert now is not None and later is not None
+    assert later["x"] + later["width"] <= now["x"] + now["width"] and later["x"] < now["x"]
     # The chat speaks Arabic from now on as well.
     answer = await mini_app.chat(bot_api, "/mysubs")
     assert re.search("[\u0600-\u06ff]", answer), answer
