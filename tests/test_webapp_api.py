@@ -634,6 +634,10 @@ async def test_in_a_group_members_read_admins_write_others_are_refused(
     linked = mini_app.init_data(ADMIN, start_param=f"c{GROUP}")
     _, me = await mini_app.get("/app/api/me", init_data=linked)
     assert me["chat"]["id"] == GROUP and me["chat"]["can_edit"] is True
+    # Any other start_param is not about a chat: the private chat opens.
+    other = mini_app.init_data(ADMIN, start_param="calendar")
+    _, me = await mini_app.get("/app/api/me", init_data=other)
+    assert me["chat"]["id"] == ADMIN
     # Someone Telegram does not know there, and another person's private chat.
     bot_api.fail("getChatMember", 400, "Bad Request: PARTICIPANT_ID_INVALID")
     status, refused = await mini_app.get(f"/app/api/me?chat={GROUP}", user_id=6999)

@@ -71,6 +71,7 @@ MAX_CACHED_WHENS = 50_000
 ADMIN_STATUSES = frozenset({ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR})
 MEMBER_STATUSES = ADMIN_STATUSES | {ChatMemberStatus.MEMBER}
 _CHAT_ID = re.compile(r"-?\d{1,20}")
+_START_PARAM = re.compile(r"c(-?\d{1,20})")
 _ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # The page loads nothing but its own files and Telegram's script, and talks only to us.
 CONTENT_SECURITY_POLICY = (
@@ -648,8 +649,9 @@ def _chat_id(request: Request, init: InitData, user_id: int, tr: Translator) -> 
     """``?chat=<id>``; else the chat of a ``t.me/<bot>/<app>?startapp=c<id>`` link; else
     the caller's private chat."""
     given = request.query_params.get("chat")
-    if given is None and init.start_param and init.start_param.startswith("c"):
-        given = init.start_param[1:]
+    linked = _START_PARAM.fullmatch(init.start_param or "")
+    if given is None and linked is not None:  # another start_param is not about a chat
+        given = linked.group(1)
     if given is None or given == "":
         return user_id
     if not _CHAT_ID.fullmatch(given):
