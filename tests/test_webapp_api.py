@@ -28,7 +28,7 @@ from bot.runtime.serve import WebAppServer, WebhookServer
 from bot.webapp.init_data import sign_init_data
 from bot.webapp.strings import ui_strings
 from config.settings import Settings, webapp_url
-from storage.chats import chat_views
+from storage.chats import chat_views, link_channel
 from tests.botapi import LocalBotApi
 from tests.conftest import TEST_TOKEN, StartBot, make_settings
 from tests.factories import QUIET, START, TEST_EVENT, load, plain, tight_ranges
@@ -657,6 +657,31 @@ async def test_a_group_the_bot_has_not_stored_yet_is_stored_as_on_first_contact(
     assert status == 200, session
     stored = await chat_views(application.bot_data.services.database, [GROUP])
     assert stored[GROUP].title == "New group" and stored[GROUP].language == "en"
+
+
+async def test_a_channel_is_changed_from_the_app_only_once_linked_as_in_chat(
+    app: Running, bot_api: LocalBotApi
+) -> None:
+    application, mini_app, _ = app
+    channel = -100_700_009
+    bot_api.emulator.register_chat({"id": channel, "type": "channel", "title": "Summit news"})
+    bot_api.emulator.admins[channel] = {ADMIN}
+    follow = {"scope": "organisation", "key": "sco"}
+    status, session = await mini_app.get(f"/app/api/session?chat={channel}", user_id=ADMIN)
+    assert status == 200 and session["chat"]["can_edit"] is False
+    status, refused = await mini_app.post(f"/app/api/follow?chat={channel}", follow, user_id=ADMIN)
+    assert (status, refused["error"]) == (403, "forbidden")
+    assert refused["message"] == "Link the channel first: /channels in a private chat with me."
+    database = application.bot_data.services.database
+    async with database.transaction() as session_:
+        await link_channel(
+            session_, channel, "Summit news", ADMIN, "en", "UTC", mini_app.clock.now()
+        )
+    status, followed = await mini_app.post(f"/app/api/follow?chat={channel}", follow, user_id=ADMIN)
+    assert status == 200, followed
+    _, me = await mini_app.get(f"/app/api/me?chat={channel}", user_id=ADMIN)
+    assert me["chat"]["can_edit"] is True
+    assert [item["key"] for item in me["subscriptions"]] == ["sco"]
 
 
 # --- the page and its files ---------------------------------------------------------------

@@ -310,12 +310,18 @@ class WebAppApi:
         status = await self._member_status(chat_id, user.id, fresh=write)
         if status not in MEMBER_STATUSES:
             raise ApiError(403, "forbidden", _not_a_member(user_tr))
-        can_edit = status in ADMIN_STATUSES
         stored = (await chat_views(services.database, [chat_id])).get(chat_id)
         chat = stored or await self._first_contact(chat_id, language, now, user_tr)
+        # A channel is managed as in chat (/channels): by its admins once it is linked, so
+        # the bot is known to post there; a group by its admins.
+        linked = chat.type is not ChatType.CHANNEL or chat.linked_by is not None
+        can_edit = status in ADMIN_STATUSES and linked
         if write and not can_edit:
-            message = translator(chat.language).gettext(
-                "Only the admins of this group can change its settings."
+            _ = translator(chat.language).gettext
+            message = (
+                _("Only the admins of this group can change its settings.")
+                if linked
+                else _("Link the channel first: /channels in a private chat with me.")
             )
             raise ApiError(403, "forbidden", message)
         return Caller(init, chat, can_edit, now)
