@@ -349,6 +349,21 @@ async def test_a_planned_event_whose_dates_passed_shows_as_passed(app: Running) 
     _, everything = await mini_app.get("/app/api/calendar?year=2026")
     water = next(e for e in everything["events"] if e["key"] == "world-water-day")
     assert (water["start"], water["status"]) == ("2026-03-22", "confirmed")
+    assert water["standing"] is None
+
+
+async def test_an_undated_event_whose_period_is_mostly_gone_says_so_in_the_list(
+    app: Running,
+) -> None:
+    _, mini_app, _ = app
+    mini_app.clock.set(dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC))
+    _, calendar = await mini_app.get("/app/api/calendar?year=2026")
+    bishkek = next(e for e in calendar["events"] if e["key"] == "sco-2026-bishkek")
+    # Still "planned" by its status, but never shown as simply still to come.
+    assert bishkek["status"] == "planned"
+    assert bishkek["standing"] == (
+        "expected in 2026, dates not announced; may already have taken place"
+    )
 
 
 @pytest.mark.parametrize(

@@ -317,6 +317,15 @@ async def app(
 ) -> AsyncIterator[tuple[MiniApp, BotApplication]]:
     await load(database_url, TEST_EVENT, clock.now())
     await load(database_url, DECEMBER, clock.now(), name="december.yaml")
+    async with serving(start_bot, clock, browser) as served:
+        yield served
+
+
+@asynccontextmanager
+async def serving(
+    start_bot: StartBot, clock: FixedClock, browser: Browser
+) -> AsyncIterator[tuple[MiniApp, BotApplication]]:
+    """The bot behind its webhook server with the Mini App mounted, and a phone's context."""
     settings = {
         "webhook_url": "https://bot.example.org/telegram",
         "webhook_secret": SECRET,
@@ -338,6 +347,38 @@ async def app(
             await context.close()
             await server.stop()
     assert not mini_app.errors, f"the page reported errors: {mini_app.errors}"
+
+
+# --- the README's screenshots -------------------------------------------------------------
+
+
+async def test_the_readme_screenshots_show_the_bundled_data_as_of_december_2026(
+    start_bot: StartBot, clock: FixedClock, browser: Browser, screenshots: Path
+) -> None:
+    """The two screenshots in the README: the bundled dataset alone (no test events), on
+    7 December 2026, so what they show is what a reader of the bot sees that day."""
+    clock.set(dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC))
+    async with serving(start_bot, clock, browser) as (mini_app, _):
+        page = await mini_app.open()
+        await expect(page.get_by_role("heading", name="December 2026", exact=True)).to_be_visible()
+        # The SCO summit of 2026 is known only to the year and may already have been held.
+        sometime = page.locator("#year-list")
+        bishkek = sometime.get_by_role("button", name=re.compile("SCO Heads of State Council"))
+        await expect(bishkek).to_contain_text("may already have taken place")
+        # So may the OTS summit of July–December: never shown as simply still to come.
+        ots = page.locator(".band", has_text="13th OTS Summit (Türkiye)")
+        await expect(ots).to_contain_text("may already have taken place")
+        await expect(page.get_by_role("tabpanel")).not_to_contain_text("Test summit")
+        await page.screenshot(path=str(screenshots / "calendar.png"))
+
+        await page.get_by_role("tab", name="Chairs").click()
+        timeline = page.locator("#timeline")
+        sco = timeline.locator(".row", has=page.locator(".row-label", has_text="SCO"))
+        # Kyrgyzstan chairs until the Bishkek summit; Pakistan hosts the next one (2027),
+        # so the rotation rule projects it, drawn dashed and labelled.
+        await expect(sco.locator(".bar.current")).to_contain_text("KG")
+        await expect(sco.locator(".bar.projected")).to_contain_text("PK")
+        await page.screenshot(path=str(screenshots / "chairs.png"))
 
 
 async def followed_by_the_chat(application: BotApplication, chat_id: int = USER_ID) -> list[str]:
@@ -374,7 +415,7 @@ async def card_of(page: Page, title: str) -> AsyncIterator[Any]:
 
 
 async def test_the_calendar_opens_on_this_month_with_each_event_at_its_own_precision(
-    app: tuple[MiniApp, BotApplication], screenshots: Path
+    app: tuple[MiniApp, BotApplication],
 ) -> None:
     mini_app, _ = app
     page = await mini_app.open()
@@ -405,7 +446,6 @@ async def test_the_calendar_opens_on_this_month_with_each_event_at_its_own_preci
     await expect(sometime).to_contain_text("26th SCO Heads of State Council (Bishkek)")
     await expect(calendar).not_to_contain_text("Test summit")
     await assert_fits_the_phone(page)
-    await page.screenshot(path=str(screenshots / "calendar.png"))
 
     # The Telegram side: the page told Telegram it is ready and asked for the full height.
     calls = await page.evaluate("window.__telegram.calls")
@@ -460,7 +500,7 @@ async def test_switching_months_and_filtering_by_organisation(
     await page.get_by_label("Year", exact=True).select_option("2024")
     await expect(page.get_by_role("heading", name="November 2024", exact=True)).to_be_visible()
     await expect(page.locator("#month-list")).to_contain_text("held")
-    await page.get_by_role("button", name="This month").click()
+    await page.get_by_role("button", name="Back to this month").click()
     await expect(page.get_by_role("heading", name="November 2026", exact=True)).to_be_visible()
     # The agenda: the month as a list of days.
     await page.get_by_role("button", name="Agenda").click()
@@ -621,7 +661,7 @@ async def test_a_group_opened_from_its_link_is_read_by_members_and_changed_by_it
 
 
 async def test_the_chairs_timeline_has_a_row_per_organisation_and_todays_line(
-    app: tuple[MiniApp, BotApplication], screenshots: Path
+    app: tuple[MiniApp, BotApplication],
 ) -> None:
     mini_app, _ = app
     page = await mini_app.open()
@@ -661,7 +701,6 @@ async def test_the_chairs_timeline_has_a_row_per_organisation_and_todays_line(
     await expect(card.locator(".sources li")).to_have_text(chair["sources"])
     await card.get_by_role("button", name="Close").click()
     await assert_fits_the_phone(page)
-    await page.screenshot(path=str(screenshots / "chairs.png"))
 
 
 # --- language, theme, and what Telegram did not sign ----------------------------------

@@ -195,6 +195,9 @@ def dated_item(
         "when": when,
         "status": status,
         "status_label": _status_label(status, event, tr),
+        # What the day makes of it whatever its status says, as chat says it: "expected
+        # in 2026, dates not announced; may already have taken place".
+        "standing": standing_label(event, now, tr),
         "followed": following.follows(event),
     }
 
@@ -236,7 +239,6 @@ def event_card(
             "sources": list(event.sources),
             "checked": event.checked.isoformat() if event.checked else None,
             "countdown": countdown(event, chat, now, tr),
-            "standing": standing_label(event, now, tr),
             "subscription_id": following.events.get(event.key),
             "recurring": bool(event.recurrence),
         }

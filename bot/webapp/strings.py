@@ -24,7 +24,7 @@ def ui_strings(tr: Translator) -> dict[str, str]:
         # Calendar.
         "previous_month": _("Previous month"),
         "next_month": _("Next month"),
-        "this_month": _("This month"),
+        "this_month": _("Back to this month"),
         "year": _("Year"),
         "view_grid": _("Month"),
         "view_agenda": _("Agenda"),

@@ -349,7 +349,14 @@ function eventButton(event, { when = true } = {}) {
       badge(event),
       followedMark(event),
     ),
+    standingNote(event),
   );
+}
+
+// What the day makes of an event whatever its status says ("may already have taken
+// place"), as the chat's lists say it; nothing when the dates say it all.
+function standingNote(item) {
+  return item.standing && h("span", { class: "standing-note", text: item.standing });
 }
 
 function followedMark(item) {
@@ -394,10 +401,11 @@ function renderCalendar(events) {
           { class: "event-meta" },
           e.organisation_label && h("span", { class: "org", text: e.organisation_label }),
           h("span", { class: "when", text: e.when }),
-          h("span", { class: "tbd", text: t("dates_not_announced") }),
+          !e.standing && h("span", { class: "tbd", text: t("dates_not_announced") }),
           badge(e),
           followedMark(e),
         ),
+        standingNote(e),
       ),
     ),
   );
