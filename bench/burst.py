@@ -30,7 +30,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import math
 import os
 import signal
 import statistics
@@ -50,6 +49,7 @@ from bench.common import (
     BotApiProcess,
     machine,
     markdown_table,
+    percentile,
     pin_to_cpu,
     verdict,
     write_results,
@@ -237,11 +237,6 @@ def figures(report: dict[str, Any], users: int) -> dict[str, Any]:
         "reply_p99_ms": round(percentile(replies_ms, 0.99), 1) if replies_ms else None,
         "window": (started, last),
     }
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 def rate_in(times: list[float], start: float, end: float) -> float:

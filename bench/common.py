@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import platform
 import subprocess
@@ -38,6 +39,12 @@ KEYBOARD = {"inline_keyboard": [[{"text": "📋 Карточка события"
 # Two cores: the server on one, the sender on the other, so neither measures the other.
 SERVER_CPU = 1
 CLIENT_CPU = 0
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (``fraction`` 0.99 for the p99) of non-empty ``samples``."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 def pin_to_cpu(cpu: int) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import random
 import statistics
 import time
@@ -44,7 +43,7 @@ from bench.catalogue import (
     seed,
     throwaway_database,
 )
-from bench.common import machine, markdown_table, verdict, write_results
+from bench.common import machine, markdown_table, percentile, verdict, write_results
 from bench.inprocess import ErrorCounter, InProcessBot, bench_settings
 from bench.output import DEFAULT_OUT_DIR
 from bot.clock import FixedClock
@@ -78,12 +77,6 @@ SEARCHES = (
     "nordic",
     "trade organisation 2028",
 )
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 class Workload:
