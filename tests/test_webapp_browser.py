@@ -554,7 +554,8 @@ async def test_following_an_event_from_its_card_shows_in_mysubs_and_back(
         await card.get_by_role("button", name="🔔 Follow").click()
         await expect(card.get_by_role("button", name="🔕 Unfollow")).to_be_visible()
     assert "haptic success" in await page.evaluate("window.__telegram.calls")
-    assert not await page.evaluate("window.Telegram.WebApp.BackButton.isVisible")
+    # The dialog's "close" event (which hides Telegram's back button) comes a task later.
+    await page.wait_for_function("() => !window.Telegram.WebApp.BackButton.isVisible")
     assert await followed_by_the_chat(application) == ["event test-summit"]
     # The list marks it as followed now.
     await expect(page.get_by_role("button", name=re.compile("Test summit"))).to_contain_text(
@@ -611,7 +612,8 @@ async def test_the_card_works_from_the_keyboard_and_telegrams_back_button_closes
     await expect(dialog).to_be_visible()
     await page.evaluate("window.__telegram.pressBack()")
     await expect(dialog).to_be_hidden()
-    assert not await page.evaluate("window.Telegram.WebApp.BackButton.isVisible")
+    # The dialog's "close" event (which hides Telegram's back button) comes a task later.
+    await page.wait_for_function("() => !window.Telegram.WebApp.BackButton.isVisible")
 
     # The views' tabs follow the arrow keys.
     await page.get_by_role("tab", name="Calendar").focus()
