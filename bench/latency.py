@@ -222,7 +222,9 @@ async def measure(
                     await bot.process(build())
                 for build_request in app_builders.values():
                     await app.timed(build_request())
-            if profile is not None:
+            if profile in app_builders:
+                await _profile_app(app, app_builders[profile], samples)
+            elif profile is not None:
                 if profile == "🔔 button":  # each 🔔 is under a newcomer's card
                     for _ in range(samples):
                         await bot.process(builders["first /start e_…"]())
@@ -325,6 +327,20 @@ async def _profile(bot: InProcessBot, build: Callable[[], dict[str, Any]], sampl
     profiler.start()
     for _ in range(samples):
         await bot.process(build())
+    profiler.stop()
+    print(profiler.output_text(unicode=True, color=False, show_all=False))
+
+
+async def _profile_app(
+    app: webapp.InProcessApp, build: Callable[[], webapp.AppRequest], samples: int
+) -> None:
+    """:func:`_profile` for the Mini App's requests."""
+    from pyinstrument import Profiler  # the ``bench`` extra
+
+    profiler = Profiler(interval=0.0005, async_mode="enabled")
+    profiler.start()
+    for _ in range(samples):
+        await app.timed(build())
     profiler.stop()
     print(profiler.output_text(unicode=True, color=False, show_all=False))
 
@@ -436,8 +452,8 @@ def main() -> None:
     parser.add_argument("--database", action="append", choices=BACKENDS, help="only this one")
     parser.add_argument(
         "--profile",
-        choices=CHAT_KINDS,
-        help="print a pyinstrument profile of one handler (SQLite)",
+        choices=KINDS,
+        help="print a pyinstrument profile of one handler or Mini App request (SQLite)",
     )
     arguments = parser.parse_args()
     result = run(

@@ -136,8 +136,10 @@ class AppWorkload:
     def _user(self) -> int:
         return self.rng.choice(self.seeded.chat_ids)
 
-    def _calendar(self, year: int, organisation: str | None) -> AppRequest:
+    def _calendar(self, year: int, organisation: str | None, month: int | None) -> AppRequest:
+        """A month's calendar, as the page asks for it (``month`` None: the whole year)."""
         query = f"year={year}" + (f"&org={organisation}" if organisation else "")
+        query += f"&month={month}" if month else ""
         return AppRequest("GET", f"/app/api/calendar?{query}", self._user())
 
     def warm_up(self) -> list[AppRequest]:
@@ -145,7 +147,7 @@ class AppWorkload:
         catalogue changed gathers the year (a few hundred ms, once per revision, as the
         catalogue's own lists are read once), which is not what the p99 measures."""
         return [
-            self._calendar(year, organisation)
+            self._calendar(year, organisation, None)
             for year in YEARS
             for organisation in ORGANISATIONS
             for _ in range(WARM_UP_PER_CALENDAR)
@@ -155,7 +157,8 @@ class AppWorkload:
         rng = self.rng
 
         def calendar() -> AppRequest:
-            return self._calendar(rng.choice(YEARS), rng.choice(ORGANISATIONS))
+            month = rng.randint(1, 12)
+            return self._calendar(rng.choice(YEARS), rng.choice(ORGANISATIONS), month)
 
         builders: dict[str, Callable[[], AppRequest]] = {
             "app: session": lambda: AppRequest("GET", "/app/api/session", self._user()),

@@ -74,10 +74,11 @@ def is_lapsed(event: EventView, now: dt.datetime) -> bool:
     return standing(event, now) is Standing.LAPSED
 
 
-def mostly_gone(event: EventView, now: dt.datetime) -> bool:
+def mostly_gone(event: EventView, now: dt.datetime, judged: Standing | None = None) -> bool:
     """An undated event whose period (a month, a year) is more than half over: it may
-    already have taken place without the data saying so."""
-    if standing(event, now) is not Standing.UNDATED_NOW:
+    already have taken place without the data saying so. ``judged``: its standing at
+    ``now``, when the caller has it already."""
+    if (judged or standing(event, now)) is not Standing.UNDATED_NOW:
         return False
     return now - event.starts_at > (event.ends_at - event.starts_at) / 2
 

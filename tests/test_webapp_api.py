@@ -335,6 +335,17 @@ async def test_the_calendar_shows_each_event_at_its_own_precision(app: Running) 
     starts = [e["start"] for e in calendar["events"]]
     assert starts == sorted(starts)
     assert not any(e["followed"] for e in calendar["events"])
+    # A month, as the page asks: what touches it, and what is known only to the year.
+    _, july = await mini_app.get("/app/api/calendar?year=2027&month=7")
+    keys = {e["key"] for e in july["events"]}
+    assert {"app-day-summit", "app-year-meeting"} <= keys
+    assert "app-month-forum" not in keys and "world-water-day" not in keys
+    _, october = await mini_app.get("/app/api/calendar?year=2027&month=10")
+    assert "app-month-forum" in {e["key"] for e in october["events"]}
+    assert "app-day-summit" not in {e["key"] for e in october["events"]}
+    for month in ("13", "0", "x", "-1"):
+        status, refused = await mini_app.get(f"/app/api/calendar?year=2027&month={month}")
+        assert (status, refused["error"]) == (400, "bad_month"), month
 
 
 async def test_a_planned_event_whose_dates_passed_shows_as_passed(app: Running) -> None:

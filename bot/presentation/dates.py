@@ -93,13 +93,20 @@ def _format_dates(start: PartialDate, end: PartialDate | None, locale: Locale) -
 def standing_label(event: EventView, now: dt.datetime, tr: Translator) -> str | None:
     """What the day makes of an event whatever its status says (storage.aging), or None:
     "dates passed — outcome not recorded", "expected in 2026, dates not announced"."""
+    return standing_text(standing(event, now), event, now, tr)
+
+
+def standing_text(
+    found: Standing, event: EventView, now: dt.datetime, tr: Translator
+) -> str | None:
+    """:func:`standing_label` for a standing already judged (``storage.aging.standing``),
+    for callers that need the standing too (a calendar judges hundreds of events)."""
     _ = tr.gettext
-    found = standing(event, now)
     if found is Standing.LAPSED:
         return _("dates passed — outcome not recorded")
     if found is Standing.UNDATED_NOW:
         period = format_dates(event.start, event.end, tr)
-        if mostly_gone(event, now):
+        if mostly_gone(event, now, found):
             return _(
                 "expected in {period}, dates not announced; may already have taken place",
                 period=period,

@@ -45,7 +45,7 @@ from bot.webapp.strings import ui_strings
 from config.languages import SUPPORTED_LANGUAGES, normalise_language
 from storage.chats import chat_views
 from storage.database import is_unavailable
-from storage.dates import InvalidDate, PartialDate
+from storage.dates import InvalidDate, PartialDate, Precision
 from storage.followers import LEAD_TIME_CHOICES
 from storage.models import ChatType, DigestFrequency, SubscriptionScope
 from storage.queries import one_revision
@@ -140,8 +140,9 @@ class WebAppApi:
         self.calendar = YearCalendar(services.catalogue)
         self._members: OrderedDict[tuple[int, int], tuple[float, str | None]] = OrderedDict()
         self._assets: dict[Path, _Asset] = {}
+        # A year's listing by (year, organisation, language, month or 0 for the year).
         self._listed_cache: dict[
-            tuple[int, str | None, str], tuple[tuple[EventView, dict[str, Any]], ...]
+            tuple[int, str | None, str, int], tuple[tuple[EventView, dict[str, Any]], ...]
         ] = {}
         self._whens: dict[tuple[str, dt.datetime, str, str], str] = {}
         self._chairs_cache: dict[tuple[dt.date, dt.date, dt.date, str], dict[str, Any]] = {}
@@ -390,8 +391,9 @@ class WebAppApi:
     async def calendar_year(self, request: Request, caller: Caller) -> dict[str, Any]:
         tr = caller.tr
         year = _year(request.query_params.get("year"), caller.today.year, tr)
+        month = _month(request.query_params.get("month"), tr)
         organisation = await self._organisation(request.query_params.get("org"), tr)
-        listed = await self._listed(year, organisation, caller.chat, tr)
+        listed = await self._listed(year, organisation, caller.chat, tr, month)
         following = await self._following(caller.chat.id)
         chat, now = caller.chat, caller.now
         return {
@@ -403,16 +405,34 @@ class WebAppApi:
         }
 
     async def _listed(
-        self, year: int, organisation: str | None, chat: ChatView, tr: Translator
+        self,
+        year: int,
+        organisation: str | None,
+        chat: ChatView,
+        tr: Translator,
+        month: int | None = None,
     ) -> tuple[tuple[EventView, dict[str, Any]], ...]:
         """A year's events with what the calendar says of them in one language, kept
-        until the catalogue's revision changes (as the catalogue keeps its views)."""
+        until the catalogue's revision changes (as the catalogue keeps its views); with
+        ``month``, those touching that month and those known only to the year (the page
+        shows a month at a time: a twelfth of the work and of the answer)."""
+        if month is not None:
+            everything = await self._listed(year, organisation, chat, tr)
+            key = (year, organisation, tr.language, month)
+            cache = self._listed_cache  # the revision's, as the year's just read
+            found = cache.get(key)
+            if found is None:
+                found = tuple(pair for pair in everything if _touches_month(pair[0], year, month))
+                if len(cache) >= MAX_CACHED_LISTINGS:
+                    cache.clear()
+                cache[key] = found
+            return found
         revision = await self.services.catalogue.revision()
         if revision != self._listed_revision:
             self._listed_cache, self._whens = {}, {}
             self._listed_revision = revision
         cache = self._listed_cache  # this revision's
-        key = (year, organisation, tr.language)
+        key = (year, organisation, tr.language, 0)
         found = cache.get(key)
         if found is None:
             events = await self.calendar.events(year, organisation)
@@ -604,7 +624,7 @@ class WebAppApi:
     # --- helpers ------------------------------------------------------------------------
 
     async def _following(self, chat_id: int) -> shapes.Following:
-        return shapes.Following(await self.services.subscriptions.of_chat(chat_id))
+        return shapes.Following(await self.services.subscriptions.targets_of(chat_id))
 
     async def _organisation(self, key: str | None, tr: Translator) -> str | None:
         if key is None or key == "":
@@ -672,6 +692,24 @@ def _year(value: str | None, default: int, tr: Translator) -> int:
         message = tr.gettext("“{value}” is not a year I know about.", value=value[:20])
         raise ApiError(400, "bad_year", message)
     return int(value)
+
+
+def _month(value: str | None, tr: Translator) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isdecimal() or not 1 <= int(value) <= 12:
+        raise ApiError(400, "bad_month", _bad_date(value[:20], tr))
+    return int(value)
+
+
+def _touches_month(event: EventView, year: int, month: int) -> bool:
+    """Whether a calendar of ``month`` shows the event: its venue-local days touch the
+    month, or it is known only to the year (listed apart, "sometime in 2027")."""
+    if event.start.precision is Precision.YEAR:
+        return True
+    first = dt.date(year, month, 1)
+    last = dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
+    return event.start.first_day <= last and first <= (event.end or event.start).last_day
 
 
 def _day(value: str | None, tr: Translator, *, last: bool) -> dt.date | None:

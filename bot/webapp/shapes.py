@@ -18,7 +18,7 @@ from bot.presentation.chairs import chair_period, projection_text
 from bot.presentation.dates import (
     countdown,
     event_when,
-    standing_label,
+    standing_text,
     zone_label,
 )
 from bot.presentation.i18n import Translator
@@ -45,7 +45,7 @@ from storage.dates import PartialDate, Precision
 from storage.followers import DEFAULT_LEAD_TIMES, LEAD_TIME_CHOICES
 from storage.models import DigestFrequency, EventStatus, SubscriptionScope
 from storage.rotation import OrganisationChairs, ProjectedChair
-from storage.subscriptions import SubscriptionView
+from storage.subscriptions import FollowedTarget, SubscriptionView
 from storage.timezones import offset_label
 from storage.views import ChairView, ChatView, EventView, OrganisationRef
 
@@ -123,17 +123,17 @@ class Following:
     """What a chat follows, to mark events in the calendar (as ``followed_events`` reads
     a chat's subscriptions: everything, an organisation's events, or one event)."""
 
-    def __init__(self, subscriptions: Iterable[SubscriptionView]) -> None:
+    def __init__(self, targets: Iterable[FollowedTarget]) -> None:
         self.everything = False
         self.organisations: set[str] = set()
         self.events: dict[str, int] = {}
-        for subscription in subscriptions:
-            if subscription.scope is SubscriptionScope.ALL:
+        for target in targets:
+            if target.scope is SubscriptionScope.ALL:
                 self.everything = True
-            elif subscription.organisation is not None:
-                self.organisations.add(subscription.organisation.key)
-            elif subscription.event_key is not None:
-                self.events[subscription.event_key] = subscription.id
+            elif target.organisation_key is not None:
+                self.organisations.add(target.organisation_key)
+            elif target.event_key is not None:
+                self.events[target.event_key] = target.subscription_id
 
     def follows(self, event: EventView) -> bool:
         return (
@@ -144,13 +144,6 @@ class Following:
 
 
 # --- events ---------------------------------------------------------------------
-
-
-def event_status(event: EventView, now: dt.datetime) -> str:
-    """The status, or "passed" when the dates are over and no outcome is recorded
-    (``storage.aging``, as chat says it). A recurring event is judged as chat judges it,
-    by its next occurrence: an observance that comes every year is never "passed"."""
-    return PASSED if standing(event, now) is Standing.LAPSED else event.status.value
 
 
 def _status_label(status: str, event: EventView, tr: Translator) -> str:
@@ -189,7 +182,9 @@ def dated_item(
 ) -> JSON:
     """:func:`listed_item` with when it is for this reader (``when``, from
     :func:`when_text`), and what depends on the moment and the chat's subscriptions."""
-    status = event_status(event, now)
+    # Judged once: the status ("passed") and the words both come from it.
+    found = standing(event, now)
+    status = PASSED if found is Standing.LAPSED else event.status.value
     return {
         **listed,
         "when": when,
@@ -197,7 +192,7 @@ def dated_item(
         "status_label": _status_label(status, event, tr),
         # What the day makes of it whatever its status says, as chat says it: "expected
         # in 2026, dates not announced; may already have taken place".
-        "standing": standing_label(event, now, tr),
+        "standing": standing_text(found, event, now, tr),
         "followed": following.follows(event),
     }
 

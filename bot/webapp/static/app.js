@@ -304,11 +304,12 @@ function fillCalendarControls() {
 
 let calendarRequest = 0;
 async function loadCalendar() {
-  const key = `${state.year}|${state.org}`;
+  // A month at a time (with the year's events known only to the year): what is shown.
+  const key = `${state.year}|${state.month}|${state.org}`;
   const request = ++calendarRequest;
   let events = state.calendars.get(key);
   if (!events) {
-    const query = new URLSearchParams({ year: String(state.year) });
+    const query = new URLSearchParams({ year: String(state.year), month: String(state.month) });
     if (state.org) query.set("org", state.org);
     try {
       events = (await api(`calendar?${query}`)).events;
@@ -354,9 +355,11 @@ function eventButton(event, { when = true } = {}) {
 }
 
 // What the day makes of an event whatever its status says ("may already have taken
-// place"), as the chat's lists say it; nothing when the dates say it all.
+// place"), as the chat's lists say it; nothing when the dates say it all, or when the
+// badge says it already ("dates passed — outcome not recorded").
 function standingNote(item) {
-  return item.standing && h("span", { class: "standing-note", text: item.standing });
+  if (!item.standing || item.status === "passed") return null;
+  return h("span", { class: "standing-note", text: item.standing });
 }
 
 function followedMark(item) {
