@@ -487,13 +487,23 @@ class Planner:
         # occurrences event by event (as for a moved event) would be a statement each.
         await self.prune(session, now, chat_ids=[chat_id])
         event_ids = await followed_event_ids(session, chat_id)
+        until = await self.reach(session, now)  # read once for reminders and digests
         await self.plan(
-            session, now, chat_ids=[chat_id], event_ids=event_ids, created_due=created_due
+            session,
+            now,
+            until=until,
+            chat_ids=[chat_id],
+            event_ids=event_ids,
+            created_due=created_due,
         )
-        await self._replan_digests(session, now, [chat_id])
+        await self._replan_digests(session, now, [chat_id], until)
 
     async def _replan_digests(
-        self, session: AsyncSession, now: dt.datetime, chat_ids: Sequence[int]
+        self,
+        session: AsyncSession,
+        now: dt.datetime,
+        chat_ids: Sequence[int],
+        until: dt.datetime | None = None,
     ) -> None:
         await session.execute(
             delete(Delivery).where(
@@ -503,7 +513,7 @@ class Planner:
                 Delivery.due_at > now,
             )
         )
-        until = await self.reach(session, now)
+        until = until or await self.reach(session, now)
         await plan_digests(session, now, until, now, chat_ids=chat_ids)
 
     async def _move_pending(
