@@ -14,7 +14,7 @@ from bot.presentation.text import Reply, esc
 
 log = logging.getLogger(__name__)
 
-ADMIN_STATUSES = {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}
+ADMIN_STATUSES = frozenset({ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR})
 
 
 def is_operator(update: Update, context: BotContext) -> bool:

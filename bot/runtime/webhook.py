@@ -25,6 +25,7 @@ from bot.context import BotApplication, Services
 from bot.metrics import CONTENT_TYPE
 from bot.presentation import ics
 from bot.presentation.i18n import translator
+from bot.runtime.http_body import BodyTooLarge, read_body
 from bot.webapp.api import WebAppApi
 from storage.claims import count_due
 from storage.database import is_unavailable
@@ -37,10 +38,6 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # /readyz must answer quickly even when the database hangs.
 READY_TIMEOUT_SECONDS = 2.0
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class WebhookEndpoint:
@@ -80,7 +77,7 @@ class WebhookEndpoint:
         if self.stopping:
             return PlainTextResponse("stopping; try again", status_code=503)
         try:
-            body = await self._read_body(request)
+            body = await read_body(request, self.max_body)
         except BodyTooLarge:
             return PlainTextResponse("request body too large", status_code=413)
         try:
@@ -117,19 +114,6 @@ class WebhookEndpoint:
             if not is_unavailable(exc):
                 raise
             return True  # handled without the record; its handlers report the outage
-
-    async def _read_body(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdecimal() and int(declared) > self.max_body:
-            raise BodyTooLarge
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                raise BodyTooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     # --- operations ---------------------------------------------------------------
 

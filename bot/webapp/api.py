@@ -37,7 +37,9 @@ from telegram.error import TelegramError
 from bot.context import Services
 from bot.handlers.chat_settings import change_digest, change_language, change_timezone
 from bot.handlers.subscriptions import change_lead_times, follow_target
+from bot.permissions import ADMIN_STATUSES
 from bot.presentation.i18n import Translator, translator
+from bot.runtime.http_body import BodyTooLarge, read_body
 from bot.webapp import shapes
 from bot.webapp.calendar import FIRST_YEAR, LAST_YEAR, YearCalendar, keep_zones, occurrences_in
 from bot.webapp.init_data import InitData, InitDataError, claimed_language, verify_init_data
@@ -68,7 +70,6 @@ MAX_KEY_LENGTH = 200
 # Calendars kept rendered (a year, an organisation, a language).
 MAX_CACHED_LISTINGS = 512
 MAX_CACHED_WHENS = 50_000
-ADMIN_STATUSES = frozenset({ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR})
 MEMBER_STATUSES = ADMIN_STATUSES | {ChatMemberStatus.MEMBER}
 _CHAT_ID = re.compile(r"-?\d{1,20}")
 _START_PARAM = re.compile(r"c(-?\d{1,20})")
@@ -646,18 +647,12 @@ class _BadBody(Exception):
 
 async def _body(request: Request, allowed: set[str]) -> Mapping[str, Any]:
     """The JSON object of a POST (at most MAX_BODY_BYTES), with no key outside ``allowed``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdecimal() and int(declared) > MAX_BODY_BYTES:
-        raise _BadBody(413)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _BadBody(413)
-        chunks.append(chunk)
     try:
-        data = json.loads(b"".join(chunks))
+        body = await read_body(request, MAX_BODY_BYTES)
+    except BodyTooLarge:
+        raise _BadBody(413) from None
+    try:
+        data = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise _BadBody(400) from None
     if not isinstance(data, dict) or not set(data) <= allowed:
