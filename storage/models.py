@@ -29,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -234,6 +235,14 @@ class Event(Base):
         # Lists of events (/upcoming, its pages) are counted and ordered from this index
         # alone, without reading the events' rows.
         Index("ix_events_listing", "ends_at", "starts_at", "key", "kind", "status", "recurrence"),
+        # The few recurring events, which every planning pass reads whatever their dates
+        # (storage/planning.py): an index range beside the one on starts_at, not a scan.
+        Index(
+            "ix_events_recurring",
+            "id",
+            sqlite_where=text("recurrence IS NOT NULL"),
+            postgresql_where=text("recurrence IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
     ScalarSelect,
     Select,
     bindparam,
@@ -167,50 +169,90 @@ class _Followed:
         )
 
 
-def _could_be_due(
-    event: Event, leads: Iterable[int], since: dt.datetime, until: dt.datetime
-) -> bool:
-    """Whether any chat could have a reminder of ``event`` due in (``since``, ``until``].
+# A day's or a month's reminder is due at 09:00 in the chat's zone, which zones put within
+# this much of the start less the lead.
+_ZONE_MARGIN = dt.timedelta(days=2)
 
-    A reminder is due a lead time before the start; for a day or a month, at 09:00 in
-    the chat's zone, which zones put within two days of the start less the lead. A cheap
-    test, so a sweep does not compute every follower's reminders for events with
-    nothing due.
+
+def _could_be_due(
+    recurrence: str | None,
+    precision: Precision,
+    starts_at: dt.datetime,
+    leads: Iterable[int],
+    since: dt.datetime,
+    until: dt.datetime,
+) -> bool:
+    """Whether any chat could have a reminder of an event due in (``since``, ``until``].
+
+    A reminder is due a lead time before the start (:func:`reminders_for`): a day's
+    only for leads of a day or more, a month's once, as it begins. A cheap test on three
+    columns, so a sweep or a re-plan neither loads nor computes every follower's
+    reminders for events with nothing due.
     """
-    if event.recurrence is not None:
+    if recurrence is not None:
         return True  # its next occurrence is computed later
     margin = dt.timedelta(0)
-    if event.date_precision is not Precision.TIME:
-        margin, leads = dt.timedelta(days=2), (0, *leads)
+    if precision is Precision.MONTH:
+        margin, leads = _ZONE_MARGIN, (0,)
+    elif precision is Precision.DAY:
+        margin, leads = _ZONE_MARGIN, [lead for lead in leads if lead >= 1440]
     return any(
-        since - margin < event.starts_at - dt.timedelta(minutes=lead) <= until + margin
-        for lead in leads
+        since - margin < starts_at - dt.timedelta(minutes=lead) <= until + margin for lead in leads
     )
+
+
+def _plannable(bounded: bool, listed: bool) -> list[ColumnElement[bool]]:
+    """The events whose reminders may be due, with their bounds as parameters
+    (``since``; ``latest_start`` if ``bounded``; ``event_ids`` if ``listed``)."""
+    conditions = [
+        Event.status != EventStatus.CANCELLED,
+        Event.date_precision != Precision.YEAR,
+        or_(Event.ends_at > bindparam("since"), Event.recurrence.is_not(None)),
+    ]
+    if bounded:
+        conditions.append(
+            or_(Event.starts_at <= bindparam("latest_start"), Event.recurrence.is_not(None))
+        )
+    if listed:
+        conditions.append(Event.id.in_(bindparam("event_ids", expanding=True)))
+    return conditions
+
+
+@functools.cache
+def _candidates_to_plan(listed: bool) -> CompoundSelect[int, str | None, Precision, dt.datetime]:
+    """The events that may have a reminder due in a window, only what
+    :func:`_could_be_due` reads: the month ahead of a window holds hundreds of events
+    and a window's reminders few, so whole events are loaded for those few.
+
+    Parameters as for :func:`_plannable` (bounded), and ``earliest_start``: no lead
+    puts a reminder before its start less the zones' margin. One-off events by a range
+    of ``starts_at``, recurring ones by their partial index: two index ranges (as an
+    OR, SQLite scanned the table).
+    """
+    columns = (Event.id, Event.recurrence, Event.date_precision, Event.starts_at)
+    alive = [Event.status != EventStatus.CANCELLED, Event.date_precision != Precision.YEAR]
+    if listed:
+        alive.append(Event.id.in_(bindparam("event_ids", expanding=True)))
+    one_off = select(*columns).where(
+        *alive,
+        Event.recurrence.is_(None),
+        Event.starts_at > bindparam("earliest_start"),
+        Event.starts_at <= bindparam("latest_start"),
+        Event.ends_at > bindparam("since"),
+    )
+    return one_off.union_all(select(*columns).where(*alive, Event.recurrence.is_not(None)))
 
 
 @functools.cache
 def _events_to_plan(bounded: bool, listed: bool) -> Select[Event]:
-    """The events whose reminders may be due: built once for each shape, with their
-    bounds as parameters (``since``; ``latest_start`` if ``bounded``; ``event_ids`` if
-    ``listed``), since a follow plans one event and building the query cost as much as
-    running it."""
+    """:func:`_plannable` events, whole: built once for each shape, since a follow plans
+    one event and building the query cost as much as running it."""
     # (Both relationships are many-to-one: joined, not a statement more each.)
-    statement = (
+    return (
         select(Event)
         .options(joinedload(Event.organisation), joinedload(Event.place))
-        .where(
-            Event.status != EventStatus.CANCELLED,
-            Event.date_precision != Precision.YEAR,
-            or_(Event.ends_at > bindparam("since"), Event.recurrence.is_not(None)),
-        )
+        .where(*_plannable(bounded, listed))
     )
-    if bounded:
-        statement = statement.where(
-            or_(Event.starts_at <= bindparam("latest_start"), Event.recurrence.is_not(None))
-        )
-    if listed:
-        statement = statement.where(Event.id.in_(bindparam("event_ids", expanding=True)))
-    return statement
 
 
 class Planner:
@@ -245,6 +287,8 @@ class Planner:
         # Catching up after downtime (``since`` in the past) includes events that ended
         # meanwhile: their reminders are recorded, then skipped as stale.
         since = min(since or now, now)
+        if window is not None:
+            latest_due = latest_due or window[1]
         parameters: dict[str, Any] = {"since": since}
         if latest_due is not None:
             # A reminder is due at most MAX_LEAD (plus a day for 09:00 notices) before.
@@ -252,11 +296,34 @@ class Planner:
             parameters["latest_start"] = latest
         if event_ids is not None:
             parameters["event_ids"] = list(event_ids)
-        statement = _events_to_plan(latest_due is not None, event_ids is not None)
-        events = list((await session.scalars(statement, parameters)).all())
+        bounded = latest_due is not None
         if window is not None:
             leads = {*LEAD_TIME_CHOICES, *self.default_lead_times}
-            events = [e for e in events if _could_be_due(e, leads, *window)]
+            candidates = await session.execute(
+                _candidates_to_plan(event_ids is not None),
+                {**parameters, "earliest_start": window[0] - _ZONE_MARGIN},
+            )
+            due_ids = [
+                row.id
+                for row in candidates
+                if _could_be_due(row.recurrence, row.date_precision, row.starts_at, leads, *window)
+            ]
+            if not due_ids:
+                return {}
+            if len(due_ids) <= _MAX_LISTED:
+                parameters["event_ids"] = due_ids
+                events = list(
+                    (await session.scalars(_events_to_plan(bounded, True), parameters)).all()
+                )
+            else:  # a busy window: the same events again, whole, rather than many ids
+                wanted = set(due_ids)
+                statement = _events_to_plan(bounded, event_ids is not None)
+                events = [
+                    e for e in (await session.scalars(statement, parameters)) if e.id in wanted
+                ]
+        else:
+            statement = _events_to_plan(bounded, event_ids is not None)
+            events = list((await session.scalars(statement, parameters)).all())
         if not events:
             return {}
         followers = await followers_of(session, events, chat_ids, self.default_lead_times)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from dateutil.rrule import rrulestr
+from dateutil.rrule import rrule, rruleset, rrulestr
 from sqlalchemy import Row
 
 from storage.dates import UTC, PartialDate, Precision, to_utc
@@ -167,7 +168,7 @@ class EventView:
             return None
         duration = self.ends_at - self.starts_at
         end_offset = (self.end.local_start - self.start.local_start) if self.end else None
-        rule = rrulestr(self.recurrence, dtstart=self.start.local_start)
+        rule = _recurrence_rule(self.recurrence, self.start.local_start)
         # The first occurrence whose span has not ended: look back by the span's length.
         naive_now = now.astimezone(UTC).replace(tzinfo=None)
         candidate = rule.after(naive_now - duration - dt.timedelta(days=2), inc=True)
@@ -185,6 +186,13 @@ class EventView:
                 )
             candidate = rule.after(candidate)
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _recurrence_rule(recurrence: str, dtstart: dt.datetime) -> rrule | rruleset:
+    """An RRULE parsed once: every planning pass asks each recurring event for its next
+    occurrence, and parsing cost more than finding it. (A rule is only read.)"""
+    return rrulestr(recurrence, dtstart=dtstart)
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Any
 
 import pytest
 
 from storage.database import Database
 from storage.dates import InvalidDate, PartialDate, Precision, Span
+from storage.followers import LEAD_TIME_CHOICES
 from storage.models import DeliveryKind, EventStatus
-from storage.planning import reminders_for
+from storage.planning import _could_be_due, reminders_for
 from storage.queries import Catalogue, EventFilter, When
 from storage.search import SearchDocument, SearchIndex, asks_for_next, normalise
 from tests.factories import make_event
@@ -294,3 +296,33 @@ def test_a_year_event_gets_no_reminder_and_a_month_event_one_notice() -> None:
     (notice,) = reminders_for(1, _occurrence("2026-10", "Asia/Baku"), 7, "Europe/Berlin", (60,))
     assert notice.kind is DeliveryKind.MONTH_NOTICE
     assert notice.due_at == at(2026, 10, 1, 7, 0)  # 09:00 in Berlin, summer time
+
+
+def test_the_planners_cheap_test_never_misses_a_reminder_due_in_its_window() -> None:
+    """The planner loads whole events only where ``_could_be_due`` says a reminder may
+    fall in its window. For each precision, chat zones east and west of the venue, lead
+    times and six-hour windows across seven weeks, no reminder ``reminders_for`` plans
+    is left out, and most windows are rightly passed over."""
+    first = at(2026, 11, 20, 0, 0)
+    windows = [
+        (first + dt.timedelta(hours=6 * k), first + dt.timedelta(hours=6 * (k + 1)))
+        for k in range(4 * 49)
+    ]
+    starts = ("2026-12-10", "2026-12-10T08:30", "2026-12", "2027-01")
+    venues = ("Asia/Almaty", "America/Lima")
+    zones = ("Pacific/Honolulu", "UTC", "Asia/Almaty", "Pacific/Kiritimati")
+    lead_sets = ((60,), (15, 180), (1440,), (7 * 1440, 1440), LEAD_TIME_CHOICES)
+    checked = skipped = 0
+    for start, venue, zone, leads in itertools.product(starts, venues, zones, lead_sets):
+        occurrence = _occurrence(start, venue)
+        planned = reminders_for(1, occurrence, 7, zone, leads)
+        for since, until in windows:
+            checked += 1
+            if _could_be_due(
+                None, occurrence.start.precision, occurrence.starts_at, leads, since, until
+            ):
+                continue
+            skipped += 1
+            due = [p.due_at for p in planned if since < p.due_at <= until]
+            assert not due, (start, venue, zone, leads, since, due)
+    assert skipped > 0.8 * checked
