@@ -518,8 +518,9 @@ class Planner:
         moved: Mapping[int, dt.datetime] | None = None,
         created_due: list[dt.datetime] | None = None,
     ) -> None:
-        """After a subscription, a chat's settings or an event changed: drop what is
-        unwanted, add what is due (a chat's digests too, at its zone and frequency).
+        """After a subscription, its lead times or an event changed: drop what is
+        unwanted, add what is due. (Digests depend on none of these, only on a chat's
+        settings: :meth:`replan_chat` plans them again.)
 
         ``moved`` names events that only moved in time, with their earlier start: where
         nothing but the times of their pending reminders changes, those move in place.
@@ -536,8 +537,6 @@ class Planner:
         await self.plan(
             session, now, chat_ids=chat_ids, event_ids=event_ids, created_due=created_due
         )
-        if chat_ids is not None and event_ids is None:
-            await self._replan_digests(session, now, chat_ids)
 
     async def replan_chat(
         self,
@@ -570,7 +569,7 @@ class Planner:
         session: AsyncSession,
         now: dt.datetime,
         chat_ids: Sequence[int],
-        until: dt.datetime | None = None,
+        until: dt.datetime,
     ) -> None:
         await session.execute(
             delete(Delivery).where(
@@ -580,7 +579,6 @@ class Planner:
                 Delivery.due_at > now,
             )
         )
-        until = until or await self.reach(session, now)
         await plan_digests(session, now, until, now, chat_ids=chat_ids)
 
     async def _move_pending(
