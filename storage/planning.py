@@ -255,6 +255,44 @@ def _events_to_plan(bounded: bool, listed: bool) -> Select[Event]:
     )
 
 
+async def _pending(
+    session: AsyncSession, chat_ids: Sequence[int] | None, event_ids: Sequence[int] | None
+) -> Sequence[Any]:
+    """The pending reminders of these chats and events (None: all)."""
+    statement = select(
+        Delivery.id,
+        Delivery.chat_id,
+        Delivery.event_id,
+        Delivery.kind,
+        Delivery.occurrence_at,
+        Delivery.slot,
+    ).where(Delivery.status == DeliveryStatus.PENDING, Delivery.kind.in_(_REMINDER_KINDS))
+    if chat_ids is not None:
+        statement = statement.where(Delivery.chat_id.in_(chat_ids))
+    if event_ids is not None:
+        statement = statement.where(Delivery.event_id.in_(event_ids))
+    return (await session.execute(statement)).all()
+
+
+async def _drop_unwanted(
+    session: AsyncSession, pending: Sequence[Any], followed: dict[tuple[int, int], _Followed]
+) -> int:
+    """Delete the ``pending`` rows no follower wants (any more). Returns how many."""
+    unwanted = []
+    for d in pending:
+        each = followed.get((d.chat_id, d.event_id)) if d.event_id is not None else None
+        if each is None or not each.wants(d.kind, d.occurrence_at, d.slot):
+            unwanted.append(d.id)
+    for start in range(0, len(unwanted), _MAX_LISTED):
+        await session.execute(
+            delete(Delivery).where(
+                Delivery.id.in_(unwanted[start : start + _MAX_LISTED]),
+                Delivery.status == DeliveryStatus.PENDING,
+            )
+        )
+    return len(unwanted)
+
+
 class Planner:
     """Decides which reminders should exist and keeps the ledger in step with it."""
 
@@ -279,10 +317,13 @@ class Planner:
         event_ids: Sequence[int] | None = None,
         since: dt.datetime | None = None,
         window: tuple[dt.datetime, dt.datetime] | None = None,
+        keep: Collection[int] = (),
     ) -> dict[tuple[int, int], _Followed]:
         """Each (chat, event) followed, with the reminders the chat should get.
 
-        With ``window``, only reminders due in it, and only events that may have some.
+        With ``window``, only reminders due in it, and only events that may have some;
+        but the events in ``keep`` (a few chats' pending rows are of them) come with
+        every reminder, whatever their dates.
         """
         # Catching up after downtime (``since`` in the past) includes events that ended
         # meanwhile: their reminders are recorded, then skipped as stale.
@@ -303,20 +344,23 @@ class Planner:
                 _candidates_to_plan(event_ids is not None),
                 {**parameters, "earliest_start": window[0] - _ZONE_MARGIN},
             )
-            due_ids = [
+            due_ids = {
                 row.id
                 for row in candidates
                 if _could_be_due(row.recurrence, row.date_precision, row.starts_at, leads, *window)
-            ]
+            }
+            due_ids.update(keep)
             if not due_ids:
                 return {}
+            # Kept events are read whatever their start (an event moved far off).
+            bounded = bounded and not keep
             if len(due_ids) <= _MAX_LISTED:
-                parameters["event_ids"] = due_ids
+                parameters["event_ids"] = sorted(due_ids)
                 events = list(
                     (await session.scalars(_events_to_plan(bounded, True), parameters)).all()
                 )
             else:  # a busy window: the same events again, whole, rather than many ids
-                wanted = set(due_ids)
+                wanted = due_ids
                 statement = _events_to_plan(bounded, event_ids is not None)
                 events = [
                     e for e in (await session.scalars(statement, parameters)) if e.id in wanted
@@ -340,7 +384,7 @@ class Planner:
                 reminders = shared.get(alike)
                 if reminders is None:
                     reminders = reminders_for(event.id, occurrence, 0, *alike)
-                    if window is not None:
+                    if window is not None and event.id not in keep:
                         reminders = [p for p in reminders if window[0] < p.due_at <= window[1]]
                     shared[alike] = reminders
                 if reminders:
@@ -376,14 +420,28 @@ class Planner:
             since=since,
             window=(since, until),
         )
+        return await self._create(session, now, followed, (since, until), created_due)
+
+    async def _create(
+        self,
+        session: AsyncSession,
+        now: dt.datetime,
+        followed: dict[tuple[int, int], _Followed],
+        window: tuple[dt.datetime, dt.datetime],
+        created_due: list[dt.datetime] | None,
+    ) -> int:
+        """Create the rows of ``followed``'s reminders due in ``window``."""
+        since, until = window
         earlier = await _sent_earlier(session, followed)
         # Rows differ mostly by chat: each distinct reminder goes in as one statement for
         # all its chats (a moved event's "1 day before" for 100,000 chats is one INSERT).
         chats: dict[tuple[Any, ...], list[int]] = defaultdict(list)
         for (chat_id, _), each in followed.items():
             for p in each.reminders:
-                if p.due_at > each.follower.since and not (
-                    earlier and _repeats(p, chat_id, earlier)
+                if (
+                    since < p.due_at <= until
+                    and p.due_at > each.follower.since
+                    and not (earlier and _repeats(p, chat_id, earlier))
                 ):
                     key = (p.event_id, p.kind, p.occurrence_at, p.slot, p.due_at, p.expires_at)
                     chats[key].append(chat_id)
@@ -426,19 +484,7 @@ class Planner:
             # Many chats' rows at once, a statement per event; a few chats' pending rows
             # are read below and judged one by one, other occurrences included.
             deleted = await self._drop_other_occurrences(session, now, chat_ids, event_ids)
-        statement = select(
-            Delivery.id,
-            Delivery.chat_id,
-            Delivery.event_id,
-            Delivery.kind,
-            Delivery.occurrence_at,
-            Delivery.slot,
-        ).where(Delivery.status == DeliveryStatus.PENDING, Delivery.kind.in_(_REMINDER_KINDS))
-        if chat_ids is not None:
-            statement = statement.where(Delivery.chat_id.in_(chat_ids))
-        if event_ids is not None:
-            statement = statement.where(Delivery.event_id.in_(event_ids))
-        pending = (await session.execute(statement)).all()
+        pending = await _pending(session, chat_ids, event_ids)
         if not pending:
             return deleted
         pending_chats = {d.chat_id for d in pending}
@@ -449,19 +495,35 @@ class Planner:
             chat_ids=sorted(pending_chats) if len(pending_chats) <= _MAX_LISTED else chat_ids,
             event_ids=sorted({d.event_id for d in pending if d.event_id is not None}),
         )
-        unwanted = []
-        for d in pending:
-            each = followed.get((d.chat_id, d.event_id)) if d.event_id is not None else None
-            if each is None or not each.wants(d.kind, d.occurrence_at, d.slot):
-                unwanted.append(d.id)
-        for start in range(0, len(unwanted), _MAX_LISTED):
-            await session.execute(
-                delete(Delivery).where(
-                    Delivery.id.in_(unwanted[start : start + _MAX_LISTED]),
-                    Delivery.status == DeliveryStatus.PENDING,
-                )
-            )
-        return deleted + len(unwanted)
+        return deleted + await _drop_unwanted(session, pending, followed)
+
+    async def _replan_few(
+        self,
+        session: AsyncSession,
+        now: dt.datetime,
+        chat_ids: Sequence[int],
+        event_ids: Sequence[int] | None,
+        until: dt.datetime,
+        created_due: list[dt.datetime] | None,
+        *,
+        every_pending: bool = False,
+    ) -> None:
+        """:meth:`prune` and :meth:`plan` for a few chats, from one read of what they
+        follow: the events with a reminder in the window and those of their pending
+        rows, the chats as their followers. With ``every_pending``, the chats' pending
+        rows of any event are judged, not only of ``event_ids``."""
+        pending = await _pending(session, chat_ids, None if every_pending else event_ids)
+        followed = await self._followed(
+            session,
+            now,
+            latest_due=until,
+            chat_ids=chat_ids,
+            event_ids=event_ids,
+            window=(now, until),
+            keep={d.event_id for d in pending if d.event_id is not None},
+        )
+        await _drop_unwanted(session, pending, followed)
+        await self._create(session, now, followed, (now, until), created_due)
 
     async def _drop_other_occurrences(
         self,
@@ -533,6 +595,10 @@ class Planner:
             event_ids = [e for e in event_ids if e not in done]
             if not event_ids:
                 return
+        if chat_ids is not None and len(chat_ids) <= _MAX_LISTED:
+            until = await self.reach(session, now)
+            await self._replan_few(session, now, chat_ids, event_ids, until, created_due)
+            return
         await self.prune(session, now, chat_ids=chat_ids, event_ids=event_ids)
         await self.plan(
             session, now, chat_ids=chat_ids, event_ids=event_ids, created_due=created_due
@@ -549,18 +615,13 @@ class Planner:
         """Everything one chat gets, planned again (its zone or default lead times
         changed). Never commits. Only the events it follows are read, not every event
         in the planned window, unless it follows everything."""
-        # What is pending for the chat is few rows, read by chat; dropping other
-        # occurrences event by event (as for a moved event) would be a statement each.
-        await self.prune(session, now, chat_ids=[chat_id])
         event_ids = await followed_event_ids(session, chat_id)
         until = await self.reach(session, now)  # read once for reminders and digests
-        await self.plan(
-            session,
-            now,
-            until=until,
-            chat_ids=[chat_id],
-            event_ids=event_ids,
-            created_due=created_due,
+        # What is pending for the chat is few rows, read by chat (those of events it no
+        # longer follows too); dropping other occurrences event by event (as for a moved
+        # event) would be a statement each.
+        await self._replan_few(
+            session, now, [chat_id], event_ids, until, created_due, every_pending=True
         )
         await self._replan_digests(session, now, [chat_id], until)
 

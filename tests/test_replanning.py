@@ -340,3 +340,46 @@ async def test_an_operators_save_and_a_replicas_planning_do_not_deadlock(
     finally:
         await database.dispose()
     assert not errors, [repr(error)[:300] for error in errors]
+
+
+async def test_a_chats_re_plan_keeps_a_reminder_due_but_not_yet_sent_and_drops_the_unfollowed(
+    database_url: str,
+) -> None:
+    """A chat's re-plan (a new zone, new lead times) reads its pending rows and what it
+    follows together: a "1 hour before" already due that the dispatcher has not sent
+    yet stays, as does the "15 minutes before" still ahead; once the chat no longer
+    follows the event, both go."""
+    await load(database_url, TEST_EVENT, START - 70 * MINUTE)
+    database = Database(database_url)
+    now = START - 50 * MINUTE  # the "1 hour before" fell due ten minutes ago
+
+    async def pending_of_102() -> list[tuple[int, dt.datetime]]:
+        async with database.sessions() as session:
+            rows = await session.execute(
+                select(Delivery.slot, Delivery.due_at).where(
+                    Delivery.chat_id == 102, Delivery.status == DeliveryStatus.PENDING
+                )
+            )
+            return sorted(tuple(row) for row in rows.all())
+
+    try:
+        await _follow(database, START - 70 * MINUTE)
+        expected = [(15, START - 15 * MINUTE), (60, START - HOUR)]
+        assert await pending_of_102() == expected
+        async with database.transaction() as session:
+            await session.execute(update(Chat).where(Chat.id == 102).values(timezone="Asia/Tokyo"))
+            await Planner().replan_chat(session, now, 102)
+        assert await pending_of_102() == expected
+        async with database.transaction() as session:
+            await Planner().replan(session, now, chat_ids=[102])
+        assert await pending_of_102() == expected
+        async with database.transaction() as session:
+            subscription = await session.scalar(
+                select(Subscription).where(Subscription.chat_id == 102)
+            )
+            await session.delete(subscription)
+            await session.flush()
+            await Planner().replan_chat(session, now, 102)
+        assert await pending_of_102() == []
+    finally:
+        await database.dispose()
