@@ -360,7 +360,7 @@ async def test_a_chats_re_plan_keeps_a_reminder_due_but_not_yet_sent_and_drops_t
                     Delivery.chat_id == 102, Delivery.status == DeliveryStatus.PENDING
                 )
             )
-            return sorted(tuple(row) for row in rows.all())
+            return sorted((slot, due_at) for slot, due_at in rows.all())
 
     try:
         await _follow(database, START - 70 * MINUTE)
