@@ -94,28 +94,6 @@ _SPECIFICITY = {
 }
 
 
-async def followed_event_ids(session: AsyncSession, chat_id: int) -> list[int] | None:
-    """The events a chat follows, directly or by organisation; None if it follows
-    everything."""
-    rows = (
-        await session.execute(
-            select(Subscription.scope, Subscription.organisation_id, Subscription.event_id).where(
-                Subscription.chat_id == chat_id
-            )
-        )
-    ).all()
-    if any(scope is SubscriptionScope.ALL for scope, _, _ in rows):
-        return None
-    events = {event_id for _, _, event_id in rows if event_id is not None}
-    organisations = {org_id for _, org_id, _ in rows if org_id is not None}
-    if organisations:
-        found = await session.scalars(
-            select(Event.id).where(Event.organisation_id.in_(sorted(organisations)))
-        )
-        events.update(found)
-    return sorted(events)
-
-
 def following_condition(event_ids: Sequence[int], org_ids: Iterable[int]) -> ColumnElement[bool]:
     """Subscriptions of active, unpaused chats covering any of these events."""
     return and_(

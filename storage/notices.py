@@ -79,23 +79,36 @@ async def plan_digests(
     chats = await session.execute(statement)
     rows = []
     for chat_id, zone, stored in chats.all():
-        frequency = DigestFrequency(stored)
-        for instant in digest_instants(frequency, zone, since, until):
-            rows.append(
-                {
-                    "chat_id": chat_id,
-                    "event_id": None,
-                    "kind": DeliveryKind.DIGEST,
-                    "occurrence_at": instant,
-                    "slot": DIGEST_DAYS[frequency],
-                    "due_at": instant,
-                    "expires_at": instant + dt.timedelta(hours=12),
-                    "status": DeliveryStatus.PENDING,
-                    "attempts": 0,
-                    "created_at": now,
-                }
-            )
+        rows.extend(digest_rows(chat_id, DigestFrequency(stored), zone, since, until, now))
     return await insert_new(session, rows)
+
+
+def digest_rows(
+    chat_id: int,
+    frequency: DigestFrequency,
+    zone: str,
+    since: dt.datetime,
+    until: dt.datetime,
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    """The ledger rows of a chat's digests due in (``since``, ``until``]."""
+    if frequency is DigestFrequency.OFF:
+        return []
+    return [
+        {
+            "chat_id": chat_id,
+            "event_id": None,
+            "kind": DeliveryKind.DIGEST,
+            "occurrence_at": instant,
+            "slot": DIGEST_DAYS[frequency],
+            "due_at": instant,
+            "expires_at": instant + dt.timedelta(hours=12),
+            "status": DeliveryStatus.PENDING,
+            "attempts": 0,
+            "created_at": now,
+        }
+        for instant in digest_instants(frequency, zone, since, until)
+    ]
 
 
 # --- review notices ----------------------------------------------------------------

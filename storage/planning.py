@@ -32,6 +32,8 @@ from sqlalchemy import (
     Select,
     bindparam,
     delete,
+    exists,
+    literal,
     or_,
     select,
     update,
@@ -50,20 +52,23 @@ from storage.followers import (
     PlannedDelivery,
     at_local,
     event_view,
-    followed_event_ids,
     followers_of,
     insert_for_chats,
     insert_new,
 )
 from storage.models import (
+    Chat,
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    DigestFrequency,
     Event,
     EventStatus,
     Meta,
+    Subscription,
+    SubscriptionScope,
 )
-from storage.notices import plan_digests, plan_review_notices
+from storage.notices import digest_rows, plan_digests, plan_review_notices
 from storage.views import EventView
 
 PLANNED_UNTIL_KEY = "deliveries_planned_until"
@@ -218,21 +223,43 @@ def _plannable(bounded: bool, listed: bool) -> list[ColumnElement[bool]]:
     return conditions
 
 
+def _followed_by_chat() -> ColumnElement[bool]:
+    """Events the chat ``chat_id`` (a parameter) follows: by name, by organisation, or
+    everything. As subqueries, so a chat's re-plan needs no statement to list them."""
+    mine = Subscription.chat_id == bindparam("chat_id")
+    return or_(
+        exists().where(mine, Subscription.scope == SubscriptionScope.ALL),
+        Event.id.in_(
+            select(Subscription.event_id).where(mine, Subscription.scope == SubscriptionScope.EVENT)
+        ),
+        Event.organisation_id.in_(
+            select(Subscription.organisation_id).where(
+                mine, Subscription.scope == SubscriptionScope.ORGANISATION
+            )
+        ),
+    )
+
+
 @functools.cache
-def _candidates_to_plan(listed: bool) -> CompoundSelect[int, str | None, Precision, dt.datetime]:
+def _candidates_to_plan(
+    listed: bool, of_chat: bool = False
+) -> CompoundSelect[int, str | None, Precision, dt.datetime]:
     """The events that may have a reminder due in a window, only what
     :func:`_could_be_due` reads: the month ahead of a window holds hundreds of events
     and a window's reminders few, so whole events are loaded for those few.
 
     Parameters as for :func:`_plannable` (bounded), and ``earliest_start``: no lead
-    puts a reminder before its start less the zones' margin. One-off events by a range
-    of ``starts_at``, recurring ones by their partial index: two index ranges (as an
-    OR, SQLite scanned the table).
+    puts a reminder before its start less the zones' margin; with ``of_chat``, only
+    events the chat ``chat_id`` follows. One-off events by a range of ``starts_at``,
+    recurring ones by their partial index: two index ranges (as an OR, SQLite scanned
+    the table).
     """
     columns = (Event.id, Event.recurrence, Event.date_precision, Event.starts_at)
     alive = [Event.status != EventStatus.CANCELLED, Event.date_precision != Precision.YEAR]
     if listed:
         alive.append(Event.id.in_(bindparam("event_ids", expanding=True)))
+    if of_chat:
+        alive.append(_followed_by_chat())
     one_off = select(*columns).where(
         *alive,
         Event.recurrence.is_(None),
@@ -256,9 +283,12 @@ def _events_to_plan(bounded: bool, listed: bool) -> Select[Event]:
 
 
 async def _pending(
-    session: AsyncSession, chat_ids: Sequence[int] | None, event_ids: Sequence[int] | None
+    session: AsyncSession,
+    chat_ids: Sequence[int] | None,
+    event_ids: Sequence[int] | None,
+    kinds: Sequence[DeliveryKind] = _REMINDER_KINDS,
 ) -> Sequence[Any]:
-    """The pending reminders of these chats and events (None: all)."""
+    """The pending reminders (or other ``kinds``) of these chats and events (None: all)."""
     statement = select(
         Delivery.id,
         Delivery.chat_id,
@@ -266,7 +296,8 @@ async def _pending(
         Delivery.kind,
         Delivery.occurrence_at,
         Delivery.slot,
-    ).where(Delivery.status == DeliveryStatus.PENDING, Delivery.kind.in_(_REMINDER_KINDS))
+        Delivery.due_at,
+    ).where(Delivery.status == DeliveryStatus.PENDING, Delivery.kind.in_(kinds))
     if chat_ids is not None:
         statement = statement.where(Delivery.chat_id.in_(chat_ids))
     if event_ids is not None:
@@ -291,6 +322,48 @@ async def _drop_unwanted(
             )
         )
     return len(unwanted)
+
+
+@functools.cache
+def _chat_to_replan() -> Select[Any]:
+    """What a chat's digests depend on, and the watermark, in one row (the chat's
+    columns NULL if it is not stored): parameter ``chat_id``."""
+    anchor = select(literal(1).label("one")).subquery("anchor")
+    return select(
+        Planner.watermark_column().label("planned_until"),
+        Chat.timezone,
+        Chat.digest,
+        Chat.is_active,
+        Chat.paused,
+    ).select_from(anchor.outerjoin(Chat, Chat.id == bindparam("chat_id")))
+
+
+async def _replan_digests(
+    session: AsyncSession,
+    now: dt.datetime,
+    chat_id: int,
+    chat: Any,
+    pending: Sequence[Any],
+    until: dt.datetime,
+) -> None:
+    """A chat's digests due in (``now``, ``until``] as its settings (``chat``, a row of
+    :func:`_chat_to_replan`) want them, given its ``pending`` digests: those still ahead
+    and unwanted (another zone, another frequency, off, paused) go, missing ones are
+    added, the rest stay as they are."""
+    wanted: list[dict[str, Any]] = []
+    if chat.digest is not None and chat.is_active and not chat.paused:
+        frequency = DigestFrequency(chat.digest)
+        wanted = digest_rows(chat_id, frequency, chat.timezone, now, until, now)
+    keys = {(row["occurrence_at"], row["slot"]) for row in wanted}
+    unwanted = [d.id for d in pending if d.due_at > now and (d.occurrence_at, d.slot) not in keys]
+    if unwanted:
+        await session.execute(
+            delete(Delivery).where(
+                Delivery.id.in_(unwanted), Delivery.status == DeliveryStatus.PENDING
+            )
+        )
+    there = {(d.occurrence_at, d.slot) for d in pending}
+    await insert_new(session, [r for r in wanted if (r["occurrence_at"], r["slot"]) not in there])
 
 
 class Planner:
@@ -318,12 +391,13 @@ class Planner:
         since: dt.datetime | None = None,
         window: tuple[dt.datetime, dt.datetime] | None = None,
         keep: Collection[int] = (),
+        following_chat: int | None = None,
     ) -> dict[tuple[int, int], _Followed]:
         """Each (chat, event) followed, with the reminders the chat should get.
 
-        With ``window``, only reminders due in it, and only events that may have some;
-        but the events in ``keep`` (a few chats' pending rows are of them) come with
-        every reminder, whatever their dates.
+        With ``window``, only reminders due in it, and only events that may have some
+        (with ``following_chat``, that chat follows); but the events in ``keep`` (a few
+        chats' pending rows are of them) come with every reminder, whatever their dates.
         """
         # Catching up after downtime (``since`` in the past) includes events that ended
         # meanwhile: their reminders are recorded, then skipped as stale.
@@ -340,9 +414,11 @@ class Planner:
         bounded = latest_due is not None
         if window is not None:
             leads = {*LEAD_TIME_CHOICES, *self.default_lead_times}
+            bounds = {**parameters, "earliest_start": window[0] - _ZONE_MARGIN}
+            if following_chat is not None:
+                bounds["chat_id"] = following_chat
             candidates = await session.execute(
-                _candidates_to_plan(event_ids is not None),
-                {**parameters, "earliest_start": window[0] - _ZONE_MARGIN},
+                _candidates_to_plan(event_ids is not None, following_chat is not None), bounds
             )
             due_ids = {
                 row.id
@@ -506,13 +582,16 @@ class Planner:
         until: dt.datetime,
         created_due: list[dt.datetime] | None,
         *,
-        every_pending: bool = False,
+        pending: Sequence[Any] | None = None,
+        following_chat: int | None = None,
     ) -> None:
         """:meth:`prune` and :meth:`plan` for a few chats, from one read of what they
         follow: the events with a reminder in the window and those of their pending
-        rows, the chats as their followers. With ``every_pending``, the chats' pending
-        rows of any event are judged, not only of ``event_ids``."""
-        pending = await _pending(session, chat_ids, None if every_pending else event_ids)
+        rows, the chats as their followers. ``pending``, if given, are the chats'
+        pending reminders of any event, all judged (else those of ``event_ids`` are
+        read); ``following_chat`` as for :meth:`_followed`."""
+        if pending is None:
+            pending = await _pending(session, chat_ids, event_ids)
         followed = await self._followed(
             session,
             now,
@@ -521,6 +600,7 @@ class Planner:
             event_ids=event_ids,
             window=(now, until),
             keep={d.event_id for d in pending if d.event_id is not None},
+            following_chat=following_chat,
         )
         await _drop_unwanted(session, pending, followed)
         await self._create(session, now, followed, (now, until), created_due)
@@ -579,10 +659,14 @@ class Planner:
         event_ids: Sequence[int] | None = None,
         moved: Mapping[int, dt.datetime] | None = None,
         created_due: list[dt.datetime] | None = None,
+        until: dt.datetime | None = None,
     ) -> None:
         """After a subscription, its lead times or an event changed: drop what is
         unwanted, add what is due. (Digests depend on none of these, only on a chat's
         settings: :meth:`replan_chat` plans them again.)
+
+        ``until`` (for a few chats): :meth:`reach`, if already known from a watermark
+        read along with something else (:meth:`reach_from`).
 
         ``moved`` names events that only moved in time, with their earlier start: where
         nothing but the times of their pending reminders changes, those move in place.
@@ -596,7 +680,7 @@ class Planner:
             if not event_ids:
                 return
         if chat_ids is not None and len(chat_ids) <= _MAX_LISTED:
-            until = await self.reach(session, now)
+            until = until or await self.reach(session, now)
             await self._replan_few(session, now, chat_ids, event_ids, until, created_due)
             return
         await self.prune(session, now, chat_ids=chat_ids, event_ids=event_ids)
@@ -612,35 +696,32 @@ class Planner:
         *,
         created_due: list[dt.datetime] | None = None,
     ) -> None:
-        """Everything one chat gets, planned again (its zone or default lead times
-        changed). Never commits. Only the events it follows are read, not every event
-        in the planned window, unless it follows everything."""
-        event_ids = await followed_event_ids(session, chat_id)
-        until = await self.reach(session, now)  # read once for reminders and digests
-        # What is pending for the chat is few rows, read by chat (those of events it no
-        # longer follows too); dropping other occurrences event by event (as for a moved
-        # event) would be a statement each.
-        await self._replan_few(
-            session, now, [chat_id], event_ids, until, created_due, every_pending=True
-        )
-        await self._replan_digests(session, now, [chat_id], until)
+        """Everything one chat gets, planned again (its zone, default lead times, digest,
+        pause or reachability changed). Never commits. Only the events it follows are
+        read, not every event in the planned window, unless it follows everything.
 
-    async def _replan_digests(
-        self,
-        session: AsyncSession,
-        now: dt.datetime,
-        chat_ids: Sequence[int],
-        until: dt.datetime,
-    ) -> None:
-        await session.execute(
-            delete(Delivery).where(
-                Delivery.chat_id.in_(chat_ids),
-                Delivery.kind == DeliveryKind.DIGEST,
-                Delivery.status == DeliveryStatus.PENDING,
-                Delivery.due_at > now,
-            )
+        Interactive (/tz, the Mini App's settings), so in few statements: the chat and
+        the watermark in one; its pending rows, reminders and digests, in one (few rows,
+        those of events it no longer follows too; dropping other occurrences event by
+        event, as for a moved event, would be a statement each); then the reminders it
+        should get, and a write only for what differs.
+        """
+        state = (await session.execute(_chat_to_replan(), {"chat_id": chat_id})).one()
+        until = await self.reach_from(session, state.planned_until, now)
+        pending = await _pending(session, [chat_id], None, (*_REMINDER_KINDS, DeliveryKind.DIGEST))
+        reminders = [d for d in pending if d.kind is not DeliveryKind.DIGEST]
+        await self._replan_few(
+            session,
+            now,
+            [chat_id],
+            None,
+            until,
+            created_due,
+            pending=reminders,
+            following_chat=chat_id,
         )
-        await plan_digests(session, now, until, now, chat_ids=chat_ids)
+        digests = [d for d in pending if d.kind is DeliveryKind.DIGEST]
+        await _replan_digests(session, now, chat_id, state, digests, until)
 
     async def _move_pending(
         self, session: AsyncSession, now: dt.datetime, moved: Mapping[int, dt.datetime]

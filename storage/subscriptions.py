@@ -104,6 +104,8 @@ _CHAT_TARGETS = (
     .outerjoin(Event, Event.id == Subscription.event_id)
     .where(Subscription.chat_id == bindparam("chat_id"))
 )
+# With the followed event's names and the watermark: a lead-time toggle re-plans from
+# this one read.
 _SUBSCRIPTION_OF_CHAT = (
     select(
         Subscription.id,
@@ -112,14 +114,17 @@ _SUBSCRIPTION_OF_CHAT = (
         Subscription.event_id,
         Subscription.lead_times,
         Chat.lead_times.label("chat_lead_times"),
+        Event.key.label("event_key"),
+        Event.title.label("event_title"),
+        Planner.watermark_column().label("watermark"),
     )
     .join(Chat, Chat.id == Subscription.chat_id)
+    .outerjoin(Event, Event.id == Subscription.event_id)
     .where(
         Subscription.id == bindparam("subscription_id"),
         Subscription.chat_id == bindparam("chat_id"),
     )
 )
-_EVENT_NAME = select(Event.key, Event.title).where(Event.id == bindparam("event_id"))
 _SUBSCRIPTIONS = cast(Table, Subscription.__table__)
 _INSERT_SUBSCRIPTION = insert(_SUBSCRIPTIONS).returning(_SUBSCRIPTIONS.c.id)
 
@@ -139,6 +144,7 @@ class _LeadTarget:
     # What the subscription follows: (scope, organisation id, event id).
     covers: tuple[SubscriptionScope, int | None, int | None] | None
     lead_times: tuple[int, ...]  # in effect
+    watermark: str | None = None  # read along with a subscription
 
 
 def _clean_lead_times(minutes: Iterable[int]) -> list[int]:
@@ -435,22 +441,18 @@ class Subscriptions:
         organisation = (
             await session.get(Organisation, row.organisation_id) if row.organisation_id else None
         )
-        event = (
-            (await session.execute(_EVENT_NAME, {"event_id": row.event_id})).first()
-            if row.event_id
-            else None
-        )
         lead_times = tuple(row.lead_times) if row.lead_times else default
         view = SubscriptionView(
             id=row.id,
             scope=row.scope,
             organisation=OrganisationRef.of(organisation) if organisation else None,
-            event_key=event.key if event else None,
-            event_title=dict(event.title) if event else None,
+            event_key=row.event_key,
+            event_title=dict(row.event_title) if row.event_title is not None else None,
             lead_times=lead_times,
             own_lead_times=bool(row.lead_times),
         )
-        return _LeadTarget(view, (row.scope, row.organisation_id, row.event_id), lead_times)
+        covers = (row.scope, row.organisation_id, row.event_id)
+        return _LeadTarget(view, covers, lead_times, row.watermark)
 
     async def _store_lead_times(
         self,
@@ -478,5 +480,10 @@ class Subscriptions:
             assert target.covers is not None
             event_ids = await _events_of(session, *target.covers)
             await self.planner.replan(
-                session, now, chat_ids=[chat_id], event_ids=event_ids, created_due=created_due
+                session,
+                now,
+                chat_ids=[chat_id],
+                event_ids=event_ids,
+                created_due=created_due,
+                until=await self.planner.reach_from(session, target.watermark, now),
             )

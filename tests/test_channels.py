@@ -343,3 +343,25 @@ async def test_turning_the_digest_off_stops_one_already_planned(
         clock.set(dt.datetime(2026, 11, 30, 4, 0, 1, tzinfo=UTC))
         await dispatcher(app).sweep()
     assert [c for c in bot_api.sent_to(6600) if "Coming up" in c.text] == []
+
+
+async def test_a_new_time_zone_moves_a_planned_digest_to_9_there_and_it_comes_once(
+    bot_api: LocalBotApi, start_bot: StartBot, clock: FixedClock, database_url: str
+) -> None:
+    await load(database_url, TEST_EVENT, clock.now())
+    clock.set(dt.datetime(2026, 11, 30, 3, 0, tzinfo=UTC))  # Monday, 08:00 in Almaty
+    async with start_bot(**QUIET) as app:
+        await bot_api.reply_to(bot_api.message("/subscribe sco", chat_id=6700))
+        await bot_api.reply_to(bot_api.message("/digest weekly", chat_id=6700))
+        # Plans up to 09:00 UTC: 09:00 in Almaty (04:00 UTC) and, after the move, in
+        # Berlin (08:00 UTC) are both re-planned by /tz, not by a later sweep.
+        await dispatcher(app).sweep()
+        await bot_api.reply_to(bot_api.message("/tz Europe/Berlin", chat_id=6700))
+        await bot_api.reply_to(bot_api.message("/tz Europe/Berlin", chat_id=6700))  # again
+        clock.set(dt.datetime(2026, 11, 30, 4, 0, 1, tzinfo=UTC))
+        await dispatcher(app).sweep()
+        assert [c for c in bot_api.sent_to(6700) if "Coming up" in c.text] == []
+        clock.set(dt.datetime(2026, 11, 30, 8, 0, 1, tzinfo=UTC))  # 09:00 in Berlin
+        await dispatcher(app).sweep()
+        await dispatcher(app).sweep()
+    assert len([c for c in bot_api.sent_to(6700) if "Coming up" in c.text]) == 1
