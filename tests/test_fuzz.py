@@ -298,7 +298,9 @@ def test_callback_parse_returns_an_action_or_expired_button(data: str | None) ->
     assert data is not None and len(data.encode()) <= callbacks.MAX_CALLBACK_BYTES
 
 
-KEY = st.from_regex(r"[a-z0-9_-]{1,40}", fullmatch=True)
+# Keys as the data file allows them (slugs: "sco-2024", never "-" alone, which a list's
+# button uses for "no organisation"), as long as a button carries them.
+KEY = st.from_regex(r"[a-z0-9]+(?:[-_][a-z0-9]+)*", fullmatch=True).filter(lambda k: len(k) <= 40)
 SMALL_ID = st.integers(1, 10**12 - 1)
 
 
