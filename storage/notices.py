@@ -63,10 +63,9 @@ async def plan_digests(
     since: dt.datetime,
     until: dt.datetime,
     now: dt.datetime,
-    *,
-    chat_ids: Sequence[int] | None = None,
 ) -> int:
-    """Ledger rows for the digests due in (``since``, ``until``]. Never commits.
+    """Every chat's digests due in (``since``, ``until``], as ledger rows (the sweep; a
+    chat's own re-plan goes through :func:`digest_rows`). Never commits.
 
     Whether a digest has anything to say is decided when it is due: an empty one is
     recorded as skipped, not sent.
@@ -74,8 +73,6 @@ async def plan_digests(
     statement = select(Chat.id, Chat.timezone, Chat.digest).where(
         Chat.digest != DigestFrequency.OFF, Chat.is_active.is_(True), Chat.paused.is_(False)
     )
-    if chat_ids is not None:
-        statement = statement.where(Chat.id.in_(chat_ids))
     chats = await session.execute(statement)
     rows = []
     for chat_id, zone, stored in chats.all():
